@@ -1,0 +1,1523 @@
+"""conda-execute: run a script in a throw-away conda environment that the script describes.
+
+    conda-execute [OPTIONS] SCRIPT [ARGS...]
+
+The script carries a metadata block, e.g.::
+
+    # conda execute
+    # env:
+    #  - python >=3.8
+    #  - numpy
+    # channels:
+    #  - conda-forge
+    # run_with: [python]
+
+The environment is named by a hash of that spec, created once under an env dir, and the script
+is then exec'd in it with its arguments, stdin, stdout, signals and exit code untouched.
+Environments unused for a while are garbage-collected. Standard library only, Python 3.8+.
+
+The module follows the data: metadata block -> Spec -> env name and prefix -> create under a
+lock -> record use -> activate and exec; then GC and listing; the command line last.
+The warm path (the environment exists) imports nothing beyond what a zipapp has already loaded
+(os, sys, collections) plus fcntl: heavy modules are imported inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections import namedtuple
+
+__version__ = "0.1.0"
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs ~8 ms to import: only type checkers read it
+    from typing import IO, Dict, Iterable, Iterator, List, NamedTuple, Optional, Tuple
+else:
+
+    class _NamedTupleMeta(type):
+        """`class X(NamedTuple): a: int = 0` built on collections.namedtuple, without typing."""
+
+        def __new__(mcls, name, bases, ns):
+            if not bases:
+                return super().__new__(mcls, name, bases, ns)
+            fields = list(ns.get("__annotations__", {}))
+            defaults = [ns.pop(f) for f in fields if f in ns]
+            base = namedtuple(name, fields, defaults=defaults)
+            ns = {k: v for k, v in ns.items() if k not in ("__annotations__", "__dict__")}
+            return type(name, (base,), dict(ns, __slots__=()))
+
+    class NamedTuple(metaclass=_NamedTupleMeta):
+        """Base class standing in for typing.NamedTuple at run time."""
+
+
+# Exit codes. When the script runs, the exit code is the script's own.
+EXIT_USAGE = 2  # bad command line, bad or missing metadata, unreadable script
+EXIT_NO_CONDA = 69  # no conda, mamba or micromamba found
+EXIT_CREATE_FAILED = 70  # the package manager could not create the environment
+EXIT_ENV_DIR = 73  # the env dir cannot be created, written, or is not private
+EXIT_BUSY = 75  # --force-env on an environment a running script uses
+EXIT_NOT_EXECUTABLE = 126  # run_with[0] exists but cannot be executed
+EXIT_NOT_FOUND = 127  # run_with[0] is neither in the environment nor on PATH
+
+BLOCK_HEADERS = frozenset({"# conda execute", "# conda execute:"})
+BLOCK_KEYS = frozenset({"env", "channels", "run_with"})
+MAX_BLOCK_LINES = 1000
+MAX_LINE_BYTES = 64 * 1024
+MAX_REMOTE_BYTES = 10 * 1024 * 1024
+DEFAULT_UNUSED_HOURS = 25.0
+GC_EVERY_SECONDS = 3600
+NAME_CHARS = frozenset("0123456789abcdef")
+MARKER = os.path.join("conda-meta", "conda-execute.json")
+LOG_NAME = "usage.jsonl"
+GC_STAMP = ".gc-stamp"
+EXTENSION_RUNNERS = {
+    ".py": "python", ".pyw": "python", ".sh": "bash", ".bash": "bash", ".zsh": "zsh",
+    ".R": "Rscript", ".r": "Rscript", ".pl": "perl", ".rb": "ruby", ".jl": "julia",
+    ".js": "node", ".mjs": "node", ".lua": "lua", ".php": "php", ".tcl": "tclsh",
+    ".fish": "fish", ".ps1": "pwsh",
+}
+INLINE_FLAGS = {"perl": "-e", "ruby": "-e", "node": "-e", "julia": "-e", "Rscript": "-e"}
+
+
+###############################################################################
+# Errors #######################################################################
+###############################################################################
+
+
+class UsageError(Exception):
+    """A problem the user can fix. str() gives 'FILE:LINE: message' (parts omitted when unknown)."""
+
+    def __init__(self, message: str, path: str = "", line: int = 0, code: int = EXIT_USAGE):
+        super().__init__(message)
+        self.message, self.path, self.line, self.code = message, path, line, code
+
+    def __str__(self) -> str:
+        where = ":".join(p for p in (self.path, str(self.line) if self.line else "") if p)
+        return f"{where}: {self.message}" if where else self.message
+
+
+def _say(message: str) -> None:
+    """One line of progress or warning on stderr (stdout belongs to the script)."""
+    sys.stderr.write(f"conda-execute: {message}\n")
+    sys.stderr.flush()
+
+
+###############################################################################
+# Reading the script ###########################################################
+###############################################################################
+
+
+class Source(NamedTuple):
+    """Where the script comes from: a file, inline code (-c), stdin (-) or a URL."""
+
+    label: str  # what error messages and the usage log call it
+    path: str  # the file the interpreter runs ("" for inline code)
+    inline: str = ""  # the code given with -c
+    fd: int = -1  # an open descriptor keeping a stdin or downloaded script alive across exec
+
+
+def _open_script(path: str) -> IO[bytes]:
+    """Open a regular file for reading, with one clear error for anything else."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise UsageError("no such file", path) from None
+    except OSError as e:
+        raise UsageError(f"cannot read: {e.strerror}", path) from None
+    import stat
+
+    if stat.S_ISDIR(st.st_mode):
+        raise UsageError("is a directory, not a script", path)
+    if not stat.S_ISREG(st.st_mode):
+        raise UsageError("not a regular file (for a pipe, use '-' to read the script "
+                         "from stdin)", path)
+    try:
+        return open(path, "rb")
+    except OSError as e:
+        raise UsageError(f"cannot read: {e.strerror}", path) from None
+
+
+def iter_lines(f: IO[bytes], label: str) -> Iterator[Tuple[int, str]]:
+    """Yield (line number, text) for each line, decoded as UTF-8, without its line ending.
+
+    A line longer than MAX_LINE_BYTES is yielded as '' (it can hold no metadata); NUL bytes and
+    undecodable text are errors, since they mean the file is not a script.
+    """
+    lineno = 0
+    while True:
+        raw = f.readline(MAX_LINE_BYTES)
+        if not raw:
+            return
+        lineno += 1
+        if len(raw) == MAX_LINE_BYTES and not raw.endswith(b"\n"):
+            while raw and not raw.endswith(b"\n"):  # skip the rest of an overlong line
+                raw = f.readline(MAX_LINE_BYTES)
+            yield lineno, ""
+            continue
+        if b"\0" in raw:
+            raise UsageError("binary file (NUL byte), not a script", label, lineno)
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise UsageError("not valid UTF-8 text", label, lineno) from None
+        if lineno == 1 and text.startswith("\ufeff"):
+            text = text[1:]
+        yield lineno, text.rstrip("\r\n")
+
+
+###############################################################################
+# The metadata block: a small YAML subset ######################################
+###############################################################################
+# A block starts at a line '# conda execute' (or '# conda execute:') and ends at the first line
+# that is not a comment. Inside, each line is one of:
+#     key: scalar        key: [flow, list]        key:        - item        # comment
+# Scalars are plain, 'single-quoted' or "double-quoted". Indentation does not matter.
+# Values are kept with their line numbers so later checks can point at the line.
+
+if TYPE_CHECKING:
+    Item = Tuple[int, str]  # (line, text)
+
+
+class Field(NamedTuple):
+    """One key of the block: its line, and a scalar (str) or a list of (line, item)."""
+
+    line: int
+    value: object  # str or List[Item]
+
+
+def _is_control(ch: str) -> bool:
+    return (ch < " " and ch != "\t") or ch == "\x7f"
+
+
+def _check_text(text: str, label: str, line: int) -> None:
+    for ch in text:
+        if _is_control(ch):
+            raise UsageError(f"control character {ch!r} in metadata", label, line)
+
+
+def _skip_comment(src: str, pos: int, label: str, line: int) -> None:
+    """After a value only spaces and a '# comment' may follow."""
+    rest = src[pos:].strip()
+    if rest and not rest.startswith("#"):
+        raise UsageError(f"unexpected text after value: {rest!r}", label, line)
+
+
+def _parse_quoted(src: str, pos: int, label: str, line: int) -> Tuple[int, str]:
+    """Parse a quoted scalar starting at src[pos]; return (position after it, value)."""
+    quote, pos, out = src[pos], pos + 1, []
+    while pos < len(src):
+        ch = src[pos]
+        if ch == quote:
+            if quote == "'" and src[pos + 1:pos + 2] == "'":  # '' is a literal quote
+                out.append("'")
+                pos += 2
+                continue
+            return pos + 1, "".join(out)
+        if ch == "\\" and quote == '"':
+            pos, ch = _parse_escape(src, pos, label, line)
+        else:
+            pos += 1
+        out.append(ch)
+    raise UsageError(f"unclosed {quote} quote", label, line)
+
+
+ESCAPES = {"\\": "\\", '"': '"', "/": "/", "n": "\n", "t": "\t", "r": "\r", "0": "\0", " ": " "}
+
+
+def _parse_escape(src: str, pos: int, label: str, line: int) -> Tuple[int, str]:
+    """Parse a backslash escape at src[pos]; return (position after it, character)."""
+    code = src[pos + 1:pos + 2]
+    if code in ESCAPES:
+        return pos + 2, ESCAPES[code]
+    width = {"x": 2, "u": 4, "U": 8}.get(code, 0)
+    digits = src[pos + 2:pos + 2 + width]
+    if width and len(digits) == width and all(c in "0123456789abcdefABCDEF" for c in digits):
+        return pos + 2 + width, chr(int(digits, 16))
+    raise UsageError(f"bad escape sequence '\\{code}'", label, line)
+
+
+def _parse_plain(src: str, pos: int, stops: str, label: str, line: int) -> Tuple[int, str]:
+    """Parse a plain scalar up to a ' #' comment or one of STOPS; reject mappings."""
+    end = pos
+    while end < len(src) and src[end] not in stops:
+        if src[end] == "#" and end > pos and src[end - 1] in " \t":
+            break
+        end += 1
+    value = src[pos:end].strip()
+    if value.endswith(":") or ": " in value or ":\t" in value:
+        raise UsageError(f"mappings are not supported here: {value!r}", label, line)
+    return end, value
+
+
+def _parse_scalar(src: str, pos: int, stops: str, label: str, line: int) -> Tuple[int, str]:
+    """Parse one scalar (quoted or plain) at src[pos]."""
+    if src[pos] in "'\"":
+        return _parse_quoted(src, pos, label, line)
+    if src[pos] == "[":
+        raise UsageError("nested lists are not supported", label, line)
+    if src[pos] == "{":
+        raise UsageError("mappings are not supported", label, line)
+    if src[pos] in "&*!|>%@`":
+        raise UsageError(f"unsupported YAML syntax {src[pos]!r}; quote the value", label, line)
+    return _parse_plain(src, pos, stops, label, line)
+
+
+def _parse_flow_list(src: str, pos: int, label: str, line: int) -> Tuple[int, List[Item]]:
+    """Parse '[a, "b", c]' starting at src[pos] == '['; return (position after ']', items)."""
+    items: List[Item] = []
+    pos += 1
+    while True:
+        while pos < len(src) and src[pos] in " \t":
+            pos += 1
+        if pos >= len(src) or src[pos] == "#":
+            raise UsageError("unclosed '[' (flow lists must close on the same line)", label, line)
+        if src[pos] == "]" and not items:
+            return pos + 1, items
+        pos, value = _parse_scalar(src, pos, ",]", label, line)
+        items.append((line, value))
+        while pos < len(src) and src[pos] in " \t":
+            pos += 1
+        if pos < len(src) and src[pos] == ",":
+            pos += 1
+        elif pos < len(src) and src[pos] == "]":
+            return pos + 1, items
+        else:
+            raise UsageError("unclosed '[' (expected ',' or ']')", label, line)
+
+
+def _parse_value(src: str, label: str, line: int) -> object:
+    """Parse what follows 'key:' (src stripped): a scalar, a flow list, or '' for a block list."""
+    if not src or src.startswith("#"):
+        return ""
+    if src[0] == "[":
+        pos, items = _parse_flow_list(src, 0, label, line)
+    else:
+        pos, value = _parse_scalar(src, 0, "", label, line)
+        items = value  # type: ignore[assignment]
+    _skip_comment(src, pos, label, line)
+    return items
+
+
+def parse_block(lines: Iterable[Item], label: str, keys: frozenset = BLOCK_KEYS
+                ) -> Dict[str, Field]:
+    """Parse the text of block lines (what follows each line's '#') into {key: Field}.
+
+    >>> parse_block([(2, " env: [python]")], "s.py")["env"].value
+    [(2, 'python')]
+    """
+    fields: Dict[str, Field] = {}
+    open_list: Optional[str] = None  # the key whose '- item' lines come next
+    for line, text in lines:
+        _check_text(text, label, line)
+        src = text.strip()
+        if not src or src.startswith("#"):
+            continue
+        if src == "-" or src.startswith(("- ", "-\t")):
+            if open_list is None:
+                raise UsageError("list item without a 'key:' line above it", label, line)
+            item = src[1:].strip()
+            if not item or item.startswith("#"):
+                raise UsageError("empty list item", label, line)
+            if item.startswith("- ") or item == "-":
+                raise UsageError("nested lists are not supported", label, line)
+            pos, value = _parse_scalar(item, 0, "", label, line)
+            _skip_comment(item, pos, label, line)
+            fields[open_list].value.append((line, value))  # type: ignore[attr-defined]
+            continue
+        key, colon, rest = src.partition(":")
+        key = key.strip()
+        if not colon or not key or not all(c.isalnum() or c in "_-" for c in key):
+            raise UsageError(f"expected 'key: value' or '- item', got {src!r}", label, line)
+        if key not in keys:
+            known = ", ".join(sorted(keys))
+            raise UsageError(f"unknown key {key!r} (known keys: {known})", label, line)
+        if key in fields:
+            raise UsageError(f"duplicate key {key!r} (first on line {fields[key].line})",
+                             label, line)
+        value = _parse_value(rest.strip(), label, line)
+        open_list = key if value == "" else None
+        fields[key] = Field(line, [] if value == "" else value)
+    return fields
+
+
+def _block_lines(lines: Iterator[Item], label: str) -> List[Item]:
+    """Collect the block's lines (text after the first '#') up to the first non-comment line."""
+    block: List[Item] = []
+    for line, text in lines:
+        stripped = text.strip()
+        if not stripped.startswith("#"):
+            break
+        if len(block) >= MAX_BLOCK_LINES:
+            raise UsageError(f"metadata block longer than {MAX_BLOCK_LINES} lines", label, line)
+        block.append((line, stripped[1:]))
+    return block
+
+
+###############################################################################
+# The spec: what the environment holds and how the script runs #################
+###############################################################################
+
+
+class Spec(NamedTuple):
+    """A validated metadata block."""
+
+    env: Tuple[str, ...]  # conda match specs, whitespace-normalised, in block order
+    channels: Tuple[str, ...]
+    run_with: Tuple[str, ...]  # the command the script is given to
+    label: str  # the script, for messages
+    line: int  # the line of the block header
+
+
+def _items(field: Field, key: str, label: str, split: bool = False) -> Tuple[Item, ...]:
+    """The (line, text) items of a list field; a scalar is an error unless SPLIT is given."""
+    if isinstance(field.value, str):
+        if not split:
+            raise UsageError(f"{key} must be a list (e.g. '{key}: [a, b]' or '- a' lines)",
+                             label, field.line)
+        return tuple((field.line, word) for word in field.value.split())
+    return tuple(field.value)  # type: ignore[arg-type]
+
+
+def _words(field: Optional[Field], key: str, label: str, split: bool = False,
+           required: bool = False) -> Tuple[str, ...]:
+    """Validate a list field: non-empty items that cannot be read as command-line options."""
+    if field is None:
+        if required:
+            raise UsageError(f"the metadata block has no '{key}:' list", label)
+        return ()
+    items = _items(field, key, label, split)
+    if not items:
+        raise UsageError(f"{key} is empty", label, field.line)
+    out = []
+    for line, text in items:
+        _check_text(text, label, line)
+        text = " ".join(text.split())
+        if not text:
+            raise UsageError(f"empty item in {key}", label, line)
+        if text.startswith("-") and not (key == "run_with" and out):
+            raise UsageError(f"{key} item {text!r} starts with '-' (it would be read as an "
+                             "option)", label, line)
+        out.append(text)
+    return tuple(out)
+
+
+def spec_from_fields(fields: Dict[str, Field], label: str, line: int) -> Spec:
+    """Turn parsed block fields into a Spec (run_with may still be empty: see default_run_with)."""
+    env = _words(fields.get("env"), "env", label, required=True)
+    channels = _words(fields.get("channels"), "channels", label)
+    run_with = _words(fields.get("run_with"), "run_with", label, split=True)
+    return Spec(env, channels, run_with, label, line)
+
+
+def _names_us(word: str) -> bool:
+    base = os.path.basename(word)
+    return base == "conda" or base.startswith(("conda-execute", "conda_execute"))
+
+
+def default_run_with(shebang: str, filename: str, label: str, line: int) -> Tuple[str, ...]:
+    """run_with when the block has none: the shebang, else the file extension."""
+    words = tuple(shebang[2:].split()) if shebang.startswith("#!") else ()
+    if words and not any(_names_us(w) for w in words):
+        return words
+    runner = EXTENSION_RUNNERS.get(os.path.splitext(filename)[1])
+    if runner:
+        return (runner,)
+    raise UsageError("cannot tell how to run this script: add 'run_with: [COMMAND]' to its "
+                     "metadata block (or give it a known extension or a shebang)", label, line)
+
+
+HOW_TO = ("no '# conda execute' metadata block; add one at the top, e.g.\n"
+          "  # conda execute\n  # env:\n  #  - python >=3.8\n  # run_with: [python]")
+
+
+def read_spec(lines: Iterator[Item], label: str, filename: str) -> Spec:
+    """Find and parse the metadata block in a script's lines; fill in run_with."""
+    shebang = ""
+    for line, text in lines:
+        if line == 1:
+            shebang = text
+        if text.strip() in BLOCK_HEADERS:
+            block = _block_lines(lines, label)
+            spec = spec_from_fields(parse_block(block, label), label, line)
+            if not spec.run_with:
+                spec = spec._replace(run_with=default_run_with(shebang, filename, label, line))
+            return spec
+    raise UsageError(HOW_TO, label)
+
+
+def load_spec(source: Source) -> Spec:
+    """Read the Spec of a script from its source."""
+    if source.inline:  # inline code runs with python unless run_with says otherwise
+        return read_spec(iter(enumerate(source.inline.splitlines(), 1)), source.label,
+                         "inline.py")
+    if source.fd < 0:
+        with _open_script(source.path) as f:
+            return read_spec(iter_lines(f, source.label), source.label, source.path)
+    with os.fdopen(os.dup(source.fd), "rb") as f:  # shares the offset: rewind after reading
+        f.seek(0)
+        try:
+            return read_spec(iter_lines(f, source.label), source.label, source.label)
+        finally:
+            f.seek(0)
+
+
+###############################################################################
+# The environment's name and place #############################################
+###############################################################################
+
+
+def _sha256_hex(text: str) -> str:
+    try:  # the built-in module avoids importing hashlib (and OpenSSL) on the warm path
+        from _sha256 import sha256  # novm
+    except ImportError:
+        try:
+            from _sha2 import sha256  # novm
+        except ImportError:
+            from hashlib import sha256
+    return sha256(text.encode("utf-8")).hexdigest()
+
+
+def env_name(spec: Spec) -> str:
+    """20 hex chars of SHA-256 over the sorted specs, then (if any) the channels in order.
+
+    Without channels this is the original conda-execute's name:
+    >>> env_name(Spec(("python >=3", "numpy"), (), (), "", 0))
+    'ea977067a8fbeb21a594'
+    """
+    text = "\n".join(sorted(spec.env))
+    if spec.channels:
+        text += "\n# channels\n" + "\n".join(spec.channels)
+    return _sha256_hex(text)[:20]
+
+
+class Config(NamedTuple):
+    """Where environments live and how long unused ones are kept."""
+
+    env_dir: str
+    unused_hours: float
+    conda: str  # the package manager given by the user ("" = search for one)
+    shared_ok: bool  # accept an env dir other users can write to
+
+
+def _which(name: str, path: Optional[str] = None) -> Optional[str]:
+    """Like shutil.which, without importing shutil."""
+    for d in (path if path is not None else os.environ.get("PATH", "")).split(os.pathsep):
+        candidate = os.path.join(d or ".", name)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+MANAGERS = ("conda", "mamba", "micromamba")
+
+
+def find_manager(given: str = "") -> Optional[str]:
+    """The package manager: --conda/CONDA_EXECUTE_CONDA, CONDA_EXE, MAMBA_EXE, then PATH."""
+    env = os.environ
+    for candidate in (given, env.get("CONDA_EXECUTE_CONDA"), env.get("CONDA_EXE"),
+                      env.get("MAMBA_EXE")):
+        if candidate:
+            found = candidate if os.sep in candidate else _which(candidate)
+            if found and os.access(found, os.X_OK):
+                return found
+    for name in MANAGERS:
+        found = _which(name)
+        if found:
+            return found
+    return None
+
+
+def conda_root(manager: Optional[str]) -> Optional[str]:
+    """conda's root prefix, found without running conda (conda info costs 0.5 s)."""
+    env = os.environ
+    if env.get("CONDA_ROOT"):
+        return env["CONDA_ROOT"]
+    if manager and "micromamba" in os.path.basename(manager) and env.get("MAMBA_ROOT_PREFIX"):
+        return env["MAMBA_ROOT_PREFIX"]
+    if manager:
+        bindir = os.path.dirname(os.path.realpath(manager))
+        if os.path.basename(bindir) in ("bin", "condabin", "Scripts"):
+            return os.path.dirname(bindir)
+    return env.get("MAMBA_ROOT_PREFIX") or None
+
+
+def condarc_paths(root: Optional[str]) -> List[str]:
+    """conda's condarc search path (conda/base/constants.py SEARCH_PATH), later wins."""
+    env, home = os.environ, os.path.expanduser("~")
+    bases = ["/etc/conda", "/var/lib/conda"]
+    if root:
+        bases.append(root)
+    if env.get("XDG_CONFIG_HOME"):
+        bases.append(os.path.join(env["XDG_CONFIG_HOME"], "conda"))
+    bases += [os.path.join(home, ".config", "conda"), os.path.join(home, ".conda")]
+    paths = []
+    for base in bases:
+        paths += _rc_files(base)
+    paths.append(os.path.join(home, ".condarc"))
+    if env.get("CONDA_PREFIX"):
+        paths += _rc_files(env["CONDA_PREFIX"])
+    if env.get("CONDARC"):
+        paths.append(env["CONDARC"])
+    return paths
+
+
+def _rc_files(base: str) -> List[str]:
+    paths = [os.path.join(base, ".condarc"), os.path.join(base, "condarc")]
+    d = os.path.join(base, "condarc.d")
+    try:
+        names = sorted(n for n in os.listdir(d) if n.endswith((".yml", ".yaml")))
+    except OSError:
+        names = []
+    return paths + [os.path.join(d, n) for n in names]
+
+
+RC_KEYS = frozenset({"env-dir", "remove-if-unused-for", "allow-shared-env-dir"})
+
+
+def read_condarc(path: str) -> Dict[str, Field]:
+    """The settings under the top-level 'conda-execute:' key of one condarc file.
+
+    Only that key is read (with the block parser); the rest of the file may be any YAML.
+    """
+    try:
+        with open(path, "rb") as f:
+            lines = list(iter_lines(f, path))
+    except (OSError, UsageError):
+        return {}
+    for i, (line, text) in enumerate(lines):
+        if text.startswith(("conda-execute:", "conda_execute:")):
+            rest = text.partition(":")[2].strip()
+            if rest.startswith("{") and rest.endswith("}"):  # flow mapping on one line
+                body = [(line, part.strip()) for part in rest[1:-1].split(",")]
+            elif rest and not rest.startswith("#"):
+                raise UsageError("conda-execute: must be a mapping", path, line)
+            else:
+                body = []
+                for ln, t in lines[i + 1:]:
+                    if t.strip() and not t[:1].isspace() and not t.startswith("#"):
+                        break
+                    body.append((ln, t))
+            keys = RC_KEYS | {k.replace("-", "_") for k in RC_KEYS}
+            fields = parse_block(body, path, keys)
+            return {k.replace("_", "-"): v for k, v in fields.items()}
+    return {}
+
+
+def _expand(path: str) -> str:
+    path = os.path.expanduser(path)
+    return os.path.expandvars(path) if "$" in path else path
+
+
+def _hours(value: str, label: str, line: int = 0) -> float:
+    try:
+        hours = float(value)
+    except ValueError:
+        hours = -1.0
+    if not hours >= 0:
+        raise UsageError(f"remove-if-unused-for must be a number of hours >= 0, got {value!r}",
+                         label, line)
+    return hours
+
+
+def _flag(value: str, label: str, line: int = 0) -> bool:
+    lowered = value.lower()
+    if lowered not in ("true", "false", "yes", "no", "1", "0", "on", "off"):
+        raise UsageError(f"expected true or false, got {value!r}", label, line)
+    return lowered in ("true", "yes", "1", "on")
+
+
+def load_config(env_dir: str = "", conda: str = "", shared_ok: bool = False) -> Config:
+    """Settings, first set wins: the command line, environment variables, condarc, defaults."""
+    env = os.environ
+    conda = conda or env.get("CONDA_EXECUTE_CONDA", "")
+    root = conda_root(find_manager(conda))
+    rc: Dict[str, Tuple[str, str, int]] = {}
+    for path in condarc_paths(root):
+        if os.path.isfile(path):
+            for key, field in read_condarc(path).items():
+                if not isinstance(field.value, str):
+                    raise UsageError(f"{key} must be a single value", path, field.line)
+                rc[key] = (field.value, path, field.line)
+    hours_text = env.get("CONDA_EXECUTE_REMOVE_IF_UNUSED_FOR")
+    hours = (_hours(hours_text, "CONDA_EXECUTE_REMOVE_IF_UNUSED_FOR") if hours_text
+             else _hours(*rc["remove-if-unused-for"]) if "remove-if-unused-for" in rc
+             else DEFAULT_UNUSED_HOURS)
+    if not shared_ok and env.get("CONDA_EXECUTE_ALLOW_SHARED_ENV_DIR"):
+        shared_ok = _flag(env["CONDA_EXECUTE_ALLOW_SHARED_ENV_DIR"],
+                          "CONDA_EXECUTE_ALLOW_SHARED_ENV_DIR")
+    elif not shared_ok and "allow-shared-env-dir" in rc:
+        shared_ok = _flag(*rc["allow-shared-env-dir"])
+    chosen = env_dir or env.get("CONDA_EXECUTE_ENV_DIR") or (
+        rc["env-dir"][0] if "env-dir" in rc else "")
+    if not chosen:
+        chosen = default_env_dir(root)
+    return Config(os.path.abspath(_expand(chosen)), hours, conda, shared_ok)
+
+
+def default_env_dir(root: Optional[str]) -> str:
+    """tmp_envs beside conda's envs (<root>/tmp_envs), else ~/.conda/tmp_envs."""
+    if root:
+        candidate = os.path.join(root, "tmp_envs")
+        if os.access(candidate, os.W_OK) or (not os.path.exists(candidate)
+                                              and os.access(root, os.W_OK)):
+            return candidate
+    return os.path.join(os.path.expanduser("~"), ".conda", "tmp_envs")
+
+
+class Env(NamedTuple):
+    """One environment: its name and prefix under the env dir."""
+
+    name: str
+    prefix: str
+    lock: str  # the lock file, beside the prefix (it must outlive the prefix)
+
+
+def env_for(spec: Spec, cfg: Config) -> Env:
+    name = env_name(spec)
+    return Env(name, os.path.join(cfg.env_dir, name), os.path.join(cfg.env_dir, name + ".lock"))
+
+
+def ensure_env_dir(cfg: Config) -> None:
+    """Create the env dir private (0700); refuse one another user could plant envs in."""
+    path = cfg.env_dir
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        try:
+            os.makedirs(path, mode=0o700)
+        except FileExistsError:
+            pass
+        except OSError as e:
+            raise UsageError(f"cannot create the env dir: {e.strerror}", path,
+                             code=EXIT_ENV_DIR) from None
+        st = os.stat(path)
+    except OSError as e:
+        raise UsageError(f"cannot use the env dir: {e.strerror}", path,
+                         code=EXIT_ENV_DIR) from None
+    if cfg.shared_ok or os.name == "nt":
+        return
+    if st.st_uid != os.getuid():
+        raise UsageError("the env dir belongs to another user; refusing to run environments "
+                         "someone else could change (use --allow-shared-env-dir to accept it)",
+                         path, code=EXIT_ENV_DIR)
+    if st.st_mode & 0o022:
+        raise UsageError("the env dir is writable by other users; refusing to run environments "
+                         "someone else could plant (chmod go-w it, or use "
+                         "--allow-shared-env-dir to accept it)", path, code=EXIT_ENV_DIR)
+
+
+###############################################################################
+# Creating the environment, once, under a lock #################################
+###############################################################################
+# One lock file per env, beside it. Running a script holds it shared for the script's whole
+# life (the descriptor survives exec); creating holds it exclusively; GC takes it exclusively
+# without waiting and skips the env when it cannot. A lock file removed while someone waits on
+# it is detected (the path no longer names the locked inode) and opened again.
+
+
+def acquire(path: str, exclusive: bool, wait: bool = True) -> Optional[int]:
+    """Open and flock PATH; return the descriptor, or None if WAIT is false and it is taken."""
+    if os.name == "nt":  # no flock on Windows: environments are not protected there
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    import fcntl
+
+    op = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | (0 if wait else fcntl.LOCK_NB)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, op)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        try:
+            if os.path.samestat(os.fstat(fd), os.stat(path)):
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+
+
+def _share(fd: int) -> None:
+    """Turn an exclusive lock into a shared one (atomic on Linux)."""
+    if os.name != "nt":
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_SH)
+
+
+def is_complete(env: Env) -> bool:
+    return os.path.isfile(os.path.join(env.prefix, MARKER))
+
+
+def remove_tree(path: str) -> None:
+    """Remove a directory: first renamed aside (atomic), so nothing half-removed looks valid."""
+    import shutil
+
+    if not os.path.lexists(path):
+        return
+    aside = os.path.join(os.path.dirname(path), f".trash-{os.path.basename(path)}-{os.getpid()}")
+    try:
+        os.rename(path, aside)
+    except OSError:
+        aside = path
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+class Manager(NamedTuple):
+    """A package manager and the dialect it speaks."""
+
+    exe: str
+    kind: str  # "conda" (conda, mamba 1.x) or "micromamba" (micromamba, mamba 2.x)
+
+
+def manager_for(cfg: Config) -> Manager:
+    exe = find_manager(cfg.conda)
+    if not exe:
+        searched = "--conda, CONDA_EXECUTE_CONDA, CONDA_EXE, MAMBA_EXE, and " + \
+            ", ".join(MANAGERS) + " on PATH"
+        raise UsageError(f"no conda, mamba or micromamba found (searched {searched}); install "
+                         "Miniforge or set CONDA_EXE", code=EXIT_NO_CONDA)
+    return Manager(exe, "micromamba" if "micromamba" in os.path.basename(exe) else "conda")
+
+
+def create_command(mgr: Manager, spec: Spec, prefix: str, quiet: bool) -> List[str]:
+    """The create command line; '--' ends the options, so no spec is read as a flag."""
+    cmd = [mgr.exe, "create", "-p", prefix, "--yes"]
+    if quiet:
+        cmd.append("--quiet")
+    if spec.channels:
+        cmd.append("--override-channels")
+        for channel in spec.channels:
+            cmd += ["-c", channel]
+    return [*cmd, "--", *spec.env]
+
+
+def write_marker(env: Env, spec: Spec) -> None:
+    """Record that the env is complete: conda-meta/conda-execute.json, written atomically."""
+    import json
+    import time
+
+    data = {"name": env.name, "env": list(spec.env), "channels": list(spec.channels),
+            "created": round(time.time(), 3), "size": tree_size(env.prefix),
+            "conda_execute": __version__}
+    path = os.path.join(env.prefix, MARKER)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def tree_size(path: str) -> int:
+    """Bytes of regular files under PATH (not following links)."""
+    total, stack = 0, [path]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as it:
+                for entry in it:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                    elif entry.is_file(follow_symlinks=False):
+                        total += entry.stat(follow_symlinks=False).st_size
+        except OSError:
+            pass
+    return total
+
+
+def run_create(cmd: List[str], prefix: str, lock_fd: int, quiet: bool) -> int:
+    """Run the create command with its output on our stderr; clean up on failure or signal.
+
+    The lock descriptor is passed to the package manager, so even if we are killed the lock is
+    held until it exits. SIGINT/SIGTERM stop it, remove the half-made prefix and exit 128+N.
+    """
+    import signal
+    import subprocess
+    import tempfile
+
+    log = tempfile.TemporaryFile() if quiet else None  # noqa: SIM115 (closed at exit)
+    got: List[int] = []
+
+    def forward(signum: int, _frame: object) -> None:
+        got.append(signum)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM if signum == signal.SIGINT else signum)
+
+    try:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log or sys.stderr.fileno(),
+                                stderr=log or None, pass_fds=(lock_fd,) if os.name != "nt" else ())
+    except OSError as e:
+        raise UsageError(f"cannot run {cmd[0]}: {e.strerror}", code=EXIT_NO_CONDA) from None
+    old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        rc = proc.wait()
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+    if got or rc != 0:
+        remove_tree(prefix)
+    if got:
+        raise UsageError("interrupted while creating the environment; nothing was kept",
+                         code=128 + got[0])
+    if rc != 0 and log is not None:
+        log.seek(0)
+        sys.stderr.buffer.write(log.read())
+        sys.stderr.flush()
+    return rc
+
+
+def ensure_env(env: Env, spec: Spec, cfg: Config, force: bool = False, quiet: bool = False,
+               verbose: bool = False) -> int:
+    """Make sure ENV exists and is complete; return a descriptor holding its lock shared."""
+    fd = acquire(env.lock, exclusive=False)
+    assert fd is not None
+    if not force and is_complete(env):
+        return fd
+    os.close(fd)
+    fd = acquire(env.lock, exclusive=True, wait=False)
+    if fd is None:
+        if force:
+            raise UsageError(f"environment {env.name} is in use by a running script; "
+                             "not recreating it (retry when it has finished)",
+                             spec.label, code=EXIT_BUSY)
+        _say(f"waiting for another conda-execute to finish creating {env.name} ...")
+        fd = acquire(env.lock, exclusive=True)
+        assert fd is not None
+    if force or not is_complete(env):
+        create(env, spec, cfg, fd, quiet=quiet, verbose=verbose)
+    _share(fd)
+    return fd
+
+
+def create(env: Env, spec: Spec, cfg: Config, lock_fd: int, quiet: bool = False,
+           verbose: bool = False) -> None:
+    """Create ENV from SPEC (the caller holds the lock exclusively)."""
+    mgr = manager_for(cfg)
+    if os.path.lexists(env.prefix):
+        if verbose or not quiet:
+            _say(f"removing {'the' if is_complete(env) else 'incomplete'} environment "
+                 f"{env.prefix}")
+        remove_tree(env.prefix)
+    cmd = create_command(mgr, spec, env.prefix, quiet)
+    if not quiet:
+        _say(f"creating environment {env.name} (first run) ...")
+    if verbose:
+        _say("running: " + " ".join(cmd))
+    rc = run_create(cmd, env.prefix, lock_fd, quiet)
+    if rc != 0:
+        raise UsageError(f"could not create environment {env.name}: "
+                         f"{os.path.basename(mgr.exe)} create exited with {rc} (see above)",
+                         spec.label, spec.line, code=EXIT_CREATE_FAILED)
+    if not os.path.isdir(os.path.join(env.prefix, "conda-meta")):
+        remove_tree(env.prefix)
+        raise UsageError(f"{mgr.exe} reported success but created no environment at "
+                         f"{env.prefix}", spec.label, spec.line, code=EXIT_CREATE_FAILED)
+    write_marker(env, spec)
+
+
+###############################################################################
+# Recording use ################################################################
+###############################################################################
+
+
+def _json_string(text: str) -> str:
+    """A JSON string literal, without importing json (lone surrogates become \\udcXX)."""
+    out = ['"']
+    for ch in text:
+        if ch == '"' or ch == "\\":
+            out.append("\\" + ch)
+        elif ch < " " or "\ud800" <= ch <= "\udfff":
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def log_line(when: float, name: str, script: str, pid: int) -> str:
+    return (f'{{"time": {when:.3f}, "env": {_json_string(name)}, '
+            f'"script": {_json_string(script)}, "pid": {pid}}}\n')
+
+
+def record_use(cfg: Config, env: Env, script: str) -> None:
+    """Append one line to the usage log: one write on an O_APPEND descriptor.
+
+    The log is locked shared while writing, so compaction (exclusive) never drops a line.
+    """
+    import time
+
+    path = os.path.join(cfg.env_dir, LOG_NAME)
+    data = log_line(time.time(), env.name, script, os.getpid()).encode("utf-8", "surrogatepass")
+    while True:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            if os.name != "nt":
+                import fcntl
+
+                fcntl.flock(fd, fcntl.LOCK_SH)
+                if not os.path.samestat(os.fstat(fd), os.stat(path)):
+                    continue  # compacted and replaced while we waited: write to the new one
+            os.write(fd, data)
+            return
+        except FileNotFoundError:
+            continue
+        finally:
+            os.close(fd)
+
+
+###############################################################################
+# Activating and running #######################################################
+###############################################################################
+
+
+def activated_environ(prefix: str, environ: Dict[str, str]) -> Dict[str, str]:
+    """The variables `conda activate PREFIX` sets (conda/activate.py), on top of ENVIRON."""
+    env = dict(environ)
+    bindir = os.path.join(prefix, "bin")
+    old = environ.get("CONDA_PREFIX")
+    drop = {os.path.join(old, "bin")} if old else set()
+    path = [p for p in environ.get("PATH", "").split(os.pathsep) if p and p not in drop]
+    env["PATH"] = os.pathsep.join([bindir, *path])
+    level = environ.get("CONDA_SHLVL", "0")
+    level = int(level) if level.isdigit() else 0
+    if old:
+        env[f"CONDA_PREFIX_{level}"] = old
+    env["CONDA_PREFIX"] = prefix
+    env["CONDA_DEFAULT_ENV"] = os.path.basename(prefix)
+    env["CONDA_SHLVL"] = str(level + 1)
+    env["CONDA_PROMPT_MODIFIER"] = f"({os.path.basename(prefix)}) "
+    state = os.path.join(prefix, "conda-meta", "state")
+    if os.path.isfile(state):
+        env.update(_state_vars(state))
+    return env
+
+
+def _state_vars(path: str) -> Dict[str, str]:
+    """The env_vars of conda-meta/state (`conda env config vars set`)."""
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        return {str(k): str(v) for k, v in data.get("env_vars", {}).items()}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def activate_scripts(prefix: str) -> List[str]:
+    d = os.path.join(prefix, "etc", "conda", "activate.d")
+    try:
+        return [os.path.join(d, n) for n in sorted(os.listdir(d)) if n.endswith(".sh")]
+    except OSError:
+        return []
+
+
+def script_argv(spec: Spec, source: Source, args: List[str]) -> List[str]:
+    """The command: run_with, then the script (or -c CODE), then the user's arguments."""
+    if source.inline:
+        flag = INLINE_FLAGS.get(os.path.basename(spec.run_with[-1]), "-c")
+        return [*spec.run_with, flag, source.inline, *args]
+    return [*spec.run_with, source.path, *args]
+
+
+def exec_in_env(env: Env, spec: Spec, argv: List[str], lock_fd: int) -> None:
+    """Replace this process with ARGV in the activated environment (never returns)."""
+    environ = activated_environ(env.prefix, dict(os.environ))
+    scripts = activate_scripts(env.prefix)
+    if scripts:  # sourced by /bin/sh, which then execs the command
+        sources = "; ".join(f'. "{s}"' for s in scripts)
+        argv = ["/bin/sh", "-c", f'{sources}; exec "$@"', "sh", *argv]
+        exe = "/bin/sh"
+    else:
+        found = argv[0] if os.sep in argv[0] else _which(argv[0], environ["PATH"])
+        if not found:
+            raise UsageError(f"{argv[0]!r} (run_with) is not in the environment nor on PATH",
+                             spec.label, spec.line, code=EXIT_NOT_FOUND)
+        exe = found
+    os.set_inheritable(lock_fd, True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execve(exe, argv, environ)
+    except OSError as e:
+        code = EXIT_NOT_FOUND if isinstance(e, FileNotFoundError) else EXIT_NOT_EXECUTABLE
+        raise UsageError(f"cannot run {exe}: {e.strerror}", spec.label, spec.line,
+                         code=code) from None
+
+
+def run_windows(mgr: Manager, env: Env, argv: List[str]) -> int:
+    """On Windows there is no exec: `conda run --no-capture-output` and pass its exit code."""
+    import subprocess
+
+    flag = [] if mgr.kind == "micromamba" else ["--no-capture-output"]
+    return subprocess.call([mgr.exe, "run", *flag, "-p", env.prefix, *argv])
+
+
+###############################################################################
+# Garbage collection and listing ###############################################
+###############################################################################
+
+
+def is_env_name(name: str) -> bool:
+    return len(name) == 20 and all(c in NAME_CHARS for c in name)
+
+
+def read_log(env_dir: str) -> Dict[str, dict]:
+    """The latest usage record per env name; torn or garbage lines are skipped."""
+    import json
+
+    latest: Dict[str, dict] = {}
+    try:
+        with open(os.path.join(env_dir, LOG_NAME), "rb") as f:
+            raw_lines = f.readlines()
+    except OSError:
+        return latest
+    for raw in raw_lines:
+        try:
+            rec = json.loads(raw)
+            name, when = rec["env"], float(rec["time"])
+        except (ValueError, KeyError, TypeError):
+            continue
+        if isinstance(name, str) and when >= latest.get(name, {}).get("time", -1.0):
+            rec["time"] = when
+            latest[name] = rec
+    return latest
+
+
+class EnvInfo(NamedTuple):
+    """What --list and --gc know of one environment."""
+
+    name: str
+    prefix: str
+    last_used: float  # from the log, else the env's mtime
+    complete: bool
+    marker: dict  # the completion marker's content ({} if none)
+    script: str  # the last script that used it
+
+
+def _read_marker(prefix: str) -> dict:
+    import json
+
+    try:
+        with open(os.path.join(prefix, MARKER), encoding="utf-8") as f:
+            data = json.load(f)
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def scan_envs(env_dir: str) -> List[EnvInfo]:
+    """Every environment under ENV_DIR, with its last use."""
+    latest = read_log(env_dir)
+    out = []
+    try:
+        entries = sorted(os.scandir(env_dir), key=lambda e: e.name)
+    except OSError:
+        return out
+    for entry in entries:
+        if not is_env_name(entry.name) or not entry.is_dir(follow_symlinks=False):
+            continue
+        marker = _read_marker(entry.path)
+        rec = latest.get(entry.name, {})
+        when = rec.get("time")
+        if when is None:
+            try:
+                when = entry.stat(follow_symlinks=False).st_mtime
+            except OSError:
+                continue
+        out.append(EnvInfo(entry.name, entry.path, when, bool(marker), marker,
+                           str(rec.get("script", ""))))
+    return out
+
+
+def collect_garbage(cfg: Config, older_than_hours: float, dry_run: bool = False,
+                    out: Optional[IO[str]] = None) -> List[str]:
+    """Remove envs unused for OLDER_THAN_HOURS that no script uses; compact the log.
+
+    An env in use (its lock held shared) or being created (held exclusively) is skipped.
+    Returns the names removed (or, with DRY_RUN, that would be).
+    """
+    import time
+
+    now, removed = time.time(), []
+    for info in scan_envs(cfg.env_dir):
+        if now - info.last_used < older_than_hours * 3600:
+            continue
+        lock = os.path.join(cfg.env_dir, info.name + ".lock")
+        fd = acquire(lock, exclusive=True, wait=False)
+        if fd is None:
+            if out:
+                out.write(f"in use, kept: {info.name}\n")
+            continue
+        try:
+            if not dry_run:
+                remove_tree(info.prefix)
+                os.unlink(lock)
+            removed.append(info.name)
+            if out:
+                out.write(f"{'would remove' if dry_run else 'removed'}: {info.name} "
+                          f"{' '.join(info.marker.get('env', []))}\n")
+        finally:
+            os.close(fd)
+    if not dry_run:
+        _remove_leftovers(cfg.env_dir)
+        compact_log(cfg.env_dir)
+    return removed
+
+
+def _remove_leftovers(env_dir: str) -> None:
+    """Trash left by an interrupted removal, and lock files whose env is gone."""
+    import shutil
+
+    try:
+        names = os.listdir(env_dir)
+    except OSError:
+        return
+    for name in names:
+        path = os.path.join(env_dir, name)
+        if name.startswith(".trash-"):
+            pid = name.rsplit("-", 1)[-1]
+            if not (pid.isdigit() and _alive(int(pid))):
+                shutil.rmtree(path, ignore_errors=True)
+        elif name.endswith(".lock") and is_env_name(name[:-5]) and name[:-5] not in names:
+            fd = acquire(path, exclusive=True, wait=False)
+            if fd is not None:
+                if not os.path.lexists(path[:-5]):
+                    os.unlink(path)
+                os.close(fd)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def compact_log(env_dir: str) -> None:
+    """Rewrite the usage log to one line per existing env (under its exclusive lock)."""
+    path = os.path.join(env_dir, LOG_NAME)
+    fd = acquire(path, exclusive=True) if os.path.exists(path) else None
+    if fd is None:
+        return
+    try:
+        latest = read_log(env_dir)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w", encoding="utf-8", errors="surrogatepass") as f:
+            for name, rec in sorted(latest.items(), key=lambda kv: kv[1]["time"]):
+                if os.path.isdir(os.path.join(env_dir, name)):
+                    f.write(log_line(rec["time"], name, str(rec.get("script", "")),
+                                     int(rec.get("pid", 0) or 0)))
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    finally:
+        os.close(fd)
+
+
+def maybe_collect_in_background(cfg: Config, keep_fds: Tuple[int, ...] = ()) -> None:
+    """At most once an hour, fork a detached process that collects garbage."""
+    import time
+
+    stamp = os.path.join(cfg.env_dir, GC_STAMP)
+    try:
+        if time.time() - os.stat(stamp).st_mtime < GC_EVERY_SECONDS:
+            return
+    except OSError:
+        pass
+    try:
+        with open(stamp, "a"):
+            pass
+        os.utime(stamp)
+    except OSError:
+        return
+    if not hasattr(os, "fork"):
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid:
+        os.waitpid(pid, 0)
+        return
+    try:  # the child: detach, fork again so the grandchild is nobody's zombie, collect
+        os.setsid()
+        if os.fork():
+            os._exit(0)
+        for fd in keep_fds:
+            os.close(fd)
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        collect_garbage(cfg, cfg.unused_hours)
+    finally:
+        os._exit(0)
+
+
+def format_list(infos: List[EnvInfo], now: float) -> str:
+    """The --list table."""
+    rows = [("NAME", "LAST USED", "SIZE", "SPECS", "SCRIPT")]
+    for info in sorted(infos, key=lambda i: -i.last_used):
+        size = info.marker.get("size")
+        specs = " ".join(info.marker.get("env", [])) if info.complete else "(incomplete)"
+        if info.marker.get("channels"):
+            specs += "  [" + " ".join(info.marker["channels"]) + "]"
+        rows.append((info.name, _ago(now - info.last_used),
+                     _human_size(size) if isinstance(size, int) else "?", specs, info.script))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    return "".join("  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4] + "\n"
+                   for r in rows)
+
+
+def _ago(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit} ago"
+    return f"{max(seconds, 0):.0f}s ago"
+
+
+def _human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+###############################################################################
+# Script sources: stdin and URLs ###############################################
+###############################################################################
+
+
+def _memfile(data: bytes) -> int:
+    """An unnamed temporary file holding DATA; its /dev/fd path outlives exec."""
+    import tempfile
+
+    with tempfile.TemporaryFile() as f:
+        f.write(data)
+        f.flush()
+        fd = os.dup(f.fileno())
+    os.lseek(fd, 0, os.SEEK_SET)
+    os.set_inheritable(fd, True)
+    return fd
+
+
+def source_from_stdin() -> Source:
+    data = sys.stdin.buffer.read(MAX_REMOTE_BYTES + 1)
+    if len(data) > MAX_REMOTE_BYTES:
+        raise UsageError(f"script on stdin is larger than {MAX_REMOTE_BYTES} bytes", "<stdin>")
+    fd = _memfile(data)
+    return Source("<stdin>", f"/dev/fd/{fd}", fd=fd)
+
+
+def source_from_url(url: str, timeout: float = 30.0) -> Source:
+    """Download an http(s) script completely (size cap, timeout) before anything runs."""
+    import urllib.error
+    import urllib.request
+
+    if not url.lower().startswith(("http://", "https://")):
+        raise UsageError("only http:// and https:// URLs are supported", url)
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            data = response.read(MAX_REMOTE_BYTES + 1)
+            expected = response.headers.get("Content-Length")
+    except urllib.error.HTTPError as e:
+        raise UsageError(f"download failed: HTTP {e.code} {e.reason}", url) from None
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        reason = getattr(e, "reason", None) or e
+        raise UsageError(f"download failed: {reason}", url) from None
+    except Exception as e:  # http.client.IncompleteRead and friends
+        raise UsageError(f"download failed: {type(e).__name__}", url) from None
+    if len(data) > MAX_REMOTE_BYTES:
+        raise UsageError(f"script is larger than {MAX_REMOTE_BYTES} bytes", url)
+    if expected is not None and expected.isdigit() and int(expected) != len(data):
+        raise UsageError(f"download truncated ({len(data)} of {expected} bytes)", url)
+    fd = _memfile(data)
+    return Source(url, f"/dev/fd/{fd}", fd=fd)
+
+
+###############################################################################
+# Command line #################################################################
+###############################################################################
+
+USAGE = """\
+usage: conda-execute [OPTIONS] SCRIPT [ARGS...]
+       conda-execute [OPTIONS] -c CODE [ARGS...]
+       conda-execute [OPTIONS] - [ARGS...]          (script read from stdin)
+       conda-execute --list | --gc [--older-than HOURS] [--dry-run]
+       conda-execute --prefix SCRIPT | --dry-run SCRIPT
+
+Run SCRIPT in the conda environment its '# conda execute' block describes, creating it on
+first use. SCRIPT may be a file, '-' for stdin, or an http(s):// URL. Everything after SCRIPT
+is passed to it unchanged.
+
+options:
+  -f, --force-env          remove and recreate the script's environment
+  -c CODE                  run CODE (with its own metadata block) instead of a file
+  --prefix SCRIPT          create the environment if needed and print its prefix
+  --dry-run SCRIPT         print what would run, as JSON; create nothing
+  --list                   list environments: name, last use, size, specs, script
+  --gc                     remove environments unused for remove-if-unused-for hours
+    --older-than HOURS     with --gc: this many hours instead
+    --dry-run              with --gc: only say what would be removed
+  --env-dir DIR            where environments live (also CONDA_EXECUTE_ENV_DIR, condarc)
+  --conda EXE              the conda, mamba or micromamba to create with
+  --allow-shared-env-dir   accept an env dir that other users can write to
+  -q, --quiet              no progress output (errors still shown)
+  -v, --verbose            say what is done
+  -h, --help               show this help
+  --version                show the version
+
+exit codes: the script's own; 2 usage or metadata error; 69 no conda found;
+70 environment creation failed; 73 env dir unusable; 75 environment busy;
+126/127 run_with not executable/not found; 130/143 interrupted while creating.
+"""
+
+VALUE_OPTIONS = {"--env-dir", "--conda", "--older-than", "-c"}
+FLAG_OPTIONS = {"-f", "--force-env", "--prefix", "--dry-run", "--list", "--gc", "-q", "--quiet",
+                "-v", "--verbose", "-h", "--help", "--version", "--allow-shared-env-dir"}
+ALIASES = {"-f": "--force-env", "-q": "--quiet", "-v": "--verbose", "-h": "--help"}
+
+
+class Args(NamedTuple):
+    """The parsed command line: options (long names) and the script with its arguments."""
+
+    options: Dict[str, str]
+    script: Optional[str]
+    args: List[str]
+
+
+def parse_args(argv: List[str]) -> Args:
+    """Options come first; the first other word is the script, and the rest is its own."""
+    options: Dict[str, str] = {}
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if word == "--":
+            i += 1
+            break
+        if word == "-" or not word.startswith("-"):
+            break
+        name, eq, value = word.partition("=") if word.startswith("--") else (word, "", "")
+        name = ALIASES.get(name, name)
+        if name in VALUE_OPTIONS:
+            if not eq:
+                i += 1
+                if i >= len(argv):
+                    raise UsageError(f"option {name} needs a value")
+                value = argv[i]
+            options[name] = value
+            if name == "-c":
+                return Args(options, None, argv[i + 1:])
+        elif name in FLAG_OPTIONS and not eq:
+            options[name] = ""
+        else:
+            raise UsageError(f"unknown option {word!r} (see --help)")
+        i += 1
+    script = argv[i] if i < len(argv) else None
+    return Args(options, script, argv[i + 1:])
+
+
+def make_source(args: Args) -> Source:
+    if "-c" in args.options:
+        return Source("<-c>", "", inline=args.options["-c"])
+    script = args.script or ""
+    if script == "-":
+        return source_from_stdin()
+    scheme, sep, _ = script.partition("://")
+    if sep and scheme.isalpha():
+        return source_from_url(script)
+    return Source(script, script)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Run the command line; return an exit code (when a script runs, we exec and never return)."""
+    try:
+        return _main(sys.argv[1:] if argv is None else argv)
+    except UsageError as e:
+        sys.stdout.flush()
+        sys.stderr.write(f"{e}\n" if e.path else f"conda-execute: error: {e}\n")
+        return e.code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 1
+
+
+def console_main() -> int:
+    """The entry point of the console script and the zipapp."""
+    return main()
+
+
+def _main(argv: List[str]) -> int:
+    args = parse_args(argv)
+    opts = args.options
+    if "--help" in opts:
+        sys.stdout.write(USAGE)
+        return 0
+    if "--version" in opts:
+        sys.stdout.write(f"conda-execute {__version__}\n")
+        return 0
+    quiet, verbose = "--quiet" in opts, "--verbose" in opts
+    cfg = load_config(opts.get("--env-dir", ""), opts.get("--conda", ""),
+                      "--allow-shared-env-dir" in opts)
+    if "--list" in opts or "--gc" in opts:
+        if args.script is not None or "-c" in opts:
+            raise UsageError("--list and --gc take no script")
+        return _manage(cfg, opts)
+    if args.script is None and "-c" not in opts:
+        raise UsageError("no script given (see --help)")
+    if "--older-than" in opts:
+        raise UsageError("--older-than goes with --gc")
+    source = make_source(args)
+    spec = load_spec(source)
+    env = env_for(spec, cfg)
+    argv_ = script_argv(spec, source, args.args)
+    if "--dry-run" in opts:
+        return _print_dry_run(spec, env, argv_)
+    ensure_env_dir(cfg)
+    fd = ensure_env(env, spec, cfg, force="--force-env" in opts, quiet=quiet, verbose=verbose)
+    script_path = source.label if source.fd >= 0 or source.inline else os.path.abspath(
+        source.path)
+    record_use(cfg, env, script_path)
+    if "--prefix" in opts:
+        sys.stdout.write(env.prefix + "\n")
+        return 0
+    maybe_collect_in_background(cfg, (fd,))
+    if verbose:
+        _say(f"environment {env.name} at {env.prefix}")
+        _say("running: " + " ".join(argv_))
+    if os.name == "nt":
+        return run_windows(manager_for(cfg), env, argv_)
+    exec_in_env(env, spec, argv_, fd)
+    return 0  # not reached
+
+
+def _print_dry_run(spec: Spec, env: Env, argv: List[str]) -> int:
+    import json
+
+    json.dump({"env": list(spec.env), "channels": list(spec.channels),
+               "run_with": list(spec.run_with), "name": env.name, "prefix": env.prefix,
+               "command": argv}, sys.stdout)
+    sys.stdout.write("\n")
+    return 0
+
+
+def _manage(cfg: Config, opts: Dict[str, str]) -> int:
+    import time
+
+    if "--list" in opts:
+        sys.stdout.write(format_list(scan_envs(cfg.env_dir), time.time()))
+        return 0
+    hours = _hours(opts["--older-than"], "--older-than") if "--older-than" in opts \
+        else cfg.unused_hours
+    collect_garbage(cfg, hours, dry_run="--dry-run" in opts, out=sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""The project's shape: stdlib only, Python 3.8 syntax, a reproducible zipapp, CI = README."""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODULE = os.path.join(ROOT, "conda_execute.py")
+
+
+def test_module_imports_only_the_standard_library():
+    tree = ast.parse(open(MODULE, encoding="utf-8").read())
+    mods = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            mods |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            mods.add(node.module.split(".")[0])
+    assert mods, "no imports found: the check would prove nothing"
+    outside = sorted(m for m in mods if m not in sys.stdlib_module_names and m != "__future__")
+    assert outside == []
+
+
+def test_module_runs_on_python_3_8_per_vermin():
+    vermin = shutil.which("vermin") or os.path.join(os.path.dirname(sys.executable), "vermin")
+    out = subprocess.run([vermin, "--no-tips", "-t=3.8-", "--violations", MODULE,
+                          os.path.join(ROOT, "build_zipapp.py")],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def build(tmp_path, name="x.pyz", *extra):
+    out = tmp_path / name
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "build_zipapp.py"),
+                           "--output", str(out), *extra], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return out, proc.stdout
+
+
+def test_zipapp_is_reproducible_and_holds_exactly_two_files(tmp_path):
+    a, out_a = build(tmp_path, "a.pyz")
+    b, _ = build(tmp_path, "b.pyz")
+    digest = hashlib.sha256(a.read_bytes()).hexdigest()
+    assert digest == hashlib.sha256(b.read_bytes()).hexdigest()
+    assert digest in out_a and str(a.stat().st_size) in out_a
+    assert a.read_bytes().startswith(b"#!/usr/bin/env python3\n")
+    with zipfile.ZipFile(a) as zf:
+        assert zf.namelist() == ["__main__.py", "conda_execute.py"]
+        assert all(i.compress_type == zipfile.ZIP_DEFLATED for i in zf.infolist())
+        assert len(zf.read("__main__.py").decode().splitlines()) == 2
+    assert os.access(a, os.X_OK)
+
+
+def test_zipapp_runs_as_python_arg_and_as_executable(tmp_path):
+    pyz, _ = build(tmp_path, "ce.pyz", "--python", sys.executable)
+    for cmd in ([sys.executable, str(pyz), "--version"], [str(pyz), "--version"]):
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        assert out.returncode == 0 and out.stdout.startswith("conda-execute "), out
+
+
+def test_zipapp_interpreter_line_can_carry_flags(tmp_path):
+    pyz, _ = build(tmp_path, "fast.pyz", "--python", f"{sys.executable} -I -S")
+    assert pyz.read_bytes().startswith(f"#!{sys.executable} -I -S\n".encode())
+    out = subprocess.run([str(pyz), "--version"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+
+
+def other_pythons():
+    """Every Python 3.8+ interpreter this machine has (the running one at least)."""
+    found = {os.path.realpath(sys.executable)}
+    for version in ("3.8", "3.9", "3.10", "3.11", "3.12", "3.13", "3.14"):
+        exe = shutil.which(f"python{version}")
+        if exe:
+            found.add(os.path.realpath(exe))
+    pyenv = os.path.expanduser("~/.pyenv/versions")
+    for d in sorted(os.listdir(pyenv)) if os.path.isdir(pyenv) else []:
+        major_minor = tuple(int(p) for p in d.split(".")[:2] if p.isdigit())
+        exe = os.path.join(pyenv, d, "bin", "python3")
+        if len(major_minor) == 2 and major_minor >= (3, 8) and os.path.exists(exe):
+            found.add(os.path.realpath(exe))
+    return sorted(found)
+
+
+def test_zipapp_starts_on_every_python_3_8_plus_here(tmp_path):
+    pyz, _ = build(tmp_path)
+    versions = []
+    for exe in other_pythons():
+        out = subprocess.run([exe, str(pyz), "--version"], capture_output=True, text=True)
+        assert out.returncode == 0, (exe, out.stderr)
+        versions.append(exe)
+    print("started on:", versions)
+    assert versions
+
+
+def test_ci_runs_the_test_command_the_readme_shows():
+    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    ci = open(os.path.join(ROOT, ".ci", "run"), encoding="utf-8").read()
+    shown = re.findall(r"^(python -m pytest[^\n]*)$", readme, re.M)
+    assert shown, "README.md shows no test command"
+    assert shown[0] in ci.splitlines()
+
+
+def test_python_dash_m_works():
+    out = subprocess.run([sys.executable, "-m", "conda_execute", "--version"], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip().startswith("conda-execute ")
