@@ -531,8 +531,9 @@ def find_manager(given: str = "") -> Optional[str]:
 def conda_root(manager: Optional[str]) -> Optional[str]:
     """conda's root prefix, found without running conda (conda info costs 0.5 s)."""
     env = os.environ
-    if env.get("CONDA_ROOT"):
-        return env["CONDA_ROOT"]
+    for var in ("CONDA_ROOT", "_CONDA_ROOT"):  # conda exports _CONDA_ROOT when activated
+        if env.get(var):
+            return env[var]
     if manager and "micromamba" in os.path.basename(manager) and env.get("MAMBA_ROOT_PREFIX"):
         return env["MAMBA_ROOT_PREFIX"]
     if manager:
@@ -988,20 +989,37 @@ def activated_environ(prefix: str, environ: Dict[str, str]) -> Dict[str, str]:
     env["CONDA_DEFAULT_ENV"] = os.path.basename(prefix)
     env["CONDA_SHLVL"] = str(level + 1)
     env["CONDA_PROMPT_MODIFIER"] = f"({os.path.basename(prefix)}) "
-    state = os.path.join(prefix, "conda-meta", "state")
-    if os.path.isfile(state):
-        env.update(_state_vars(state))
+    env.update(env_vars(prefix))
     return env
 
 
-def _state_vars(path: str) -> Dict[str, str]:
-    """The env_vars of conda-meta/state (`conda env config vars set`)."""
+UNSET = "***unset***"
+
+
+def env_vars(prefix: str) -> Dict[str, str]:
+    """Variables from packages (etc/conda/env_vars.d/*) overridden by conda-meta/state."""
+    files = []
+    d = os.path.join(prefix, "etc", "conda", "env_vars.d")
+    if os.path.isdir(d):
+        files = [os.path.join(d, n) for n in sorted(os.listdir(d))]
+    state = os.path.join(prefix, "conda-meta", "state")
+    if os.path.isfile(state):
+        files.append(state)
+    found: Dict[str, str] = {}
+    for path in files:
+        found.update(_json_vars(path, nested=path == state))
+    return {k.upper(): v for k, v in found.items() if v != UNSET}
+
+
+def _json_vars(path: str, nested: bool) -> Dict[str, str]:
+    """The {name: value} object of a JSON file (under "env_vars" when NESTED); bad files: {}."""
     import json
 
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
-        return {str(k): str(v) for k, v in data.get("env_vars", {}).items()}
+        data = data.get("env_vars", {}) if nested else data
+        return {str(k): str(v) for k, v in data.items()}
     except (OSError, ValueError, AttributeError):
         return {}
 
