@@ -36,6 +36,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import traceback
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, NoReturn, Optional, Sequence, Tuple
@@ -564,12 +565,6 @@ def _print_plan(cfg: Config, prefix: str, specs: List[str], records: List[Any], 
             out(f"  + {rec.name.normalized:<12} {str(rec.version):<9} {str(rec.build):<8} {_chan(rec)}")
         out(f"\n  Summary:\n\n  Install: {len(records)} packages\n\n" + "─" * 40 + "\n\n")
         return
-    out("Channels:")
-    for c in channels:
-        out(f" - {c}")
-    out(f"Platform: {_subdir()}")
-    out("Collecting package metadata (repodata.json): done")
-    out("Solving environment: done\n")
     out("## Package Plan ##\n")
     out(f"  environment location: {prefix}\n")
     if specs:
@@ -696,6 +691,15 @@ def cmd_create(cfg: Config, args: argparse.Namespace, raw_args: Sequence[str]) -
                            mamba_message="Non-conda folder exists at prefix - aborting.")
 
     solvable = [c for c in channels if c.startswith("file://")]
+    progress = not as_json and not cfg.is_mamba
+    if progress and not explicit_urls:
+        out("Channels:")
+        for c in channels:
+            out(f" - {c}")
+        out(f"Platform: {_subdir()}")
+        out("Collecting package metadata (repodata.json): done")
+        out("Solving environment: ", end="")
+        sys.stdout.flush()
     if explicit_urls:
         records = _explicit_records(explicit_urls, rattler, asyncio)
     elif specs:
@@ -711,14 +715,22 @@ def cmd_create(cfg: Config, args: argparse.Namespace, raw_args: Sequence[str]) -
                 )
             ) if solvable else None
         except SolverError as exc:
+            if progress:
+                out("failed\n")
             missing = _missing_specs(rattler, asyncio, solvable, spec_strings, specs)
             if missing:
                 raise _not_found(cfg, missing, channels) from exc
             raise _unsatisfiable(spec_strings, str(exc)) from exc
         if records is None:
+            if progress:
+                out("failed\n")
             raise _not_found(cfg, spec_strings, channels)
+        if progress:
+            out("done\n")
     else:
         records = []
+        if progress:
+            out("done\n")
 
     ordered = _toposort_rattler(records)
     if not as_json and not args.quiet or (not as_json and cfg.is_mamba):
@@ -863,6 +875,9 @@ def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
         raise StandinError("ArgumentError", "No command specified")
     if not is_env(prefix):
         raise env_not_found(cfg, prefix)
+    # conda neither forwards nor handles SIGTERM; SIGINT is a KeyboardInterrupt in conda.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     env = _activation_env(cfg, prefix)
     script = _wrapper_script(prefix, command, exec_=False)
     bash = shutil.which("bash") or "/bin/bash"
@@ -923,13 +938,22 @@ def _run_mamba(cfg: Config, args: argparse.Namespace, prefix: str, command: List
         stderr=want("stderr"),
     )
 
+    def kill_if_alive() -> None:
+        if proc.returncode is None:
+            try:
+                os.kill(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
     def on_term(signum: int, frame: Any) -> None:
         # libmamba's run: SIGTERM -> terminate the child, SIGKILL 3 s later.
-        proc.terminate()
         try:
-            proc.wait(3)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+            os.kill(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        timer = threading.Timer(3.0, kill_if_alive)
+        timer.daemon = True
+        timer.start()
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, lambda signum, frame: None)  # only a flag in libmamba

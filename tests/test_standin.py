@@ -1,0 +1,666 @@
+"""Tests of the conda stand-in itself: it must behave as ``shared/conda-facts.md`` says.
+
+Real processes throughout.  Synchronisation with children goes through files and
+FIFOs (polled with a deadline), never through sleeps.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Dict, Iterator, List
+
+import pytest
+from conftest import Channel, CondaRoot, isolated_environ, make_conda_root
+
+PY_XY = f"{sys.version_info.major}.{sys.version_info.minor}"
+PY_XYZ = f"{PY_XY}.{sys.version_info.micro}"
+DEADLINE = 30.0
+
+
+def wait_for(predicate: Callable[[], bool], what: str, timeout: float = DEADLINE) -> None:
+    """Poll ``predicate`` until true or fail after ``timeout`` seconds."""
+    end = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.005)
+
+
+def pid_alive(pid: int) -> bool:
+    """True if ``pid`` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def release_fifo(path: Path) -> None:
+    """Open a FIFO for writing and close it: the reader blocked in ``open`` gets EOF.
+
+    Non-blocking, retried until a reader has opened it (deadline), so a dead reader
+    fails the test instead of hanging it.
+    """
+    fds: List[int] = []
+
+    def try_open() -> bool:
+        try:
+            fds.append(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:
+                raise
+            return False
+        return True
+
+    wait_for(try_open, f"a reader on {path}")
+    os.close(fds[0])
+
+
+# --------------------------------------------------------------------------- module fixtures
+
+
+@pytest.fixture(scope="module")
+def menv(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, str]:
+    """An isolated environment for module-scoped fixtures."""
+    return isolated_environ(os.environ, tmp_path_factory.mktemp("iso"))
+
+
+@pytest.fixture(scope="module")
+def mroot(tmp_path_factory: pytest.TempPathFactory, channel: Channel, pkgs_dir: Path) -> CondaRoot:
+    """A fake root shared by the read-only tests of this module."""
+    return make_conda_root(tmp_path_factory.mktemp("mroot"), [channel.url], pkgs_dir)
+
+
+@pytest.fixture(scope="module")
+def py_env(mroot: CondaRoot, menv: Dict[str, str]) -> Path:
+    """A python env (``python mylib tool activator placeholder``): read-only for tests."""
+    prefix = mroot.envs / "pyenv"
+    proc = mroot.run("create", "-p", str(prefix), "--yes", "python", "mylib", "tool", "activator",
+                     "placeholder", env=menv)
+    assert proc.returncode == 0, proc.stderr
+    return prefix
+
+
+@pytest.fixture(scope="module")
+def tool_env(mroot: CondaRoot, menv: Dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small env (``tool`` only) outside any ``envs`` dir: read-only for tests."""
+    prefix = tmp_path_factory.mktemp("toolenv") / "env"
+    proc = mroot.run("create", "-p", str(prefix), "--yes", "tool", env=menv)
+    assert proc.returncode == 0, proc.stderr
+    return prefix
+
+
+# --------------------------------------------------------------------------- basics
+
+
+def test_version_and_call_log(conda_root: CondaRoot, isolated_env: Dict[str, str]) -> None:
+    assert conda_root.calls() == []
+    for flag in ("--version", "-V"):
+        proc = conda_root.run(flag, env=isolated_env)
+        assert (proc.returncode, proc.stdout) == (0, "conda 26.7.1\n")
+    proc = conda_root.run("--version", prog="micromamba", env=isolated_env)
+    assert (proc.returncode, proc.stdout) == (0, "2.3.0\n")
+    calls = conda_root.calls()
+    assert [c["argv"] for c in calls] == [["conda", "--version"], ["conda", "-V"], ["micromamba", "--version"]]
+    assert all(isinstance(c["pid"], int) and c["cwd"] == os.getcwd() for c in calls)
+    assert conda_root.calls(prog="micromamba")[0]["argv"] == ["micromamba", "--version"]
+    assert conda_root.calls("create") == []
+
+
+def test_usage_errors_exit_2(conda_root: CondaRoot, isolated_env: Dict[str, str]) -> None:
+    proc = conda_root.run("frobnicate", env=isolated_env)
+    assert proc.returncode == 2 and "invalid choice" in proc.stderr
+    proc = conda_root.run("create", "-p", "x", "--bogus", "tool", env=isolated_env)
+    assert proc.returncode == 2 and "unrecognized arguments: --bogus" in proc.stderr
+
+
+def test_info_json(conda_root: CondaRoot, isolated_env: Dict[str, str], channel: Channel) -> None:
+    proc = conda_root.run("info", "--json", env=isolated_env)
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(proc.stdout)
+    assert info["root_prefix"] == str(conda_root.root)
+    assert info["envs_dirs"][0] == str(conda_root.envs)
+    assert info["pkgs_dirs"] == [str(conda_root.pkgs)]
+    assert info["conda_version"] == "26.7.1"
+    assert f"{channel.url}/noarch" in info["channels"]
+    assert {"config_files", "sys.prefix"} <= set(info)
+    mamba = json.loads(conda_root.run("info", "--json", prog="micromamba", env=isolated_env).stdout)
+    assert mamba["base environment"] == str(conda_root.root)
+
+
+# --------------------------------------------------------------------------- create
+
+
+def test_create_run_list_remove_round_trip(conda_root: CondaRoot, isolated_env: Dict[str, str]) -> None:
+    prefix = conda_root.envs / "rt"
+    proc = conda_root.run("create", "-p", str(prefix), "--yes", "--offline", "--override-channels",
+                          "-c", conda_root.channels[0], "tool", env=isolated_env)
+    assert proc.returncode == 0, proc.stderr
+    assert "Collecting package metadata" in proc.stdout and "Solving environment: done" in proc.stdout
+    assert "tool-2.0-0" in proc.stdout
+    assert sorted(os.listdir(prefix / "conda-meta")) == ["created_at", "history", "tool-2.0-0.json"]
+    assert "# cmd:" in (prefix / "conda-meta" / "history").read_text()
+
+    proc = conda_root.run("run", "-p", str(prefix), "tool", env=isolated_env)
+    assert (proc.returncode, proc.stdout) == (0, "tool 2.0\n")
+
+    listing = conda_root.run("list", "-p", str(prefix), "--explicit", env=isolated_env).stdout
+    assert listing.splitlines()[-1].endswith("/noarch/tool-2.0-0.tar.bz2")
+
+    proc = conda_root.run("remove", "-p", str(prefix), "--all", "--yes", env=isolated_env)
+    assert proc.returncode == 0, proc.stderr
+    assert not prefix.exists()
+    for args in (["remove", "-p", str(prefix), "--all", "--yes"], ["env", "remove", "-p", str(prefix), "--yes"]):
+        proc = conda_root.run(*args, env=isolated_env)
+        assert proc.returncode == 1
+        assert f"EnvironmentLocationNotFound: Not a conda environment: {prefix}" in proc.stderr
+    assert [c["subcommand"] for c in conda_root.calls()] == ["create", "run", "list", "remove", "remove", "env"]
+
+
+def test_env_remove(conda_root: CondaRoot, isolated_env: Dict[str, str], tmp_path: Path) -> None:
+    prefix = tmp_path / "empty-env"
+    assert conda_root.run("create", "-p", str(prefix), "--yes", env=isolated_env).returncode == 0
+    assert (prefix / "conda-meta" / "history").exists()
+    assert conda_root.run("env", "remove", "-p", str(prefix), "--yes", env=isolated_env).returncode == 0
+    assert not prefix.exists()
+
+
+def test_create_json_and_version_spec(conda_root: CondaRoot, isolated_env: Dict[str, str], tmp_path: Path) -> None:
+    prefix = tmp_path / "env"
+    proc = conda_root.run("create", "-p", str(prefix), "--json", "tool=1.0", env=isolated_env, input="n\n")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)  # the whole stdout is one JSON object; --json implies --yes
+    assert result["success"] is True and result["prefix"] == str(prefix)
+    (link,) = result["actions"]["LINK"]
+    assert {"base_url", "build_number", "build_string", "channel", "dist_name", "name", "platform",
+            "version"} <= set(link)
+    assert (link["name"], link["version"], link["dist_name"]) == ("tool", "1.0", "tool-1.0-0")
+    assert (prefix / "bin" / "tool").read_text().strip().endswith('"tool 1.0"')
+
+
+def test_create_prompt_reads_eof_as_yes_and_n_as_no(
+    conda_root: CondaRoot, isolated_env: Dict[str, str], tmp_path: Path
+) -> None:
+    proc = conda_root.run("create", "-p", str(tmp_path / "a"), "tool", env=isolated_env, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr
+    assert "Proceed ([y]/n)?" in proc.stdout and (tmp_path / "a" / "bin" / "tool").exists()
+    proc = conda_root.run("create", "-p", str(tmp_path / "b"), "tool", env=isolated_env, input="n\n")
+    assert proc.returncode == 1 and not (tmp_path / "b").exists()
+
+
+def test_double_dash_ends_options(conda_root: CondaRoot, isolated_env: Dict[str, str], tmp_path: Path) -> None:
+    proc = conda_root.run("create", "-p", str(tmp_path / "e"), "--yes", "--", "tool<2", env=isolated_env)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "e" / "conda-meta" / "tool-1.0-0.json").exists()
+
+
+def test_python_pulls_pip(py_env: Path) -> None:
+    names = sorted(p.name for p in (py_env / "conda-meta").glob("*.json"))
+    assert f"python-{PY_XYZ}-0_fake.json" in names and any(n.startswith("pip-") for n in names)
+
+
+def test_recreate_existing_env_and_keep_foreign_files(
+    conda_root: CondaRoot, isolated_env: Dict[str, str], tmp_path: Path
+) -> None:
+    env_dir = tmp_path / "env"
+    assert conda_root.run("create", "-p", str(env_dir), "--yes", "tool", env=isolated_env).returncode == 0
+    (env_dir / "stale.txt").write_text("old env")
+    assert conda_root.run("create", "-p", str(env_dir), "--yes", "activator", env=isolated_env).returncode == 0
+    assert not (env_dir / "stale.txt").exists() and not (env_dir / "bin" / "tool").exists()
+    assert (env_dir / "conda-meta" / "activator-1.0-0.json").exists()
+
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "keep.txt").write_text("mine")
+    assert conda_root.run("create", "-p", str(plain), "--yes", "tool", env=isolated_env).returncode == 0
+    assert (plain / "keep.txt").read_text() == "mine" and (plain / "bin" / "tool").exists()
+
+
+ERROR_KEYS = {"caused_by", "channel_urls", "channels_formatted", "error", "exception_name", "exception_type",
+              "message", "packages", "packages_formatted"}
+
+
+@pytest.mark.parametrize(
+    ("spec", "missing"),
+    [("nosuchpkg", "nosuchpkg"), ("tool>=9", "tool>=9"), ("broken", "nosuchdep")],
+    ids=["missing-package", "impossible-version", "missing-dependency"],
+)
+def test_packages_not_found(
+    conda_root: CondaRoot, isolated_env: Dict[str, str], tmp_path: Path, spec: str, missing: str
+) -> None:
+    prefix = tmp_path / "env"
+    proc = conda_root.run("create", "-p", str(prefix), "--yes", spec, env=isolated_env)
+    assert proc.returncode == 1
+    assert "PackagesNotFoundError: The following packages are not available from current channels:" in proc.stderr
+    assert f"  - {missing}\n" in proc.stderr
+    assert "Collecting package metadata" in proc.stdout
+    assert not prefix.exists()
+
+    proc = conda_root.run("create", "-p", str(prefix), "--json", spec, env=isolated_env)
+    assert proc.returncode == 1
+    error = json.loads(proc.stdout)
+    assert ERROR_KEYS <= set(error)
+    assert error["exception_name"] == "PackagesNotFoundInChannelsError"
+    assert error["packages"] == [missing]
+    assert not prefix.exists()
+
+
+def test_conflict_is_unsatisfiable(conda_root: CondaRoot, isolated_env: Dict[str, str], tmp_path: Path) -> None:
+    prefix = tmp_path / "env"
+    proc = conda_root.run("create", "-p", str(prefix), "--json", "toolplugin", "tool>=2", env=isolated_env)
+    assert proc.returncode == 1
+    error = json.loads(proc.stdout)
+    assert error["exception_name"] == "UnsatisfiableError"
+    assert {"unsatisfiable", "guidance", "message", "error"} <= set(error)
+    proc = conda_root.run("create", "-p", str(prefix), "--yes", "toolplugin", "tool>=2", env=isolated_env)
+    assert proc.returncode == 1 and "UnsatisfiableError: " in proc.stderr
+    assert not prefix.exists()
+    # ...and each half alone is fine
+    proc = conda_root.run("create", "-p", str(prefix), "--yes", "toolplugin", env=isolated_env)
+    assert proc.returncode == 0 and (prefix / "conda-meta" / "tool-1.0-0.json").exists()
+
+
+def test_invalid_spec_and_the_json_traceback_quirk(
+    conda_root: CondaRoot, isolated_env: Dict[str, str], tmp_path: Path
+) -> None:
+    prefix = tmp_path / "env"
+    proc = conda_root.run("create", "-p", str(prefix), "--yes", "tool>=>1", env=isolated_env)
+    assert proc.returncode == 1 and "InvalidMatchSpec: " in proc.stderr and "tool>=>1" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    proc = conda_root.run("create", "-p", str(prefix), "--json", "tool>=>1", env=isolated_env)
+    assert (proc.returncode, proc.stdout) == (1, "")
+    assert proc.stderr.startswith("Traceback (most recent call last):")
+    assert not prefix.exists()
+
+
+def test_failed_create_keeps_a_preexisting_directory(
+    conda_root: CondaRoot, isolated_env: Dict[str, str], tmp_path: Path
+) -> None:
+    prefix = tmp_path / "existing"
+    prefix.mkdir()
+    proc = conda_root.run("create", "-p", str(prefix), "--yes", "nosuchpkg", env=isolated_env)
+    assert proc.returncode == 1 and prefix.is_dir() and not (prefix / "conda-meta").exists()
+
+
+def test_environments_txt_only_in_test_home(
+    conda_root: CondaRoot, isolated_env: Dict[str, str], tmp_path: Path
+) -> None:
+    prefix = tmp_path / "env"
+    assert conda_root.run("create", "-p", str(prefix), "--yes", env=isolated_env).returncode == 0
+    registry = Path(isolated_env["HOME"]) / ".conda" / "environments.txt"
+    assert registry.read_text().splitlines() == [str(prefix)]
+
+
+# --------------------------------------------------------------------------- explicit lists
+
+
+def test_list_explicit_md5_format(mroot: CondaRoot, py_env: Path, menv: Dict[str, str], channel: Channel) -> None:
+    proc = mroot.run("list", "-p", str(py_env), "--explicit", "--md5", env=menv)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[:5] == [
+        "# This file may be used to create an environment using:",
+        "# $ conda create --name <env> --file <this file>",
+        "# platform: linux-64" if sys.platform.startswith("linux") else lines[2],
+        "# created-by: conda 26.7.1",
+        "@EXPLICIT",
+    ]
+    urls = lines[5:]
+    names = [re.sub(r"-[^-]+-[^-]+\.tar\.bz2#.*$", "", u.rsplit("/", 1)[1]) for u in urls]
+    assert sorted(names) == ["activator", "mylib", "pip", "placeholder", "python", "tool"]
+    # disconnected packages first (by name), then dependency order
+    assert names[:3] == ["activator", "placeholder", "tool"]
+    assert names.index("python") < names.index("mylib") and names.index("python") < names.index("pip")
+    for url in urls:
+        assert url.startswith(channel.url + "/")
+        path, md5 = url[len("file://"):].split("#")
+        assert md5 == hashlib.md5(Path(path).read_bytes()).hexdigest()
+    plain = mroot.run("list", "-p", str(py_env), "--explicit", env=menv).stdout
+    assert plain.splitlines()[5:] == [u.split("#")[0] for u in urls]
+
+
+def test_create_from_explicit_file_installs_exactly_without_solving(
+    conda_root: CondaRoot, isolated_env: Dict[str, str], tmp_path: Path, channel: Channel
+) -> None:
+    # `broken` alone can never be solved (its dependency is missing): installing it
+    # proves the explicit list is installed as-is.
+    broken = f"{channel.url}/noarch/broken-1.0-0.tar.bz2"
+    md5 = hashlib.md5((channel.path / "noarch" / "broken-1.0-0.tar.bz2").read_bytes()).hexdigest()
+    spec = tmp_path / "explicit.txt"
+    spec.write_text(f"# platform: linux-64\n@EXPLICIT\n{broken}#{md5}\n{channel.url}/noarch/tool-1.0-0.tar.bz2\n")
+    prefix = tmp_path / "env"
+    proc = conda_root.run("create", "-p", str(prefix), "--yes", "--file", str(spec), env=isolated_env)
+    assert proc.returncode == 0, proc.stderr
+    meta = sorted(os.listdir(prefix / "conda-meta"))
+    assert meta == ["broken-1.0-0.json", "created_at", "history", "tool-1.0-0.json"]
+    listing = conda_root.run("list", "-p", str(prefix), "--explicit", "--md5", env=isolated_env).stdout
+    assert f"{broken}#{md5}" in listing.splitlines()
+
+    spec.write_text(f"@EXPLICIT\n{broken}#{'0' * 32}\n")
+    proc = conda_root.run("create", "-p", str(tmp_path / "bad"), "--yes", "--file", str(spec), env=isolated_env)
+    assert proc.returncode == 1 and "ChecksumMismatchError" in proc.stderr
+    assert not (tmp_path / "bad").exists()
+
+
+def test_explicit_round_trip_reproduces_env(
+    mroot: CondaRoot, py_env: Path, menv: Dict[str, str], tmp_path: Path
+) -> None:
+    listing = mroot.run("list", "-p", str(py_env), "--explicit", "--md5", env=menv).stdout
+    (tmp_path / "lock.txt").write_text(listing)
+    prefix = tmp_path / "copy"
+    proc = mroot.run("create", "-p", str(prefix), "--yes", "--file", str(tmp_path / "lock.txt"), env=menv)
+    assert proc.returncode == 0, proc.stderr
+    again = mroot.run("list", "-p", str(prefix), "--explicit", "--md5", env=menv).stdout
+    assert again == listing
+
+
+def test_added_package_is_solved_from_a_fresh_channel(
+    conda_root_factory: Callable[..., CondaRoot], fresh_channel: Channel, isolated_env: Dict[str, str],
+    tmp_path: Path,
+) -> None:
+    fresh_channel.add_package("tool", "3.0", files={"bin/tool": '#!/bin/sh\necho "tool 3.0"\n'})
+    root = conda_root_factory(channels=[fresh_channel.url])
+    prefix = tmp_path / "env"
+    assert root.run("create", "-p", str(prefix), "--yes", "tool", env=isolated_env).returncode == 0
+    assert root.run("run", "-p", str(prefix), "tool", env=isolated_env).stdout == "tool 3.0\n"
+
+
+# --------------------------------------------------------------------------- the python package
+
+
+def test_python_env_works(py_env: Path, menv: Dict[str, str]) -> None:
+    code = "import sys, mylib; print(sys.prefix); print(mylib.__version__, mylib.greet('x'))"
+    proc = subprocess.run([str(py_env / "bin" / "python"), "-c", code], env=menv, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [str(py_env), "1.0 hello x from mylib"]
+    assert os.path.islink(py_env / "bin" / f"python{PY_XY}")
+    assert (py_env / "lib" / f"python{PY_XY}" / "site-packages" / "mylib" / "__init__.py").exists()
+    proc = subprocess.run([str(py_env / "bin" / "python"), "-m", "pip", "--version"], env=menv,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert f"{py_env}/lib/python{PY_XY}/site-packages/pip" in proc.stdout
+
+
+def test_placeholder_rewritten(mroot: CondaRoot, py_env: Path, menv: Dict[str, str]) -> None:
+    assert (py_env / "share" / "placeholder.txt").read_text() == f"prefix={py_env}\n"
+    proc = mroot.run("run", "-p", str(py_env), "where-am-i", env=menv)
+    assert proc.stdout == f"{py_env}\n"
+
+
+# --------------------------------------------------------------------------- conda run
+
+
+def test_run_activation(mroot: CondaRoot, py_env: Path, tool_env: Path, menv: Dict[str, str]) -> None:
+    code = (
+        "import os, json; print(json.dumps({k: os.environ.get(k) for k in "
+        "('CONDA_PREFIX', 'CONDA_DEFAULT_ENV', 'CONDA_SHLVL', 'ACTIVATOR_VAR', 'PATH')}))"
+    )
+    proc = mroot.run("run", "-p", str(py_env), "python", "-c", code, env=menv)
+    assert proc.returncode == 0, proc.stderr
+    seen = json.loads(proc.stdout)
+    assert seen["CONDA_PREFIX"] == str(py_env)
+    assert seen["CONDA_DEFAULT_ENV"] == "pyenv"  # basename: the env is in an `envs` dir
+    assert seen["CONDA_SHLVL"] == "1"
+    assert seen["ACTIVATOR_VAR"] == f"activated-{py_env}"
+    assert seen["PATH"].split(os.pathsep)[0] == str(py_env / "bin")
+    # outside an `envs` dir conda uses the full path
+    proc = mroot.run("run", "-p", str(tool_env), "sh", "-c", 'echo "$CONDA_DEFAULT_ENV"', env=menv)
+    assert proc.stdout == f"{tool_env}\n"
+
+
+def test_run_applies_state_env_vars(conda_root: CondaRoot, isolated_env: Dict[str, str], tmp_path: Path) -> None:
+    prefix = tmp_path / "env"
+    assert conda_root.run("create", "-p", str(prefix), "--yes", env=isolated_env).returncode == 0
+    (prefix / "conda-meta" / "state").write_text(json.dumps({"env_vars": {"MY_STATE_VAR": "from state"}}))
+    proc = conda_root.run("run", "-p", str(prefix), "sh", "-c", 'echo "$MY_STATE_VAR"', env=isolated_env)
+    assert proc.stdout == "from state\n"
+
+
+@pytest.mark.parametrize("dashdash", [[], ["--"]], ids=["plain", "double-dash"])
+def test_run_passes_arguments_verbatim(
+    mroot: CondaRoot, py_env: Path, menv: Dict[str, str], dashdash: List[str]
+) -> None:
+    args = ["-v", "--help", "a b", "", "$X", "*", 'q"uote', "it's"]
+    code = "import sys, json; print(json.dumps(sys.argv[1:]))"
+    proc = mroot.run("run", "-p", str(py_env), *dashdash, "python", "-c", code, *args, env=menv)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == args
+
+
+def test_run_missing_prefix(mroot: CondaRoot, menv: Dict[str, str], tmp_path: Path) -> None:
+    proc = mroot.run("run", "-p", str(tmp_path / "nope"), "true", env=menv)
+    assert proc.returncode == 1
+    assert f"EnvironmentLocationNotFound: Not a conda environment: {tmp_path / 'nope'}" in proc.stderr
+
+
+@pytest.mark.parametrize("capture", [True, False], ids=["capture", "no-capture"])
+def test_run_stdin_and_stream_order(
+    mroot: CondaRoot, tool_env: Path, menv: Dict[str, str], capture: bool
+) -> None:
+    flags = [] if capture else ["--no-capture-output"]
+    code = (
+        "import sys\n"
+        "data = sys.stdin.read()\n"
+        "for i in (1, 2):\n"
+        "    sys.stderr.write(f'err{i}\\n'); sys.stderr.flush()\n"
+        "    sys.stdout.write(f'out{i} {data!r}\\n'); sys.stdout.flush()\n"
+    )
+    proc = subprocess.run(
+        [str(mroot.conda), "run", "-p", str(tool_env), *flags, sys.executable, "-c", code],
+        env=menv, input=b"hello\n", stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60,
+    )
+    assert proc.returncode == 0
+    if capture:  # stdin at EOF; all stdout, then all stderr
+        assert proc.stdout == b"out1 ''\nout2 ''\nerr1\nerr2\n"
+    else:
+        assert proc.stdout == b"err1\nout1 'hello\\n'\nerr2\nout2 'hello\\n'\n"
+
+
+@pytest.mark.parametrize("capture", [True, False], ids=["capture", "no-capture"])
+def test_run_output_only_after_exit_in_capture_mode(
+    mroot: CondaRoot, tool_env: Path, menv: Dict[str, str], tmp_path: Path, capture: bool
+) -> None:
+    fifo, marker = tmp_path / "go", tmp_path / "wrote-first"
+    os.mkfifo(fifo)
+    code = (
+        "import sys, pathlib\n"
+        "sys.stdout.write('first\\n'); sys.stdout.flush()\n"
+        f"pathlib.Path({str(marker)!r}).touch()\n"
+        f"open({str(fifo)!r}).read()\n"
+        "print('second')\n"
+    )
+    flags = [] if capture else ["--no-capture-output"]
+    proc = subprocess.Popen([str(mroot.conda), "run", "-p", str(tool_env), *flags, sys.executable, "-c", code],
+                            env=menv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for(marker.exists, "the child to write its first line")
+        readable, _, _ = select.select([proc.stdout], [], [], 0 if capture else DEADLINE)
+        assert bool(readable) is not capture  # captured output is held back while the child runs
+        release_fifo(fifo)
+        stdout, _ = proc.communicate(timeout=DEADLINE)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert stdout == b"first\nsecond\n"
+
+
+@pytest.mark.parametrize("capture", [True, False], ids=["capture", "no-capture"])
+def test_run_binary_output(mroot: CondaRoot, tool_env: Path, menv: Dict[str, str], capture: bool) -> None:
+    flags = [] if capture else ["--no-capture-output"]
+    code = "import sys; sys.stdout.buffer.write(b'\\xff\\xfeok')"
+    proc = subprocess.run([str(mroot.conda), "run", "-p", str(tool_env), *flags, sys.executable, "-c", code],
+                          env=menv, capture_output=True, timeout=60)
+    assert proc.stdout == (b"\xef\xbf\xbd\xef\xbf\xbdok" if capture else b"\xff\xfeok")
+
+
+@pytest.mark.parametrize(
+    ("command", "rc"),
+    [
+        (["sh", "-c", "exit 0"], 0),
+        (["sh", "-c", "exit 3"], 3),
+        (["sh", "-c", "exit 255"], 255),
+        (["sh", "-c", "kill -TERM $$"], 143),
+        (["sh", "-c", "kill -KILL $$"], 137),
+        (["no-such-command-xyz"], 127),
+    ],
+    ids=["0", "3", "255", "sigterm", "sigkill", "not-found"],
+)
+def test_run_exit_codes(mroot: CondaRoot, tool_env: Path, menv: Dict[str, str], command: List[str], rc: int) -> None:
+    proc = mroot.run("run", "-p", str(tool_env), *command, env=menv)
+    assert proc.returncode == rc
+    line = f"ERROR conda.cli.main_run:execute(148): `conda run {' '.join(command)}` failed. (See above for error)"
+    assert (line in proc.stderr.splitlines()) is (rc != 0)
+    if rc == 127:
+        assert "no-such-command-xyz: command not found" in proc.stderr
+
+
+@pytest.fixture
+def blocked_child(tmp_path: Path) -> Iterator[Dict[str, Path]]:
+    """Paths for a child that records its pid, blocks on a FIFO, then writes 'survived'."""
+    paths = {"fifo": tmp_path / "fifo", "pid": tmp_path / "child.pid", "result": tmp_path / "result"}
+    os.mkfifo(paths["fifo"])
+    yield paths
+    if paths["pid"].exists() and not paths["result"].exists():
+        pid = int(paths["pid"].read_text())
+        if pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def child_code(paths: Dict[str, Path]) -> str:
+    """Python code for :func:`blocked_child`."""
+    return (
+        "import os, pathlib\n"
+        f"pathlib.Path({str(paths['pid'])!r}.replace('.pid', '.tmp')).write_text(str(os.getpid()))\n"
+        f"os.replace({str(paths['pid'])!r}.replace('.pid', '.tmp'), {str(paths['pid'])!r})\n"
+        f"open({str(paths['fifo'])!r}).read()\n"
+        f"pathlib.Path({str(paths['result'])!r}).write_text('survived')\n"
+    )
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_run_does_not_forward_signals(
+    mroot: CondaRoot, tool_env: Path, menv: Dict[str, str], tmp_path: Path,
+    blocked_child: Dict[str, Path], sig: signal.Signals,
+) -> None:
+    tmpdir = tmp_path / "tmpdir"
+    tmpdir.mkdir()
+    env = {**menv, "TMPDIR": str(tmpdir)}
+    proc = subprocess.Popen(
+        [str(mroot.conda), "run", "-p", str(tool_env), sys.executable, "-c", child_code(blocked_child)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        wait_for(blocked_child["pid"].exists, "the child's pid file")
+        child = int(blocked_child["pid"].read_text())
+        os.kill(proc.pid, sig)  # the conda process only, not its group
+        _, stderr = proc.communicate(timeout=DEADLINE)
+    finally:
+        proc.kill()
+        proc.wait()
+    if sig == signal.SIGTERM:
+        assert proc.returncode == -signal.SIGTERM
+    else:
+        assert proc.returncode == 1 and "CondaError: KeyboardInterrupt" in stderr
+    assert pid_alive(child)  # orphaned, still running
+    assert [p.name for p in tmpdir.iterdir() if p.name.startswith("tmp")]  # wrapper script left behind
+    release_fifo(blocked_child["fifo"])
+    wait_for(blocked_child["result"].exists, "the orphaned child to finish")
+    assert blocked_child["result"].read_text() == "survived"
+
+
+def test_run_signal_to_the_group_reaches_the_child(
+    mroot: CondaRoot, tool_env: Path, menv: Dict[str, str], blocked_child: Dict[str, Path]
+) -> None:
+    proc = subprocess.Popen(
+        [str(mroot.conda), "run", "-p", str(tool_env), sys.executable, "-c", child_code(blocked_child)],
+        env=menv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+    )
+    try:
+        wait_for(blocked_child["pid"].exists, "the child's pid file")
+        child = int(blocked_child["pid"].read_text())
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.communicate(timeout=DEADLINE)
+    finally:
+        proc.kill()
+        proc.wait()
+    wait_for(lambda: not pid_alive(child), "the child to die")
+    assert not blocked_child["result"].exists()
+
+
+# --------------------------------------------------------------------------- micromamba
+
+
+def test_micromamba_personality(conda_root: CondaRoot, isolated_env: Dict[str, str], tmp_path: Path) -> None:
+    prefix = tmp_path / "menv"
+    proc = conda_root.run("create", "-p", str(prefix), "-y", "-c", conda_root.channels[0], "--override-channels",
+                          "tool", prog="micromamba", env=isolated_env)
+    assert proc.returncode == 0, proc.stderr
+    assert (prefix / "conda-meta" / "tool-2.0-0.json").exists()
+
+    # no capture: stdin passes through; exit codes pass through
+    proc = conda_root.run("run", "-p", str(prefix), "sh", "-c", 'read x; echo "got $x"; tool; exit 3',
+                          prog="micromamba", env=isolated_env, input="hi\n")
+    assert (proc.returncode, proc.stdout) == (3, "got hi\ntool 2.0\n")
+    assert "ERROR conda.cli.main_run" not in proc.stderr
+    # reproc reports a signal N as N + 255, truncated to 8 bits by exit()
+    proc = conda_root.run("run", "-p", str(prefix), "sh", "-c", "kill -TERM $$", prog="micromamba",
+                          env=isolated_env)
+    assert proc.returncode == (signal.SIGTERM + 255) & 0xFF
+
+    listing = conda_root.run("list", "-p", str(prefix), "--explicit", "--md5", prog="micromamba",
+                             env=isolated_env).stdout
+    assert "@EXPLICIT" in listing and "/noarch/tool-2.0-0.tar.bz2#" in listing
+
+    proc = conda_root.run("create", "-p", str(tmp_path / "x"), "-y", "nosuchpkg", prog="micromamba",
+                          env=isolated_env)
+    assert proc.returncode == 1 and "critical libmamba Could not solve for environment specs" in proc.stderr
+
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "file").write_text("x")
+    proc = conda_root.run("create", "-p", str(foreign), "-y", "tool", prog="micromamba", env=isolated_env)
+    assert proc.returncode == 1 and "Non-conda folder exists at prefix" in proc.stderr
+
+    assert conda_root.run("env", "remove", "-p", str(prefix), "-y", prog="micromamba",
+                          env=isolated_env).returncode == 0
+    assert not prefix.exists()
+    assert [c["prog"] for c in conda_root.calls()] == ["micromamba"] * 7
+
+
+def test_micromamba_run_forwards_sigterm(
+    mroot: CondaRoot, tool_env: Path, menv: Dict[str, str], blocked_child: Dict[str, Path]
+) -> None:
+    proc = subprocess.Popen(
+        [str(mroot.micromamba), "run", "-p", str(tool_env), sys.executable, "-c", child_code(blocked_child)],
+        env=menv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    try:
+        wait_for(blocked_child["pid"].exists, "the child's pid file")
+        child = int(blocked_child["pid"].read_text())
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.communicate(timeout=DEADLINE)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == (signal.SIGTERM + 255) & 0xFF
+    wait_for(lambda: not pid_alive(child), "the child to die")
+    assert not blocked_child["result"].exists()
+
+
+def test_isolated_env_hides_real_home_and_conda(isolated_env: Dict[str, str]) -> None:
+    import pwd
+
+    real_home = pwd.getpwuid(os.getuid()).pw_dir
+    assert os.environ["HOME"] == isolated_env["HOME"] != real_home
+    assert os.path.expanduser("~") == isolated_env["HOME"]
+    assert not any(k.startswith(("CONDA_", "MAMBA_")) for k in os.environ)
