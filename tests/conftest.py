@@ -143,16 +143,21 @@ class CondaRoot:
         """The package cache used by this root."""
         return Path(json.loads((self.root / "standin.json").read_text())["pkgs_dir"])
 
-    def calls(self, subcommand: Optional[str] = None, prog: Optional[str] = None) -> List[Dict[str, Any]]:
+    def calls(
+        self, subcommand: Optional[str] = None, prog: Optional[str] = None
+    ) -> List[Dict[str, Any]]:
         """Logged invocations, optionally only one subcommand (``create``, ``run``...)."""
         log = self.root / "calls.jsonl"
-        records = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+        records = (
+            [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+        )
         for rec in records:
             rec["subcommand"] = next((a for a in rec["argv"][1:] if not a.startswith("-")), None)
         return [
             r
             for r in records
-            if (subcommand is None or r["subcommand"] == subcommand) and (prog is None or r["prog"] == prog)
+            if (subcommand is None or r["subcommand"] == subcommand)
+            and (prog is None or r["prog"] == prog)
         ]
 
     def _prepend_path(self, env: Mapping[str, str], directory: Path) -> Dict[str, str]:
@@ -177,14 +182,20 @@ class CondaRoot:
         return {**env, "MAMBA_EXE": str(self.micromamba), "MAMBA_ROOT_PREFIX": str(self.root)}
 
     def run(
-        self, *args: str, prog: str = "conda", env: Optional[Mapping[str, str]] = None, **kwargs: Any
-    ) -> "subprocess.CompletedProcess[str]":
+        self,
+        *args: str,
+        prog: str = "conda",
+        env: Optional[Mapping[str, str]] = None,
+        **kwargs: Any,
+    ) -> subprocess.CompletedProcess[str]:
         """Run the stand-in (captured, text) and return the completed process."""
         exe = self.conda if prog == "conda" else self.micromamba
         kwargs.setdefault("capture_output", True)
         kwargs.setdefault("text", True)
         kwargs.setdefault("timeout", 120)
-        return subprocess.run([str(exe), *args], env=dict(env) if env is not None else None, **kwargs)
+        return subprocess.run(
+            [str(exe), *args], env=dict(env) if env is not None else None, **kwargs
+        )
 
 
 def make_conda_root(root: Path, channels: Sequence[str], pkgs_dir: Path) -> CondaRoot:
@@ -192,11 +203,16 @@ def make_conda_root(root: Path, channels: Sequence[str], pkgs_dir: Path) -> Cond
     for sub in ("bin", "condabin", "mambabin", "envs", "conda-meta", "etc/conda"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     (root / "conda-meta" / "history").write_text("")
-    config = {"channels": list(channels), "pkgs_dir": str(pkgs_dir), "envs_dirs": [str(root / "envs")]}
+    config = {
+        "channels": list(channels),
+        "pkgs_dir": str(pkgs_dir),
+        "envs_dirs": [str(root / "envs")],
+    }
     (root / "standin.json").write_text(json.dumps(config, indent=2))
     script = (
         "#!/bin/sh\n"
-        f'exec "{sys.executable}" -I "{STANDIN}" --standin-root "{root}" --standin-argv0 "$0" "$@"\n'
+        f'exec "{sys.executable}" -I "{STANDIN}" '
+        f'--standin-root "{root}" --standin-argv0 "$0" "$@"\n'
     )
     for rel in ("bin/conda", "bin/micromamba", "condabin/conda", "mambabin/micromamba"):
         path = root / rel
@@ -226,11 +242,15 @@ def fresh_channel(channel: Channel, tmp_path: Path) -> Channel:
 
 
 @pytest.fixture
-def conda_root_factory(tmp_path: Path, channel: Channel, pkgs_dir: Path) -> Callable[..., CondaRoot]:
+def conda_root_factory(
+    tmp_path: Path, channel: Channel, pkgs_dir: Path
+) -> Callable[..., CondaRoot]:
     """Make fake conda roots: ``factory(channels=None, name="root")``."""
 
     def factory(channels: Optional[Sequence[str]] = None, name: str = "root") -> CondaRoot:
-        return make_conda_root(tmp_path / name, [channel.url] if channels is None else channels, pkgs_dir)
+        return make_conda_root(
+            tmp_path / name, [channel.url] if channels is None else channels, pkgs_dir
+        )
 
     return factory
 
@@ -242,7 +262,9 @@ def conda_root(conda_root_factory: Callable[..., CondaRoot]) -> CondaRoot:
 
 
 def _has_conda(directory: str) -> bool:
-    return any(os.access(os.path.join(directory, n), os.X_OK) for n in ("conda", "mamba", "micromamba"))
+    return any(
+        os.access(os.path.join(directory, n), os.X_OK) for n in ("conda", "mamba", "micromamba")
+    )
 
 
 def isolated_environ(base: Mapping[str, str], tmp: Path) -> Dict[str, str]:
@@ -250,7 +272,9 @@ def isolated_environ(base: Mapping[str, str], tmp: Path) -> Dict[str, str]:
     env = {
         k: v
         for k, v in base.items()
-        if not (k.startswith(("CONDA_", "MAMBA_", "_CE_")) or k in ("CONDARC", "MAMBARC", "CONDA_EXE"))
+        if not (
+            k.startswith(("CONDA_", "MAMBA_", "_CE_")) or k in ("CONDARC", "MAMBARC", "CONDA_EXE")
+        )
     }
     home = tmp / "home"
     dirs = {
@@ -263,7 +287,9 @@ def isolated_environ(base: Mapping[str, str], tmp: Path) -> Dict[str, str]:
     for key, path in dirs.items():
         path.mkdir(parents=True, exist_ok=True)
         env[key] = str(path)
-    env["PATH"] = os.pathsep.join(p for p in base.get("PATH", "").split(os.pathsep) if p and not _has_conda(p))
+    env["PATH"] = os.pathsep.join(
+        p for p in base.get("PATH", "").split(os.pathsep) if p and not _has_conda(p)
+    )
     return env
 
 

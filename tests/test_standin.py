@@ -85,14 +85,26 @@ def mroot(tmp_path_factory: pytest.TempPathFactory, channel: Channel, pkgs_dir: 
 def py_env(mroot: CondaRoot, menv: Dict[str, str]) -> Path:
     """A python env (``python mylib tool activator placeholder``): read-only for tests."""
     prefix = mroot.envs / "pyenv"
-    proc = mroot.run("create", "-p", str(prefix), "--yes", "python", "mylib", "tool", "activator",
-                     "placeholder", env=menv)
+    proc = mroot.run(
+        "create",
+        "-p",
+        str(prefix),
+        "--yes",
+        "python",
+        "mylib",
+        "tool",
+        "activator",
+        "placeholder",
+        env=menv,
+    )
     assert proc.returncode == 0, proc.stderr
     return prefix
 
 
 @pytest.fixture(scope="module")
-def tool_env(mroot: CondaRoot, menv: Dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tool_env(
+    mroot: CondaRoot, menv: Dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     """A small env (``tool`` only) outside any ``envs`` dir: read-only for tests."""
     prefix = tmp_path_factory.mktemp("toolenv") / "env"
     proc = mroot.run("create", "-p", str(prefix), "--yes", "tool", env=menv)
@@ -111,7 +123,11 @@ def test_version_and_call_log(conda_root: CondaRoot, isolated_env: Dict[str, str
     proc = conda_root.run("--version", prog="micromamba", env=isolated_env)
     assert (proc.returncode, proc.stdout) == (0, "2.3.0\n")
     calls = conda_root.calls()
-    assert [c["argv"] for c in calls] == [["conda", "--version"], ["conda", "-V"], ["micromamba", "--version"]]
+    assert [c["argv"] for c in calls] == [
+        ["conda", "--version"],
+        ["conda", "-V"],
+        ["micromamba", "--version"],
+    ]
     assert all(isinstance(c["pid"], int) and c["cwd"] == os.getcwd() for c in calls)
     assert conda_root.calls(prog="micromamba")[0]["argv"] == ["micromamba", "--version"]
     assert conda_root.calls("create") == []
@@ -141,12 +157,26 @@ def test_info_json(conda_root: CondaRoot, isolated_env: Dict[str, str], channel:
 # --------------------------------------------------------------------------- create
 
 
-def test_create_run_list_remove_round_trip(conda_root: CondaRoot, isolated_env: Dict[str, str]) -> None:
+def test_create_run_list_remove_round_trip(
+    conda_root: CondaRoot, isolated_env: Dict[str, str]
+) -> None:
     prefix = conda_root.envs / "rt"
-    proc = conda_root.run("create", "-p", str(prefix), "--yes", "--offline", "--override-channels",
-                          "-c", conda_root.channels[0], "tool", env=isolated_env)
+    proc = conda_root.run(
+        "create",
+        "-p",
+        str(prefix),
+        "--yes",
+        "--offline",
+        "--override-channels",
+        "-c",
+        conda_root.channels[0],
+        "tool",
+        env=isolated_env,
+    )
     assert proc.returncode == 0, proc.stderr
-    assert "Collecting package metadata" in proc.stdout and "Solving environment: done" in proc.stdout
+    assert (
+        "Collecting package metadata" in proc.stdout and "Solving environment: done" in proc.stdout
+    )
     assert "tool-2.0-0" in proc.stdout
     assert sorted(os.listdir(prefix / "conda-meta")) == ["created_at", "history", "tool-2.0-0.json"]
     assert "# cmd:" in (prefix / "conda-meta" / "history").read_text()
@@ -160,30 +190,55 @@ def test_create_run_list_remove_round_trip(conda_root: CondaRoot, isolated_env: 
     proc = conda_root.run("remove", "-p", str(prefix), "--all", "--yes", env=isolated_env)
     assert proc.returncode == 0, proc.stderr
     assert not prefix.exists()
-    for args in (["remove", "-p", str(prefix), "--all", "--yes"], ["env", "remove", "-p", str(prefix), "--yes"]):
+    for args in (
+        ["remove", "-p", str(prefix), "--all", "--yes"],
+        ["env", "remove", "-p", str(prefix), "--yes"],
+    ):
         proc = conda_root.run(*args, env=isolated_env)
         assert proc.returncode == 1
         assert f"EnvironmentLocationNotFound: Not a conda environment: {prefix}" in proc.stderr
-    assert [c["subcommand"] for c in conda_root.calls()] == ["create", "run", "list", "remove", "remove", "env"]
+    assert [c["subcommand"] for c in conda_root.calls()] == [
+        "create",
+        "run",
+        "list",
+        "remove",
+        "remove",
+        "env",
+    ]
 
 
 def test_env_remove(conda_root: CondaRoot, isolated_env: Dict[str, str], tmp_path: Path) -> None:
     prefix = tmp_path / "empty-env"
     assert conda_root.run("create", "-p", str(prefix), "--yes", env=isolated_env).returncode == 0
     assert (prefix / "conda-meta" / "history").exists()
-    assert conda_root.run("env", "remove", "-p", str(prefix), "--yes", env=isolated_env).returncode == 0
+    assert (
+        conda_root.run("env", "remove", "-p", str(prefix), "--yes", env=isolated_env).returncode
+        == 0
+    )
     assert not prefix.exists()
 
 
-def test_create_json_and_version_spec(conda_root: CondaRoot, isolated_env: Dict[str, str], tmp_path: Path) -> None:
+def test_create_json_and_version_spec(
+    conda_root: CondaRoot, isolated_env: Dict[str, str], tmp_path: Path
+) -> None:
     prefix = tmp_path / "env"
-    proc = conda_root.run("create", "-p", str(prefix), "--json", "tool=1.0", env=isolated_env, input="n\n")
+    proc = conda_root.run(
+        "create", "-p", str(prefix), "--json", "tool=1.0", env=isolated_env, input="n\n"
+    )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)  # the whole stdout is one JSON object; --json implies --yes
     assert result["success"] is True and result["prefix"] == str(prefix)
     (link,) = result["actions"]["LINK"]
-    assert {"base_url", "build_number", "build_string", "channel", "dist_name", "name", "platform",
-            "version"} <= set(link)
+    assert {
+        "base_url",
+        "build_number",
+        "build_string",
+        "channel",
+        "dist_name",
+        "name",
+        "platform",
+        "version",
+    } <= set(link)
     assert (link["name"], link["version"], link["dist_name"]) == ("tool", "1.0", "tool-1.0-0")
     assert (prefix / "bin" / "tool").read_text().strip().endswith('"tool 1.0"')
 
@@ -191,15 +246,23 @@ def test_create_json_and_version_spec(conda_root: CondaRoot, isolated_env: Dict[
 def test_create_prompt_reads_eof_as_yes_and_n_as_no(
     conda_root: CondaRoot, isolated_env: Dict[str, str], tmp_path: Path
 ) -> None:
-    proc = conda_root.run("create", "-p", str(tmp_path / "a"), "tool", env=isolated_env, stdin=subprocess.DEVNULL)
+    proc = conda_root.run(
+        "create", "-p", str(tmp_path / "a"), "tool", env=isolated_env, stdin=subprocess.DEVNULL
+    )
     assert proc.returncode == 0, proc.stderr
     assert "Proceed ([y]/n)?" in proc.stdout and (tmp_path / "a" / "bin" / "tool").exists()
-    proc = conda_root.run("create", "-p", str(tmp_path / "b"), "tool", env=isolated_env, input="n\n")
+    proc = conda_root.run(
+        "create", "-p", str(tmp_path / "b"), "tool", env=isolated_env, input="n\n"
+    )
     assert proc.returncode == 1 and not (tmp_path / "b").exists()
 
 
-def test_double_dash_ends_options(conda_root: CondaRoot, isolated_env: Dict[str, str], tmp_path: Path) -> None:
-    proc = conda_root.run("create", "-p", str(tmp_path / "e"), "--yes", "--", "tool<2", env=isolated_env)
+def test_double_dash_ends_options(
+    conda_root: CondaRoot, isolated_env: Dict[str, str], tmp_path: Path
+) -> None:
+    proc = conda_root.run(
+        "create", "-p", str(tmp_path / "e"), "--yes", "--", "tool<2", env=isolated_env
+    )
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "e" / "conda-meta" / "tool-1.0-0.json").exists()
 
@@ -213,21 +276,41 @@ def test_recreate_existing_env_and_keep_foreign_files(
     conda_root: CondaRoot, isolated_env: Dict[str, str], tmp_path: Path
 ) -> None:
     env_dir = tmp_path / "env"
-    assert conda_root.run("create", "-p", str(env_dir), "--yes", "tool", env=isolated_env).returncode == 0
+    assert (
+        conda_root.run("create", "-p", str(env_dir), "--yes", "tool", env=isolated_env).returncode
+        == 0
+    )
     (env_dir / "stale.txt").write_text("old env")
-    assert conda_root.run("create", "-p", str(env_dir), "--yes", "activator", env=isolated_env).returncode == 0
+    assert (
+        conda_root.run(
+            "create", "-p", str(env_dir), "--yes", "activator", env=isolated_env
+        ).returncode
+        == 0
+    )
     assert not (env_dir / "stale.txt").exists() and not (env_dir / "bin" / "tool").exists()
     assert (env_dir / "conda-meta" / "activator-1.0-0.json").exists()
 
     plain = tmp_path / "plain"
     plain.mkdir()
     (plain / "keep.txt").write_text("mine")
-    assert conda_root.run("create", "-p", str(plain), "--yes", "tool", env=isolated_env).returncode == 0
+    assert (
+        conda_root.run("create", "-p", str(plain), "--yes", "tool", env=isolated_env).returncode
+        == 0
+    )
     assert (plain / "keep.txt").read_text() == "mine" and (plain / "bin" / "tool").exists()
 
 
-ERROR_KEYS = {"caused_by", "channel_urls", "channels_formatted", "error", "exception_name", "exception_type",
-              "message", "packages", "packages_formatted"}
+ERROR_KEYS = {
+    "caused_by",
+    "channel_urls",
+    "channels_formatted",
+    "error",
+    "exception_name",
+    "exception_type",
+    "message",
+    "packages",
+    "packages_formatted",
+}
 
 
 @pytest.mark.parametrize(
@@ -241,7 +324,10 @@ def test_packages_not_found(
     prefix = tmp_path / "env"
     proc = conda_root.run("create", "-p", str(prefix), "--yes", spec, env=isolated_env)
     assert proc.returncode == 1
-    assert "PackagesNotFoundError: The following packages are not available from current channels:" in proc.stderr
+    assert (
+        "PackagesNotFoundError: The following packages are not available from current channels:"
+        in proc.stderr
+    )
     assert f"  - {missing}\n" in proc.stderr
     assert "Collecting package metadata" in proc.stdout
     assert not prefix.exists()
@@ -249,20 +335,26 @@ def test_packages_not_found(
     proc = conda_root.run("create", "-p", str(prefix), "--json", spec, env=isolated_env)
     assert proc.returncode == 1
     error = json.loads(proc.stdout)
-    assert ERROR_KEYS <= set(error)
+    assert set(error) >= ERROR_KEYS
     assert error["exception_name"] == "PackagesNotFoundInChannelsError"
     assert error["packages"] == [missing]
     assert not prefix.exists()
 
 
-def test_conflict_is_unsatisfiable(conda_root: CondaRoot, isolated_env: Dict[str, str], tmp_path: Path) -> None:
+def test_conflict_is_unsatisfiable(
+    conda_root: CondaRoot, isolated_env: Dict[str, str], tmp_path: Path
+) -> None:
     prefix = tmp_path / "env"
-    proc = conda_root.run("create", "-p", str(prefix), "--json", "toolplugin", "tool>=2", env=isolated_env)
+    proc = conda_root.run(
+        "create", "-p", str(prefix), "--json", "toolplugin", "tool>=2", env=isolated_env
+    )
     assert proc.returncode == 1
     error = json.loads(proc.stdout)
     assert error["exception_name"] == "UnsatisfiableError"
     assert {"unsatisfiable", "guidance", "message", "error"} <= set(error)
-    proc = conda_root.run("create", "-p", str(prefix), "--yes", "toolplugin", "tool>=2", env=isolated_env)
+    proc = conda_root.run(
+        "create", "-p", str(prefix), "--yes", "toolplugin", "tool>=2", env=isolated_env
+    )
     assert proc.returncode == 1 and "UnsatisfiableError: " in proc.stderr
     assert not prefix.exists()
     # ...and each half alone is fine
@@ -275,7 +367,9 @@ def test_invalid_spec_and_the_json_traceback_quirk(
 ) -> None:
     prefix = tmp_path / "env"
     proc = conda_root.run("create", "-p", str(prefix), "--yes", "tool>=>1", env=isolated_env)
-    assert proc.returncode == 1 and "InvalidMatchSpec: " in proc.stderr and "tool>=>1" in proc.stderr
+    assert (
+        proc.returncode == 1 and "InvalidMatchSpec: " in proc.stderr and "tool>=>1" in proc.stderr
+    )
     assert "Traceback" not in proc.stderr
     proc = conda_root.run("create", "-p", str(prefix), "--json", "tool>=>1", env=isolated_env)
     assert (proc.returncode, proc.stdout) == (1, "")
@@ -304,7 +398,9 @@ def test_environments_txt_only_in_test_home(
 # --------------------------------------------------------------------------- explicit lists
 
 
-def test_list_explicit_md5_format(mroot: CondaRoot, py_env: Path, menv: Dict[str, str], channel: Channel) -> None:
+def test_list_explicit_md5_format(
+    mroot: CondaRoot, py_env: Path, menv: Dict[str, str], channel: Channel
+) -> None:
     proc = mroot.run("list", "-p", str(py_env), "--explicit", "--md5", env=menv)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
@@ -320,10 +416,12 @@ def test_list_explicit_md5_format(mroot: CondaRoot, py_env: Path, menv: Dict[str
     assert sorted(names) == ["activator", "mylib", "pip", "placeholder", "python", "tool"]
     # disconnected packages first (by name), then dependency order
     assert names[:3] == ["activator", "placeholder", "tool"]
-    assert names.index("python") < names.index("mylib") and names.index("python") < names.index("pip")
+    assert names.index("python") < names.index("mylib") and names.index("python") < names.index(
+        "pip"
+    )
     for url in urls:
         assert url.startswith(channel.url + "/")
-        path, md5 = url[len("file://"):].split("#")
+        path, md5 = url[len("file://") :].split("#")
         assert md5 == hashlib.md5(Path(path).read_bytes()).hexdigest()
     plain = mroot.run("list", "-p", str(py_env), "--explicit", env=menv).stdout
     assert plain.splitlines()[5:] == [u.split("#")[0] for u in urls]
@@ -337,17 +435,26 @@ def test_create_from_explicit_file_installs_exactly_without_solving(
     broken = f"{channel.url}/noarch/broken-1.0-0.tar.bz2"
     md5 = hashlib.md5((channel.path / "noarch" / "broken-1.0-0.tar.bz2").read_bytes()).hexdigest()
     spec = tmp_path / "explicit.txt"
-    spec.write_text(f"# platform: linux-64\n@EXPLICIT\n{broken}#{md5}\n{channel.url}/noarch/tool-1.0-0.tar.bz2\n")
+    spec.write_text(
+        f"# platform: linux-64\n@EXPLICIT\n{broken}#{md5}\n"
+        f"{channel.url}/noarch/tool-1.0-0.tar.bz2\n"
+    )
     prefix = tmp_path / "env"
-    proc = conda_root.run("create", "-p", str(prefix), "--yes", "--file", str(spec), env=isolated_env)
+    proc = conda_root.run(
+        "create", "-p", str(prefix), "--yes", "--file", str(spec), env=isolated_env
+    )
     assert proc.returncode == 0, proc.stderr
     meta = sorted(os.listdir(prefix / "conda-meta"))
     assert meta == ["broken-1.0-0.json", "created_at", "history", "tool-1.0-0.json"]
-    listing = conda_root.run("list", "-p", str(prefix), "--explicit", "--md5", env=isolated_env).stdout
+    listing = conda_root.run(
+        "list", "-p", str(prefix), "--explicit", "--md5", env=isolated_env
+    ).stdout
     assert f"{broken}#{md5}" in listing.splitlines()
 
     spec.write_text(f"@EXPLICIT\n{broken}#{'0' * 32}\n")
-    proc = conda_root.run("create", "-p", str(tmp_path / "bad"), "--yes", "--file", str(spec), env=isolated_env)
+    proc = conda_root.run(
+        "create", "-p", str(tmp_path / "bad"), "--yes", "--file", str(spec), env=isolated_env
+    )
     assert proc.returncode == 1 and "ChecksumMismatchError" in proc.stderr
     assert not (tmp_path / "bad").exists()
 
@@ -358,14 +465,18 @@ def test_explicit_round_trip_reproduces_env(
     listing = mroot.run("list", "-p", str(py_env), "--explicit", "--md5", env=menv).stdout
     (tmp_path / "lock.txt").write_text(listing)
     prefix = tmp_path / "copy"
-    proc = mroot.run("create", "-p", str(prefix), "--yes", "--file", str(tmp_path / "lock.txt"), env=menv)
+    proc = mroot.run(
+        "create", "-p", str(prefix), "--yes", "--file", str(tmp_path / "lock.txt"), env=menv
+    )
     assert proc.returncode == 0, proc.stderr
     again = mroot.run("list", "-p", str(prefix), "--explicit", "--md5", env=menv).stdout
     assert again == listing
 
 
 def test_added_package_is_solved_from_a_fresh_channel(
-    conda_root_factory: Callable[..., CondaRoot], fresh_channel: Channel, isolated_env: Dict[str, str],
+    conda_root_factory: Callable[..., CondaRoot],
+    fresh_channel: Channel,
+    isolated_env: Dict[str, str],
     tmp_path: Path,
 ) -> None:
     fresh_channel.add_package("tool", "3.0", files={"bin/tool": '#!/bin/sh\necho "tool 3.0"\n'})
@@ -380,13 +491,19 @@ def test_added_package_is_solved_from_a_fresh_channel(
 
 def test_python_env_works(py_env: Path, menv: Dict[str, str]) -> None:
     code = "import sys, mylib; print(sys.prefix); print(mylib.__version__, mylib.greet('x'))"
-    proc = subprocess.run([str(py_env / "bin" / "python"), "-c", code], env=menv, capture_output=True, text=True)
+    proc = subprocess.run(
+        [str(py_env / "bin" / "python"), "-c", code], env=menv, capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == [str(py_env), "1.0 hello x from mylib"]
     assert os.path.islink(py_env / "bin" / f"python{PY_XY}")
     assert (py_env / "lib" / f"python{PY_XY}" / "site-packages" / "mylib" / "__init__.py").exists()
-    proc = subprocess.run([str(py_env / "bin" / "python"), "-m", "pip", "--version"], env=menv,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [str(py_env / "bin" / "python"), "-m", "pip", "--version"],
+        env=menv,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     assert f"{py_env}/lib/python{PY_XY}/site-packages/pip" in proc.stdout
 
@@ -400,7 +517,9 @@ def test_placeholder_rewritten(mroot: CondaRoot, py_env: Path, menv: Dict[str, s
 # --------------------------------------------------------------------------- conda run
 
 
-def test_run_activation(mroot: CondaRoot, py_env: Path, tool_env: Path, menv: Dict[str, str]) -> None:
+def test_run_activation(
+    mroot: CondaRoot, py_env: Path, tool_env: Path, menv: Dict[str, str]
+) -> None:
     code = (
         "import os, json; print(json.dumps({k: os.environ.get(k) for k in "
         "('CONDA_PREFIX', 'CONDA_DEFAULT_ENV', 'CONDA_SHLVL', 'ACTIVATOR_VAR', 'PATH')}))"
@@ -418,11 +537,17 @@ def test_run_activation(mroot: CondaRoot, py_env: Path, tool_env: Path, menv: Di
     assert proc.stdout == f"{tool_env}\n"
 
 
-def test_run_applies_state_env_vars(conda_root: CondaRoot, isolated_env: Dict[str, str], tmp_path: Path) -> None:
+def test_run_applies_state_env_vars(
+    conda_root: CondaRoot, isolated_env: Dict[str, str], tmp_path: Path
+) -> None:
     prefix = tmp_path / "env"
     assert conda_root.run("create", "-p", str(prefix), "--yes", env=isolated_env).returncode == 0
-    (prefix / "conda-meta" / "state").write_text(json.dumps({"env_vars": {"MY_STATE_VAR": "from state"}}))
-    proc = conda_root.run("run", "-p", str(prefix), "sh", "-c", 'echo "$MY_STATE_VAR"', env=isolated_env)
+    (prefix / "conda-meta" / "state").write_text(
+        json.dumps({"env_vars": {"MY_STATE_VAR": "from state"}})
+    )
+    proc = conda_root.run(
+        "run", "-p", str(prefix), "sh", "-c", 'echo "$MY_STATE_VAR"', env=isolated_env
+    )
     assert proc.stdout == "from state\n"
 
 
@@ -440,7 +565,9 @@ def test_run_passes_arguments_verbatim(
 def test_run_missing_prefix(mroot: CondaRoot, menv: Dict[str, str], tmp_path: Path) -> None:
     proc = mroot.run("run", "-p", str(tmp_path / "nope"), "true", env=menv)
     assert proc.returncode == 1
-    assert f"EnvironmentLocationNotFound: Not a conda environment: {tmp_path / 'nope'}" in proc.stderr
+    assert (
+        f"EnvironmentLocationNotFound: Not a conda environment: {tmp_path / 'nope'}" in proc.stderr
+    )
 
 
 @pytest.mark.parametrize("capture", [True, False], ids=["capture", "no-capture"])
@@ -457,7 +584,11 @@ def test_run_stdin_and_stream_order(
     )
     proc = subprocess.run(
         [str(mroot.conda), "run", "-p", str(tool_env), *flags, sys.executable, "-c", code],
-        env=menv, input=b"hello\n", stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60,
+        env=menv,
+        input=b"hello\n",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        timeout=60,
     )
     assert proc.returncode == 0
     if capture:  # stdin at EOF; all stdout, then all stderr
@@ -480,8 +611,12 @@ def test_run_output_only_after_exit_in_capture_mode(
         "print('second')\n"
     )
     flags = [] if capture else ["--no-capture-output"]
-    proc = subprocess.Popen([str(mroot.conda), "run", "-p", str(tool_env), *flags, sys.executable, "-c", code],
-                            env=menv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [str(mroot.conda), "run", "-p", str(tool_env), *flags, sys.executable, "-c", code],
+        env=menv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         wait_for(marker.exists, "the child to write its first line")
         readable, _, _ = select.select([proc.stdout], [], [], 0 if capture else DEADLINE)
@@ -495,11 +630,17 @@ def test_run_output_only_after_exit_in_capture_mode(
 
 
 @pytest.mark.parametrize("capture", [True, False], ids=["capture", "no-capture"])
-def test_run_binary_output(mroot: CondaRoot, tool_env: Path, menv: Dict[str, str], capture: bool) -> None:
+def test_run_binary_output(
+    mroot: CondaRoot, tool_env: Path, menv: Dict[str, str], capture: bool
+) -> None:
     flags = [] if capture else ["--no-capture-output"]
     code = "import sys; sys.stdout.buffer.write(b'\\xff\\xfeok')"
-    proc = subprocess.run([str(mroot.conda), "run", "-p", str(tool_env), *flags, sys.executable, "-c", code],
-                          env=menv, capture_output=True, timeout=60)
+    proc = subprocess.run(
+        [str(mroot.conda), "run", "-p", str(tool_env), *flags, sys.executable, "-c", code],
+        env=menv,
+        capture_output=True,
+        timeout=60,
+    )
     assert proc.stdout == (b"\xef\xbf\xbd\xef\xbf\xbdok" if capture else b"\xff\xfeok")
 
 
@@ -515,10 +656,15 @@ def test_run_binary_output(mroot: CondaRoot, tool_env: Path, menv: Dict[str, str
     ],
     ids=["0", "3", "255", "sigterm", "sigkill", "not-found"],
 )
-def test_run_exit_codes(mroot: CondaRoot, tool_env: Path, menv: Dict[str, str], command: List[str], rc: int) -> None:
+def test_run_exit_codes(
+    mroot: CondaRoot, tool_env: Path, menv: Dict[str, str], command: List[str], rc: int
+) -> None:
     proc = mroot.run("run", "-p", str(tool_env), *command, env=menv)
     assert proc.returncode == rc
-    line = f"ERROR conda.cli.main_run:execute(148): `conda run {' '.join(command)}` failed. (See above for error)"
+    line = (
+        "ERROR conda.cli.main_run:execute(148): "
+        f"`conda run {' '.join(command)}` failed. (See above for error)"
+    )
     assert (line in proc.stderr.splitlines()) is (rc != 0)
     if rc == 127:
         assert "no-such-command-xyz: command not found" in proc.stderr
@@ -527,7 +673,11 @@ def test_run_exit_codes(mroot: CondaRoot, tool_env: Path, menv: Dict[str, str], 
 @pytest.fixture
 def blocked_child(tmp_path: Path) -> Iterator[Dict[str, Path]]:
     """Paths for a child that records its pid, blocks on a FIFO, then writes 'survived'."""
-    paths = {"fifo": tmp_path / "fifo", "pid": tmp_path / "child.pid", "result": tmp_path / "result"}
+    paths = {
+        "fifo": tmp_path / "fifo",
+        "pid": tmp_path / "child.pid",
+        "result": tmp_path / "result",
+    }
     os.mkfifo(paths["fifo"])
     yield paths
     if paths["pid"].exists() and not paths["result"].exists():
@@ -537,11 +687,12 @@ def blocked_child(tmp_path: Path) -> Iterator[Dict[str, Path]]:
 
 
 def child_code(paths: Dict[str, Path]) -> str:
-    """Python code for :func:`blocked_child`."""
+    """Python code for :func:`blocked_child` (the pid file appears atomically)."""
+    pid, tmp = str(paths["pid"]), str(paths["pid"].with_suffix(".tmp"))
     return (
         "import os, pathlib\n"
-        f"pathlib.Path({str(paths['pid'])!r}.replace('.pid', '.tmp')).write_text(str(os.getpid()))\n"
-        f"os.replace({str(paths['pid'])!r}.replace('.pid', '.tmp'), {str(paths['pid'])!r})\n"
+        f"pathlib.Path({tmp!r}).write_text(str(os.getpid()))\n"
+        f"os.replace({tmp!r}, {pid!r})\n"
         f"open({str(paths['fifo'])!r}).read()\n"
         f"pathlib.Path({str(paths['result'])!r}).write_text('survived')\n"
     )
@@ -549,15 +700,30 @@ def child_code(paths: Dict[str, Path]) -> str:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_run_does_not_forward_signals(
-    mroot: CondaRoot, tool_env: Path, menv: Dict[str, str], tmp_path: Path,
-    blocked_child: Dict[str, Path], sig: signal.Signals,
+    mroot: CondaRoot,
+    tool_env: Path,
+    menv: Dict[str, str],
+    tmp_path: Path,
+    blocked_child: Dict[str, Path],
+    sig: signal.Signals,
 ) -> None:
     tmpdir = tmp_path / "tmpdir"
     tmpdir.mkdir()
     env = {**menv, "TMPDIR": str(tmpdir)}
     proc = subprocess.Popen(
-        [str(mroot.conda), "run", "-p", str(tool_env), sys.executable, "-c", child_code(blocked_child)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            str(mroot.conda),
+            "run",
+            "-p",
+            str(tool_env),
+            sys.executable,
+            "-c",
+            child_code(blocked_child),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         wait_for(blocked_child["pid"].exists, "the child's pid file")
@@ -572,7 +738,9 @@ def test_run_does_not_forward_signals(
     else:
         assert proc.returncode == 1 and "CondaError: KeyboardInterrupt" in stderr
     assert pid_alive(child)  # orphaned, still running
-    assert [p.name for p in tmpdir.iterdir() if p.name.startswith("tmp")]  # wrapper script left behind
+    assert [
+        p.name for p in tmpdir.iterdir() if p.name.startswith("tmp")
+    ]  # wrapper script left behind
     release_fifo(blocked_child["fifo"])
     wait_for(blocked_child["result"].exists, "the orphaned child to finish")
     assert blocked_child["result"].read_text() == "survived"
@@ -582,8 +750,19 @@ def test_run_signal_to_the_group_reaches_the_child(
     mroot: CondaRoot, tool_env: Path, menv: Dict[str, str], blocked_child: Dict[str, Path]
 ) -> None:
     proc = subprocess.Popen(
-        [str(mroot.conda), "run", "-p", str(tool_env), sys.executable, "-c", child_code(blocked_child)],
-        env=menv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+        [
+            str(mroot.conda),
+            "run",
+            "-p",
+            str(tool_env),
+            sys.executable,
+            "-c",
+            child_code(blocked_child),
+        ],
+        env=menv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
     )
     try:
         wait_for(blocked_child["pid"].exists, "the child's pid file")
@@ -600,39 +779,72 @@ def test_run_signal_to_the_group_reaches_the_child(
 # --------------------------------------------------------------------------- micromamba
 
 
-def test_micromamba_personality(conda_root: CondaRoot, isolated_env: Dict[str, str], tmp_path: Path) -> None:
+def test_micromamba_personality(
+    conda_root: CondaRoot, isolated_env: Dict[str, str], tmp_path: Path
+) -> None:
     prefix = tmp_path / "menv"
-    proc = conda_root.run("create", "-p", str(prefix), "-y", "-c", conda_root.channels[0], "--override-channels",
-                          "tool", prog="micromamba", env=isolated_env)
+    proc = conda_root.run(
+        "create",
+        "-p",
+        str(prefix),
+        "-y",
+        "-c",
+        conda_root.channels[0],
+        "--override-channels",
+        "tool",
+        prog="micromamba",
+        env=isolated_env,
+    )
     assert proc.returncode == 0, proc.stderr
     assert (prefix / "conda-meta" / "tool-2.0-0.json").exists()
 
     # no capture: stdin passes through; exit codes pass through
-    proc = conda_root.run("run", "-p", str(prefix), "sh", "-c", 'read x; echo "got $x"; tool; exit 3',
-                          prog="micromamba", env=isolated_env, input="hi\n")
+    proc = conda_root.run(
+        "run",
+        "-p",
+        str(prefix),
+        "sh",
+        "-c",
+        'read x; echo "got $x"; tool; exit 3',
+        prog="micromamba",
+        env=isolated_env,
+        input="hi\n",
+    )
     assert (proc.returncode, proc.stdout) == (3, "got hi\ntool 2.0\n")
     assert "ERROR conda.cli.main_run" not in proc.stderr
     # reproc reports a signal N as N + 255, truncated to 8 bits by exit()
-    proc = conda_root.run("run", "-p", str(prefix), "sh", "-c", "kill -TERM $$", prog="micromamba",
-                          env=isolated_env)
+    proc = conda_root.run(
+        "run", "-p", str(prefix), "sh", "-c", "kill -TERM $$", prog="micromamba", env=isolated_env
+    )
     assert proc.returncode == (signal.SIGTERM + 255) & 0xFF
 
-    listing = conda_root.run("list", "-p", str(prefix), "--explicit", "--md5", prog="micromamba",
-                             env=isolated_env).stdout
+    listing = conda_root.run(
+        "list", "-p", str(prefix), "--explicit", "--md5", prog="micromamba", env=isolated_env
+    ).stdout
     assert "@EXPLICIT" in listing and "/noarch/tool-2.0-0.tar.bz2#" in listing
 
-    proc = conda_root.run("create", "-p", str(tmp_path / "x"), "-y", "nosuchpkg", prog="micromamba",
-                          env=isolated_env)
-    assert proc.returncode == 1 and "critical libmamba Could not solve for environment specs" in proc.stderr
+    proc = conda_root.run(
+        "create", "-p", str(tmp_path / "x"), "-y", "nosuchpkg", prog="micromamba", env=isolated_env
+    )
+    assert (
+        proc.returncode == 1
+        and "critical libmamba Could not solve for environment specs" in proc.stderr
+    )
 
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "file").write_text("x")
-    proc = conda_root.run("create", "-p", str(foreign), "-y", "tool", prog="micromamba", env=isolated_env)
+    proc = conda_root.run(
+        "create", "-p", str(foreign), "-y", "tool", prog="micromamba", env=isolated_env
+    )
     assert proc.returncode == 1 and "Non-conda folder exists at prefix" in proc.stderr
 
-    assert conda_root.run("env", "remove", "-p", str(prefix), "-y", prog="micromamba",
-                          env=isolated_env).returncode == 0
+    assert (
+        conda_root.run(
+            "env", "remove", "-p", str(prefix), "-y", prog="micromamba", env=isolated_env
+        ).returncode
+        == 0
+    )
     assert not prefix.exists()
     assert [c["prog"] for c in conda_root.calls()] == ["micromamba"] * 7
 
@@ -641,8 +853,18 @@ def test_micromamba_run_forwards_sigterm(
     mroot: CondaRoot, tool_env: Path, menv: Dict[str, str], blocked_child: Dict[str, Path]
 ) -> None:
     proc = subprocess.Popen(
-        [str(mroot.micromamba), "run", "-p", str(tool_env), sys.executable, "-c", child_code(blocked_child)],
-        env=menv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [
+            str(mroot.micromamba),
+            "run",
+            "-p",
+            str(tool_env),
+            sys.executable,
+            "-c",
+            child_code(blocked_child),
+        ],
+        env=menv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     try:
         wait_for(blocked_child["pid"].exists, "the child's pid file")

@@ -41,7 +41,6 @@ import json
 import os
 import sys
 import tarfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Union
@@ -205,7 +204,9 @@ def add_package(
         else:
             data = content.encode() if isinstance(content, str) else content
             mode = 0o755 if rel.startswith("bin/") else 0o644
-            pfiles[rel] = PackageFile(data, mode, PLACEHOLDER if PLACEHOLDER.encode() in data else None)
+            pfiles[rel] = PackageFile(
+                data, mode, PLACEHOLDER if PLACEHOLDER.encode() in data else None
+            )
     spec = PackageSpec(
         name=name,
         version=version,
@@ -231,11 +232,7 @@ def _python_spec(subdir: str) -> PackageSpec:
     vi = sys.version_info
     xy = f"{vi.major}.{vi.minor}"
     version = f"{vi.major}.{vi.minor}.{vi.micro}"
-    cfg = (
-        f"home = {exe.parent}\n"
-        "include-system-site-packages = false\n"
-        f"version = {version}\n"
-    )
+    cfg = f"home = {exe.parent}\ninclude-system-site-packages = false\nversion = {version}\n"
     return PackageSpec(
         name="python",
         version=version,
@@ -307,7 +304,7 @@ def _mylib_spec(subdir: str) -> PackageSpec:
     )
 
 
-def test_channel_specs(subdir: str) -> List[PackageSpec]:
+def standard_package_specs(subdir: str) -> List[PackageSpec]:
     """The package set of the standard test channel (see the module docstring)."""
     where_am_i = f'#!/bin/sh\necho "{PLACEHOLDER}"\n'.encode()
     return [
@@ -355,22 +352,15 @@ def test_channel_specs(subdir: str) -> List[PackageSpec]:
     ]
 
 
-# Not a pytest test despite the name.
-test_channel_specs.__test__ = False  # type: ignore[attr-defined]
-
 
 def build_test_channel(channel_dir: Union[str, Path]) -> Path:
     """Write the standard test channel into ``channel_dir`` and index it; return the dir."""
     channel_dir = Path(channel_dir)
     subdir = current_subdir()
-    start = time.monotonic()
-    for spec in test_channel_specs(subdir):
+    for spec in standard_package_specs(subdir):
         write_package(channel_dir / ("noarch" if spec.noarch else subdir), spec, subdir)
     (channel_dir / subdir).mkdir(parents=True, exist_ok=True)
     index_channel(channel_dir)
-    os.environ.get("CONDA_STANDIN_DEBUG") and print(
-        f"channel built in {time.monotonic() - start:.2f}s", file=sys.stderr
-    )
     return channel_dir
 
 

@@ -43,7 +43,9 @@ from typing import Any, Dict, Iterable, List, NoReturn, Optional, Sequence, Tupl
 
 DEFAULT_CONDA_VERSION = "26.7.1"
 DEFAULT_MICROMAMBA_VERSION = "2.3.0"
-RUN_ERROR_LOG = "ERROR conda.cli.main_run:execute(148): `conda run {cmd}` failed. (See above for error)"
+RUN_ERROR_LOG = (
+    "ERROR conda.cli.main_run:execute(148): `conda run {cmd}` failed. (See above for error)"
+)
 
 
 # --------------------------------------------------------------------------- basics
@@ -54,7 +56,7 @@ def _exit(code: int) -> NoReturn:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except Exception:  # noqa: BLE001 - a closed pipe must not change the exit code
+        except Exception:
             pass
     os._exit(code & 0xFF)
 
@@ -85,7 +87,7 @@ class Config:
     add_pip_as_python_dependency: bool = True
 
     @classmethod
-    def load(cls, root: str, argv0: str) -> "Config":
+    def load(cls, root: str, argv0: str) -> Config:
         """Read ``ROOT/standin.json`` (missing keys get defaults under ROOT)."""
         path = os.path.join(root, "standin.json")
         data: Dict[str, Any] = {}
@@ -164,14 +166,20 @@ class StandinError(Exception):
     @property
     def display_name(self) -> str:
         """The class name conda shows in front of the text on stderr."""
-        return "PackagesNotFoundError" if self.name == "PackagesNotFoundInChannelsError" else self.name
+        return (
+            "PackagesNotFoundError" if self.name == "PackagesNotFoundInChannelsError" else self.name
+        )
 
 
 def report(cfg: Config, exc: StandinError, as_json: bool) -> int:
     """Print an error as conda or micromamba would; return the exit code (1)."""
     if cfg.is_mamba:
         if as_json:
-            out(json.dumps({"success": False, "error": exc.message, "exception_name": exc.name}, indent=4))
+            out(
+                json.dumps(
+                    {"success": False, "error": exc.message, "exception_name": exc.name}, indent=4
+                )
+            )
         for line in exc.extra.get("mamba_lines", []):
             err(line)
         err(f"critical libmamba {exc.extra.get('mamba_message', exc.message)}")
@@ -192,7 +200,7 @@ def env_not_found(cfg: Config, prefix: str) -> StandinError:
         "EnvironmentLocationNotFound",
         f"Not a conda environment: {prefix}",
         location=prefix,
-        mamba_message=f"The given prefix does not exist: \"{prefix}\"",
+        mamba_message=f'The given prefix does not exist: "{prefix}"',
     )
 
 
@@ -238,7 +246,7 @@ class ArgumentParser(argparse.ArgumentParser):
 
     mamba = False
 
-    def error(self, message: str) -> NoReturn:  # noqa: D102
+    def error(self, message: str) -> NoReturn:
         if self.mamba:
             err(message)
             err("Run with --help for more information.")
@@ -283,7 +291,9 @@ def build_parser(cfg: Config) -> ArgumentParser:
     _add_common(create, mamba)
     create.add_argument("-c", "--channel", action="append", default=[])
     create.add_argument("--override-channels", action="store_true")
-    create.add_argument(*(["-f"] if mamba else []), "--file", dest="file", action="append", default=[])
+    create.add_argument(
+        *(["-f"] if mamba else []), "--file", dest="file", action="append", default=[]
+    )
     create.add_argument("--no-default-packages", action="store_true")
     create.add_argument("--solver")
     create.add_argument("--copy", action="store_true")
@@ -303,7 +313,9 @@ def build_parser(cfg: Config) -> ArgumentParser:
         run.add_argument("-v", "--verbose", action="count", default=0)
         run.add_argument("--dev", action="store_true")
         run.add_argument("--debug-wrapper-scripts", action="store_true")
-        run.add_argument("--no-capture-output", "--live-stream", "-s", dest="no_capture", action="store_true")
+        run.add_argument(
+            "--no-capture-output", "--live-stream", "-s", dest="no_capture", action="store_true"
+        )
     run.add_argument("executable_call", nargs=argparse.REMAINDER)
 
     remove = sub.add_parser("remove", aliases=["uninstall"], prog=f"{cfg.prog} remove")
@@ -356,7 +368,8 @@ def _dep_name(dep: str) -> str:
 
 
 def _dist_str(rec: Dict[str, Any]) -> str:
-    return f"{rec.get('channel', '')}/{rec.get('subdir', '')}::{rec['name']}-{rec['version']}-{rec['build']}"
+    dist = f"{rec['name']}-{rec['version']}-{rec['build']}"
+    return f"{rec.get('channel', '')}/{rec.get('subdir', '')}::{dist}"
 
 
 def toposort_records(records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
@@ -454,7 +467,8 @@ def _explicit_records(urls: List[str], rattler: Any, asyncio: Any) -> List[Any]:
         if not url.startswith("file://"):
             raise StandinError(
                 "CondaHTTPError",
-                f"HTTP 000 CONNECTION FAILED for url <{url}>\n(offline stand-in: only file:// URLs)",
+                f"HTTP 000 CONNECTION FAILED for url <{url}>\n"
+                "(offline stand-in: only file:// URLs)",
                 url=url,
             )
         path = url[len("file://") :]
@@ -462,16 +476,15 @@ def _explicit_records(urls: List[str], rattler: Any, asyncio: Any) -> List[Any]:
             raise StandinError("CondaFileIOError", f"'{path}'. No such file or directory", url=url)
         with open(path, "rb") as fh:
             data = fh.read()
-        actual = hashlib.md5(data).hexdigest()  # noqa: S324 - conda's own checksum
-        if md5:
-            if actual != md5:
-                raise StandinError(
-                    "ChecksumMismatchError",
-                    "Conda detected a mismatch between the expected content and downloaded content\n"
-                    f"for url '{url}'.\n  download saved to: {path}\n"
-                    f"  expected md5: {md5}\n  actual md5: {actual}\n",
-                    url=url,
-                )
+        actual = hashlib.md5(data).hexdigest()
+        if md5 and actual != md5:
+            raise StandinError(
+                "ChecksumMismatchError",
+                "Conda detected a mismatch between the expected content and downloaded content\n"
+                f"for url '{url}'.\n  download saved to: {path}\n"
+                f"  expected md5: {md5}\n  actual md5: {actual}\n",
+                url=url,
+            )
         rec = asyncio.run(rattler.RepoDataRecord.from_package_archive(path))
         rec.url = url
         rec.md5 = bytes.fromhex(actual)
@@ -489,7 +502,9 @@ def _missing_specs(
     gateway = rattler.Gateway()
     platforms = [rattler.Subdir.current(), rattler.Subdir("noarch")]
     names = sorted({_dep_name(str(s)) for s in specs})
-    result = asyncio.run(gateway.query(channels, platforms, names, recursive=True)) if channels else []
+    result = (
+        asyncio.run(gateway.query(channels, platforms, names, recursive=True)) if channels else []
+    )
     records = [r for per_channel in result for r in per_channel]
     missing: List[str] = []
     seen: set = set()
@@ -507,7 +522,7 @@ def _missing_specs(
             for dep in rec.depends:
                 try:
                     todo.append((dep, rattler.MatchSpec(dep, strict=False)))
-                except Exception:  # noqa: BLE001 - malformed dependency: ignore
+                except Exception:
                     pass
     return missing
 
@@ -523,8 +538,11 @@ def _not_found(cfg: Config, missing: List[str], channels: List[str]) -> StandinE
         "and use the search bar at the top of the page.\n"
     )
     lines = ["error    libmamba Could not solve for environment specs"]
-    lines += ["    The following packages are incompatible" if len(missing) > 1 else
-              "    The following package could not be installed"]
+    lines += [
+        "    The following packages are incompatible"
+        if len(missing) > 1
+        else "    The following package could not be installed"
+    ]
     lines += [f"    └─ {m} does not exist (perhaps a typo or a missing channel)." for m in missing]
     return StandinError(
         "PackagesNotFoundInChannelsError",
@@ -555,14 +573,22 @@ def _unsatisfiable(specs: List[str], solver_message: str) -> StandinError:
     )
 
 
-def _print_plan(cfg: Config, prefix: str, specs: List[str], records: List[Any], channels: List[str]) -> None:
+def _print_plan(
+    cfg: Config, prefix: str, specs: List[str], records: List[Any], channels: List[str]
+) -> None:
     if cfg.is_mamba:
         out("\nTransaction\n\n  Prefix: " + prefix + "\n\n  Updating specs:\n")
         for s in specs:
             out(f"   - {s}")
-        out("\n\n  Package  Version  Build  Channel\n" + "─" * 40 + "\n  Install:\n" + "─" * 40 + "\n")
+        out(
+            "\n\n  Package  Version  Build  Channel\n"
+            + "─" * 40
+            + "\n  Install:\n"
+            + "─" * 40
+            + "\n"
+        )
         for rec in records:
-            out(f"  + {rec.name.normalized:<12} {str(rec.version):<9} {str(rec.build):<8} {_chan(rec)}")
+            out(f"  + {rec.name.normalized:<12} {rec.version!s:<9} {rec.build!s:<8} {_chan(rec)}")
         out(f"\n  Summary:\n\n  Install: {len(records)} packages\n\n" + "─" * 40 + "\n\n")
         return
     out("## Package Plan ##\n")
@@ -584,7 +610,9 @@ def _subdir() -> str:
 
     machine = platform.machine()
     system = {"Linux": "linux", "Darwin": "osx", "Windows": "win"}.get(platform.system(), "linux")
-    arch = {"x86_64": "64", "AMD64": "64", "aarch64": "aarch64", "arm64": "arm64"}.get(machine, machine)
+    arch = {"x86_64": "64", "AMD64": "64", "aarch64": "aarch64", "arm64": "arm64"}.get(
+        machine, machine
+    )
     return f"{system}-{arch}"
 
 
@@ -614,7 +642,9 @@ def _register_env(cfg: Config, prefix: str, remove: bool = False) -> None:
         fh.write("".join(ln + "\n" for ln in lines))
 
 
-def _write_history(cfg: Config, prefix: str, args_list: Sequence[str], records: List[Any], specs: List[str]) -> None:
+def _write_history(
+    cfg: Config, prefix: str, args_list: Sequence[str], records: List[Any], specs: List[str]
+) -> None:
     meta = os.path.join(prefix, "conda-meta")
     os.makedirs(meta, exist_ok=True)
     now = datetime.datetime.now()
@@ -638,7 +668,9 @@ def cmd_create(cfg: Config, args: argparse.Namespace, raw_args: Sequence[str]) -
     as_json = bool(args.json)
     yes = bool(args.yes or as_json)
     if not args.prefix and not args.name:
-        raise StandinError("CondaValueError", "Value error: one of --prefix or --name must be given")
+        raise StandinError(
+            "CondaValueError", "Value error: one of --prefix or --name must be given"
+        )
     prefix = resolve_prefix(cfg, args.prefix, args.name)
     channels = [_channel_url(c) for c in args.channel]
     if not args.override_channels:
@@ -663,7 +695,7 @@ def cmd_create(cfg: Config, args: argparse.Namespace, raw_args: Sequence[str]) -
     for s in spec_strings:
         try:
             specs.append(rattler.MatchSpec(s, strict=False))
-        except Exception as exc:  # noqa: BLE001 - rattler raises its own error types
+        except Exception as exc:
             if as_json and not cfg.is_mamba:
                 # Quirk of real conda: with --json a malformed spec crashes with a traceback.
                 raise InvalidMatchSpec(f"Invalid spec '{s}': {exc}") from exc
@@ -680,15 +712,22 @@ def cmd_create(cfg: Config, args: argparse.Namespace, raw_args: Sequence[str]) -
                 raise StandinError("CondaSystemExit", "Aborting.")
         elif not yes:
             err(f"WARNING: A conda environment already exists at '{prefix}'")
-            if not confirm(cfg, "Remove existing environment?\nThis will remove ALL directories contained within "
-                                "this specified prefix directory.\n (y/[n])? ", default=False):
+            if not confirm(
+                cfg,
+                "Remove existing environment?\nThis will remove ALL directories contained within "
+                "this specified prefix directory.\n (y/[n])? ",
+                default=False,
+            ):
                 raise StandinError("CondaSystemExit", "Exiting.")
         shutil.rmtree(prefix)
         existed = False
     elif existed and cfg.is_mamba and os.path.isdir(prefix) and os.listdir(prefix):
         err("error    libmamba Non-conda folder exists at prefix - aborting.")
-        raise StandinError("CondaValueError", "Non-conda folder exists at prefix - aborting.",
-                           mamba_message="Non-conda folder exists at prefix - aborting.")
+        raise StandinError(
+            "CondaValueError",
+            "Non-conda folder exists at prefix - aborting.",
+            mamba_message="Non-conda folder exists at prefix - aborting.",
+        )
 
     solvable = [c for c in channels if c.startswith("file://")]
     progress = not as_json and not cfg.is_mamba
@@ -703,17 +742,23 @@ def cmd_create(cfg: Config, args: argparse.Namespace, raw_args: Sequence[str]) -
     if explicit_urls:
         records = _explicit_records(explicit_urls, rattler, asyncio)
     elif specs:
-        add_pip = cfg.add_pip_as_python_dependency and any(_channel_has(c, subdirs, "pip") for c in solvable)
+        add_pip = cfg.add_pip_as_python_dependency and any(
+            _channel_has(c, subdirs, "pip") for c in solvable
+        )
         try:
-            records = asyncio.run(
-                rattler.solve(
-                    solvable,
-                    specs,
-                    gateway=rattler.Gateway(),
-                    platforms=subdirs,
-                    add_pip_as_python_dependency=add_pip,
+            records = (
+                asyncio.run(
+                    rattler.solve(
+                        solvable,
+                        specs,
+                        gateway=rattler.Gateway(),
+                        platforms=subdirs,
+                        add_pip_as_python_dependency=add_pip,
+                    )
                 )
-            ) if solvable else None
+                if solvable
+                else None
+            )
         except SolverError as exc:
             if progress:
                 out("failed\n")
@@ -733,13 +778,22 @@ def cmd_create(cfg: Config, args: argparse.Namespace, raw_args: Sequence[str]) -
             out("done\n")
 
     ordered = _toposort_rattler(records)
-    if not as_json and not args.quiet or (not as_json and cfg.is_mamba):
+    if (not as_json and not args.quiet) or (not as_json and cfg.is_mamba):
         _print_plan(cfg, prefix, spec_strings, ordered, channels)
     if args.dry_run:
         if as_json:
-            out(json.dumps({"dry_run": True, "success": True, "prefix": prefix,
-                            "actions": {"LINK": [_record_info(r) for r in ordered], "PREFIX": prefix}},
-                           indent=2, sort_keys=True))
+            out(
+                json.dumps(
+                    {
+                        "dry_run": True,
+                        "success": True,
+                        "prefix": prefix,
+                        "actions": {"LINK": [_record_info(r) for r in ordered], "PREFIX": prefix},
+                    },
+                    indent=2,
+                    sort_keys=True,
+                )
+            )
         else:
             err("\nDryRunExit: Dry run. Exiting.\n")
         return 0
@@ -751,8 +805,11 @@ def cmd_create(cfg: Config, args: argparse.Namespace, raw_args: Sequence[str]) -
         os.makedirs(prefix, exist_ok=True)
         if records:
             if not as_json and not cfg.is_mamba:
-                out("\nDownloading and Extracting Packages:\n\nPreparing transaction: done\n"
-                    "Verifying transaction: done\nExecuting transaction: ", end="")
+                out(
+                    "\nDownloading and Extracting Packages:\n\nPreparing transaction: done\n"
+                    "Verifying transaction: done\nExecuting transaction: ",
+                    end="",
+                )
                 sys.stdout.flush()
             asyncio.run(
                 rattler.install(
@@ -776,24 +833,37 @@ def cmd_create(cfg: Config, args: argparse.Namespace, raw_args: Sequence[str]) -
     if as_json:
         link = [_record_info(r) for r in ordered]
         if cfg.is_mamba:
-            result = {"actions": {"FETCH": [], "LINK": link, "PREFIX": prefix},
-                      "dry_run": False, "prefix": prefix, "success": True}
+            result = {
+                "actions": {"FETCH": [], "LINK": link, "PREFIX": prefix},
+                "dry_run": False,
+                "prefix": prefix,
+                "success": True,
+            }
         else:
-            result = {"actions": {"FETCH": [], "LINK": link, "PREFIX": prefix}, "prefix": prefix, "success": True}
+            result = {
+                "actions": {"FETCH": [], "LINK": link, "PREFIX": prefix},
+                "prefix": prefix,
+                "success": True,
+            }
         out(json.dumps(result, indent=2, sort_keys=True))
     elif cfg.is_mamba:
         out("Transaction starting")
         for rec in ordered:
             out(f"Linking {rec.name.normalized}-{rec.version}-{rec.build}")
-        out("\nTransaction finished\n\nTo activate this environment, use:\n\n"
-            f"    micromamba activate {prefix}\n\nOr to execute a single command in this environment, use:\n\n"
-            f"    micromamba run -p {prefix} mycommand\n")
+        out(
+            "\nTransaction finished\n\nTo activate this environment, use:\n\n"
+            f"    micromamba activate {prefix}\n\n"
+            "Or to execute a single command in this environment, use:\n\n"
+            f"    micromamba run -p {prefix} mycommand\n"
+        )
     else:
         if records:
             out("done")
-        out("#\n# To activate this environment, use\n#\n"
+        out(
+            "#\n# To activate this environment, use\n#\n"
             f"#     $ conda activate {prefix}\n#\n# To deactivate an active environment, use\n#\n"
-            "#     $ conda deactivate\n")
+            "#     $ conda deactivate\n"
+        )
     return 0
 
 
@@ -804,8 +874,17 @@ class InvalidMatchSpec(Exception):
 def _toposort_rattler(records: List[Any]) -> List[Any]:
     dicts = []
     for r in records:
-        dicts.append({"name": r.name.normalized, "version": str(r.version), "build": str(r.build),
-                      "depends": list(r.depends), "channel": _chan(r) or "", "subdir": r.subdir, "_rec": r})
+        dicts.append(
+            {
+                "name": r.name.normalized,
+                "version": str(r.version),
+                "build": str(r.build),
+                "depends": list(r.depends),
+                "channel": _chan(r) or "",
+                "subdir": r.subdir,
+                "_rec": r,
+            }
+        )
     return [d["_rec"] for d in toposort_records(dicts)]
 
 
@@ -854,10 +933,16 @@ def _activation_env(cfg: Config, prefix: str) -> Dict[str, str]:
 def _wrapper_script(prefix: str, command: Sequence[str], exec_: bool) -> str:
     """Write the ``bash`` wrapper (activate.d scripts, then the command) into $TMPDIR."""
     activate_d = os.path.join(prefix, "etc", "conda", "activate.d")
-    scripts = sorted(f for f in os.listdir(activate_d) if f.endswith(".sh")) if os.path.isdir(activate_d) else []
+    scripts = (
+        sorted(f for f in os.listdir(activate_d) if f.endswith(".sh"))
+        if os.path.isdir(activate_d)
+        else []
+    )
     lines = [f". {shlex.quote(os.path.join(activate_d, s))}" for s in scripts]
     lines.append(("exec " if exec_ else "") + " ".join(shlex.quote(a) for a in command))
-    fd, path = tempfile.mkstemp(prefix="tmp" if not exec_ else "mamba_run_", suffix="" if not exec_ else ".sh")
+    fd, path = tempfile.mkstemp(
+        prefix="tmp" if not exec_ else "mamba_run_", suffix="" if not exec_ else ".sh"
+    )
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write("\n".join(lines) + "\n")
     return path
@@ -974,12 +1059,17 @@ def _run_mamba(cfg: Config, args: argparse.Namespace, prefix: str, command: List
 def cmd_remove(cfg: Config, args: argparse.Namespace, whole_env: bool) -> int:
     """``remove --all`` / ``env remove``: delete the environment directory."""
     if not (whole_env or args.all):
-        raise StandinError("CondaValueError", "Value error: the stand-in only supports removing whole envs (--all)")
+        raise StandinError(
+            "CondaValueError", "Value error: the stand-in only supports removing whole envs (--all)"
+        )
     prefix = resolve_prefix(cfg, args.prefix, args.name)
     if not is_env(prefix):
         if cfg.is_mamba:
-            raise StandinError("EnvironmentLocationNotFound", f"No prefix found at: {prefix}",
-                               mamba_message=f"No prefix found at: {prefix}")
+            raise StandinError(
+                "EnvironmentLocationNotFound",
+                f"No prefix found at: {prefix}",
+                mamba_message=f"No prefix found at: {prefix}",
+            )
         raise env_not_found(cfg, prefix)
     if os.path.realpath(prefix) == os.path.realpath(cfg.root):
         raise StandinError("CondaEnvironmentError", "cannot remove root environment")
@@ -1013,12 +1103,24 @@ def cmd_list(cfg: Config, args: argparse.Namespace) -> int:
         return 0
     records.sort(key=lambda r: r["name"])
     if args.json:
-        out(json.dumps([{
-            "base_url": r.get("channel"), "build_number": r.get("build_number", 0),
-            "build_string": r["build"], "channel": r.get("channel"),
-            "dist_name": f"{r['name']}-{r['version']}-{r['build']}", "name": r["name"],
-            "platform": r.get("subdir"), "version": r["version"],
-        } for r in records], indent=2))
+        out(
+            json.dumps(
+                [
+                    {
+                        "base_url": r.get("channel"),
+                        "build_number": r.get("build_number", 0),
+                        "build_string": r["build"],
+                        "channel": r.get("channel"),
+                        "dist_name": f"{r['name']}-{r['version']}-{r['build']}",
+                        "name": r["name"],
+                        "platform": r.get("subdir"),
+                        "version": r["version"],
+                    }
+                    for r in records
+                ],
+                indent=2,
+            )
+        )
         return 0
     out(f"# packages in environment at {prefix}:\n#")
     out(f"# {'Name':<23} {'Version':<25} {'Build':>6}  Channel")
@@ -1031,7 +1133,9 @@ def _envs(cfg: Config) -> List[str]:
     found = [cfg.root] if is_env(cfg.root) else []
     for d in cfg.envs_dirs:
         if os.path.isdir(d):
-            found += [os.path.join(d, n) for n in sorted(os.listdir(d)) if is_env(os.path.join(d, n))]
+            found += [
+                os.path.join(d, n) for n in sorted(os.listdir(d)) if is_env(os.path.join(d, n))
+            ]
     return found
 
 
@@ -1098,11 +1202,18 @@ def cmd_info(cfg: Config, args: argparse.Namespace) -> int:
     elif args.envs:
         out("# conda environments:\n#")
         for e in data["envs"]:
-            out(("base" if e == cfg.root else "") .ljust(25) + e)
+            out(("base" if e == cfg.root else "").ljust(25) + e)
     else:
         out()
-        for key in ("active_prefix", "conda_version", "platform", "root_prefix", "envs_dirs", "pkgs_dirs",
-                    "channels"):
+        for key in (
+            "active_prefix",
+            "conda_version",
+            "platform",
+            "root_prefix",
+            "envs_dirs",
+            "pkgs_dirs",
+            "channels",
+        ):
             value = data[key]
             text = "\n".join(value) if isinstance(value, list) else str(value)
             out(f"{key.replace('_', ' '):>25} : {text}")
@@ -1160,7 +1271,11 @@ def main(argv: Sequence[str]) -> int:
     except StandinError as exc:
         return report(cfg, exc, as_json)
     except KeyboardInterrupt:
-        err("\nCondaError: KeyboardInterrupt\n" if not cfg.is_mamba else "critical libmamba Interrupted by user")
+        err(
+            "\nCondaError: KeyboardInterrupt\n"
+            if not cfg.is_mamba
+            else "critical libmamba Interrupted by user"
+        )
         return 1
     except InvalidMatchSpec:
         traceback.print_exc()
@@ -1172,7 +1287,7 @@ if __name__ == "__main__":
         code = main(sys.argv[1:])
     except SystemExit as exc:  # argparse --help
         code = exc.code if isinstance(exc.code, int) else 1
-    except BaseException:  # noqa: BLE001 - mimic an unexpected conda error
+    except BaseException:
         traceback.print_exc()
         code = 1
     _exit(code)
