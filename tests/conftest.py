@@ -15,7 +15,8 @@ Fixtures
 ``fresh_channel`` (function)
     A private copy of the channel that a test may change with
     ``fresh_channel.add_package(name, version, build="0", depends=(), files={...})``
-    (re-indexes; use a new version/build string, the package cache is shared).
+    (re-indexes).  The package cache is shared, but rattler re-validates entries by
+    sha256, so even a rebuilt ``name-version-build`` with new content installs correctly.
 
 ``conda_root`` (function)
     :class:`CondaRoot`: a fresh fake conda installation ``ROOT`` in tmp, configured
