@@ -32,7 +32,7 @@ __version__ = "0.1.0"
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~8 ms to import: only type checkers read it
-    from typing import IO, Dict, Iterable, Iterator, List, NamedTuple, Optional, Tuple
+    from typing import IO, Any, Dict, Iterable, Iterator, List, NamedTuple, Optional, Tuple
 else:
 
     class _NamedTupleMeta(type):
@@ -95,6 +95,13 @@ class UsageError(Exception):
     def __str__(self) -> str:
         where = ":".join(p for p in (self.path, str(self.line) if self.line else "") if p)
         return f"{where}: {self.message}" if where else self.message
+
+
+def _rx(pattern: str) -> Any:
+    """A compiled regular expression; `re` is imported only by the paths that use one."""
+    import re
+
+    return re.compile(pattern)
 
 
 def _say(message: str) -> None:
@@ -367,6 +374,8 @@ class Spec(NamedTuple):
     run_with: Tuple[str, ...]  # the command the script is given to
     label: str  # the script, for messages
     line: int  # the line of the block header
+    pip: Tuple[str, ...] = ()  # PEP 508 requirements (PEP 723 'dependencies'), installed by pip
+    lock: Optional[Lock] = None  # the lock file the env is built from, if one applies
 
 
 def _items(field: Field, key: str, label: str, split: bool = False) -> Tuple[Item, ...]:
@@ -427,23 +436,766 @@ def default_run_with(shebang: str, filename: str, label: str, line: int) -> Tupl
                      "metadata block (or give it a known extension or a shebang)", label, line)
 
 
+###############################################################################
+# PEP 723 inline script metadata (`# /// script`) ##############################
+###############################################################################
+#
+# Flow: find_pep723 (lines -> TOML text) -> parse_toml (tomllib, or toml_subset
+# before 3.11) -> pep723_fields (dict -> conda specs, channels, pip requirements,
+# run_with). pep723_metadata chains the three.
+
+# The spec's reference regex, one line at a time: the opener, and the closer.
+PEP723_OPENER_RE = (r"# /// ([a-zA-Z0-9-]+)")
+PEP723_CLOSER = "# ///"
+# Memory bound for one block's text (a metadata block is a few hundred bytes).
+PEP723_MAX_CHARS = 1_000_000
+# Keys of the script block: PEP 723 defines the first three; the tables are ours.
+PEP723_TOP_KEYS = frozenset({"dependencies", "requires-python", "tool"})
+TOOL_CONDA_KEYS = frozenset({"dependencies", "channels"})
+TOOL_CONDA_EXECUTE_KEYS = frozenset({"run_with"})
+# requires-python: one PEP 440 clause, and the versions we can hand to conda.
+PEP440_CLAUSE_RE = (r"\s*(~=|===|==|!=|<=|>=|<|>)\s*(\S+?)\s*")
+PEP440_VERSION_RE = (r"[0-9]+(?:\.[0-9]+)*(?:(?:a|b|rc)[0-9]+)?")
+PEP440_PREFIX_RE = (r"[0-9]+(?:\.[0-9]+)*\.\*")
+# The package name of a conda match spec, after an optional `channel::`.
+CONDA_SPEC_NAME_RE = (r"(?:[^\s:]+::)?([A-Za-z0-9_][A-Za-z0-9_.-]*)")
+CONTROL_CHARS = frozenset(chr(i) for i in range(32)) | frozenset("\x7f")
+
+
+def _pep723_line(lineno: int, line: str) -> str:
+    """One script line as the spec's regex sees it: no BOM, no line ending."""
+    if lineno == 1 and line.startswith("\ufeff"):
+        line = line[1:]
+    if line.endswith("\n"):
+        line = line[:-1]
+    return line[:-1] if line.endswith("\r") else line
+
+
+def _is_content_line(line: str) -> bool:
+    """A line that may sit inside a block: `#` alone, or `# ` and any text."""
+    return line == "#" or line.startswith("# ")
+
+
+def find_pep723(lines: Iterable[tuple[int, str]], path: str) -> tuple[int, str] | None:
+    """Find the PEP 723 `script` block: (line of `# /// script`, its TOML text) or None.
+
+    `lines` yields (1-based number, text without newline); CRLF and a BOM on line 1
+    are tolerated. Follows the specification's reference regex exactly:
+
+    - an opener is exactly `# /// TYPE`; the block is the run of content lines
+      (`#` or `# ...`) after it, and it ends at the LAST `# ///` of that run that
+      has at least one content line before it (so `# ///` inside content is
+      content when more content follows); no such `# ///`: no block (an
+      unclosed block is ignored, not an error, as the spec says);
+    - blocks of other types are skipped and never buffered; so is a run that a
+      block's opener starts (the regex cannot match anything inside it);
+    - a second closed `script` block raises UsageError (the spec's MUST).
+
+    Reads to the end of `lines`: a second block can only be found there (pip and
+    pipx do the same; uv stops at the first block and so misses it), and the
+    caller has to look for a `# conda execute` block everywhere anyway. Memory
+    stays bounded: only the `script` block's content is kept, at most
+    PEP723_MAX_CHARS characters. Outside blocks a line costs one startswith (a
+    120 MB, 2M-line script: 0.22 s, 22 kB). A caller that wants a cap on reading
+    can pass `itertools.islice(lines, N)`.
+    """
+    found: tuple[int, str] | None = None
+    kind = ""  # type of the block being read; "" outside blocks
+    opener = count = close_at = size = 0
+    content: list[str] = []
+    keep = overflow = False
+    for lineno, raw in lines:
+        if not kind and lineno > 1 and not raw.startswith("# /// "):
+            continue  # fast path: most lines of a big script are code
+        line = _pep723_line(lineno, raw)
+        if not kind:
+            match = _rx(PEP723_OPENER_RE).fullmatch(line)
+            if match:
+                kind, opener, count, close_at = match.group(1), lineno, 0, 0
+                keep, overflow, content, size = kind == "script", False, [], 0
+            continue
+        if not _is_content_line(line):
+            found = _end_pep723_block(found, kind, opener, content[:close_at] if close_at else None, path)
+            kind = ""
+            continue
+        if line == PEP723_CLOSER and count:
+            if overflow:
+                raise UsageError(f"script block longer than {PEP723_MAX_CHARS} characters", path, opener)
+            close_at = count
+        count += 1
+        if keep:
+            content.append(line[2:])
+            size += len(line)
+            if size > PEP723_MAX_CHARS:  # keep what a closer already sealed, drop the rest
+                keep, overflow, content = False, True, content[:close_at]
+    if kind:
+        found = _end_pep723_block(found, kind, opener, content[:close_at] if close_at else None, path)
+    return found
+
+
+def _end_pep723_block(
+    found: tuple[int, str] | None, kind: str, opener: int, content: list[str] | None, path: str
+) -> tuple[int, str] | None:
+    """The result after a block ends: content is None for an unclosed block."""
+    if kind != "script" or content is None:
+        return found
+    if found:
+        raise UsageError(f"multiple script blocks (the first starts at line {found[0]}); keep one", path, opener)
+    return opener, "".join(text + "\n" for text in content)
+
+
+# TOML ########################################################################
+
+TOML_LINE_RE = (r"\(at line (\d+), column \d+\)|\(at end of document\)")
+
+
+def parse_toml(text: str, path: str, first_line: int) -> dict[str, Any]:
+    """Parse TOML text whose line 1 is line `first_line` of the script.
+
+    Uses tomllib where Python has it (3.11+), else toml_subset; both give the same
+    dict, and errors as UsageError at the same script line.
+    """
+    try:
+        import tomllib  # novm
+    except ImportError:
+        return toml_subset(text, path, first_line)
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        message = str(exc)
+        match = _rx(TOML_LINE_RE).search(message)
+        if not match:
+            offset = 0
+        elif match.group(1):
+            offset = int(match.group(1)) - 1
+        else:  # end of document: the line after the last one, like toml_subset
+            offset = text.replace("\r\n", "\n").count("\n")
+        message = message[: match.start()].rstrip() if match else message
+        raise UsageError(f"invalid TOML in script block: {message}", path, first_line + offset) from None
+
+
+# A TOML reader for Python 3.8-3.10, shaped like tomli (hukkin/tomli, MIT) and
+# raising at the same positions: strings (basic, literal, multi-line), integers,
+# floats, booleans, arrays, inline tables, [tables], [[arrays of tables]],
+# comments. Dates and times raise "unsupported". Every rule is a small function
+# (src, pos) -> (pos, value); errors carry the position (_TomlError) and
+# toml_subset turns it into a script line.
+
+TOML_WS = frozenset(" \t")
+TOML_WS_AND_NEWLINE = TOML_WS | frozenset("\n")
+BARE_KEY_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+KEY_INITIAL_CHARS = BARE_KEY_CHARS | frozenset("\"'")
+HEXDIGIT_CHARS = frozenset("0123456789abcdefABCDEF")
+ILLEGAL_STR_CHARS = CONTROL_CHARS - frozenset("\t")
+ILLEGAL_MULTILINE_STR_CHARS = CONTROL_CHARS - frozenset("\t\n")
+TOML_ESCAPES = {"\\b": "\b", "\\t": "\t", "\\n": "\n", "\\f": "\f", "\\r": "\r", '\\"': '"', "\\\\": "\\"}
+TOML_DATETIME_RE = (r"[0-9]{4}-[0-9]{2}-[0-9]{2}|[0-9]{2}:[0-9]{2}")
+TOML_NUMBER_RE = (
+    r"0(?:x[0-9A-Fa-f](?:_?[0-9A-Fa-f])*|b[01](?:_?[01])*|o[0-7](?:_?[0-7])*)"  # hex, bin, oct
+    r"|[+-]?(?:0|[1-9](?:_?[0-9])*)"  # decimal integer part
+    r"((?:\.[0-9](?:_?[0-9])*)?(?:[eE][+-]?[0-9](?:_?[0-9])*)?)"  # fraction, exponent
+)
+TOML_SPECIAL_FLOATS = frozenset({"inf", "nan", "+inf", "+nan", "-inf", "-nan"})
+
+if TYPE_CHECKING:
+    Key = Tuple[str, ...]
+
+
+class _TomlError(Exception):
+    """A TOML syntax error at a position of the source."""
+    def __init__(self, pos: int, message: str) -> None:
+        super().__init__(message)
+        self.pos, self.message = pos, message
+
+
+class _TomlDoc(NamedTuple):
+    """The document being built, and the namespaces that can no longer be opened.
+
+    `explicit`: tables opened by a header, or by dotted keys in an earlier section;
+    `frozen`: inline tables and arrays (and everything under them);
+    `pending`: dotted-key tables that become explicit at the next header.
+    """
+    data: dict[str, Any]
+    explicit: set[Key]
+    frozen: set[Key]
+    pending: set[Key]
+
+
+def toml_subset(text: str, path: str, first_line: int) -> dict[str, Any]:
+    """Parse the TOML that PEP 723 blocks use, on Pythons without tomllib.
+
+    Gives the dict tomllib would, or a UsageError at script line `first_line` +
+    the TOML line of the problem; dates and times are "unsupported TOML".
+    """
+    src = text.replace("\r\n", "\n")
+    try:
+        return _toml_document(src)
+    except _TomlError as exc:
+        line = first_line + src.count("\n", 0, exc.pos)
+        raise UsageError(f"invalid TOML in script block: {exc.message}", path, line) from None
+
+
+def _toml_document(src: str) -> dict[str, Any]:
+    """Parse statements (usually one a line) until the end of the source."""
+    doc = _TomlDoc({}, set(), set(), set())
+    header: Key = ()
+    pos = 0
+    while True:
+        pos = _skip_chars(src, pos, TOML_WS)
+        # Expect: end of document, end of line, comment, key/value, [table], [[array]].
+        char = src[pos : pos + 1]
+        if not char:
+            return doc.data
+        if char == "\n":
+            pos += 1
+            continue
+        if char in KEY_INITIAL_CHARS:
+            pos = _key_value_rule(src, pos, doc, header)
+            pos = _skip_chars(src, pos, TOML_WS)
+        elif char == "[":
+            doc.explicit.update(doc.pending)
+            doc.pending.clear()
+            if src.startswith("[[", pos):
+                pos, header = _array_table_rule(src, pos, doc)
+            else:
+                pos, header = _table_rule(src, pos, doc)
+            pos = _skip_chars(src, pos, TOML_WS)
+        elif char != "#":
+            raise _TomlError(pos, "Invalid statement")
+        pos = _toml_skip_comment(src, pos)
+        # Expect: end of line or end of document.
+        char = src[pos : pos + 1]
+        if not char:
+            return doc.data
+        if char != "\n":
+            raise _TomlError(pos, "Expected newline or end of document after a statement")
+        pos += 1
+
+
+def _skip_chars(src: str, pos: int, chars: frozenset) -> int:
+    """The position of the first character at or after pos not in chars."""
+    while pos < len(src) and src[pos] in chars:
+        pos += 1
+    return pos
+
+
+def _skip_until(src: str, pos: int, expect: str, illegal: frozenset, error_on_eof: bool) -> int:
+    """The position of `expect` from pos (or the end); no illegal character before it."""
+    end = src.find(expect, pos)
+    if end < 0:
+        end = len(src)
+        if error_on_eof:
+            raise _TomlError(end, f"Expected {expect!r}")
+    for bad in range(pos, end):
+        if src[bad] in illegal:
+            raise _TomlError(bad, f"Found invalid character {src[bad]!r}")
+    return end
+
+
+def _toml_skip_comment(src: str, pos: int) -> int:
+    """Skip a `#` comment, up to (not over) its newline."""
+    if src.startswith("#", pos):
+        return _skip_until(src, pos + 1, "\n", ILLEGAL_STR_CHARS, False)
+    return pos
+
+
+def _skip_array_ws(src: str, pos: int) -> int:
+    """Skip the whitespace, newlines and comments allowed between array items."""
+    while True:
+        before = pos
+        pos = _toml_skip_comment(src, _skip_chars(src, pos, TOML_WS_AND_NEWLINE))
+        if pos == before:
+            return pos
+
+
+def _is_frozen(frozen: set[Key], key: Key) -> bool:
+    """Whether key is an inline table or array, or lies inside one."""
+    return any(key[:i] in frozen for i in range(1, len(key) + 1))
+
+
+def _get_or_create_nest(data: dict[str, Any], key: Key, access_lists: bool = True) -> dict[str, Any]:
+    """The table at key, created as needed (the last item of an array of tables)."""
+    cont: Any = data
+    for part in key:
+        cont = cont.setdefault(part, {})
+        if access_lists and isinstance(cont, list):
+            cont = cont[-1]
+        if not isinstance(cont, dict):
+            raise KeyError(part)
+    return cont
+
+
+def _table_rule(src: str, pos: int, doc: _TomlDoc) -> tuple[int, Key]:
+    """`[a.b]`: open table a.b, which must not be open already."""
+    pos, key = _parse_key(src, _skip_chars(src, pos + 1, TOML_WS))
+    if key in doc.explicit or _is_frozen(doc.frozen, key):
+        raise _TomlError(pos, f"Cannot declare {'.'.join(key)} twice")
+    doc.explicit.add(key)
+    try:
+        _get_or_create_nest(doc.data, key)
+    except KeyError:
+        raise _TomlError(pos, "Cannot overwrite a value") from None
+    if not src.startswith("]", pos):
+        raise _TomlError(pos, "Expected ']' at the end of a table declaration")
+    return pos + 1, key
+
+
+def _array_table_rule(src: str, pos: int, doc: _TomlDoc) -> tuple[int, Key]:
+    """`[[a.b]]`: append a table to the array a.b and open it."""
+    pos, key = _parse_key(src, _skip_chars(src, pos + 2, TOML_WS))
+    if _is_frozen(doc.frozen, key):
+        raise _TomlError(pos, f"Cannot mutate immutable namespace {'.'.join(key)}")
+    for flags in (doc.explicit, doc.frozen):  # a fresh table: forget what was under key
+        flags.difference_update([k for k in flags if k[: len(key)] == key])
+    doc.explicit.add(key)
+    try:
+        cont = _get_or_create_nest(doc.data, key[:-1])
+        tables = cont.setdefault(key[-1], [])
+        if not isinstance(tables, list):
+            raise KeyError(key[-1])
+        tables.append({})
+    except KeyError:
+        raise _TomlError(pos, "Cannot overwrite a value") from None
+    if not src.startswith("]]", pos):
+        raise _TomlError(pos, "Expected ']]' at the end of an array declaration")
+    return pos + 2, key
+
+
+def _key_value_rule(src: str, pos: int, doc: _TomlDoc, header: Key) -> int:
+    """`a.b = value` in the table `header`."""
+    pos, key, value = _parse_key_value_pair(src, pos)
+    parent = header + key[:-1]
+    for i in range(1, len(key)):
+        if header + key[:i] in doc.explicit:
+            raise _TomlError(pos, f"Cannot redefine namespace {'.'.join(header + key[:i])}")
+        doc.pending.add(header + key[:i])
+    if _is_frozen(doc.frozen, parent):
+        raise _TomlError(pos, f"Cannot mutate immutable namespace {'.'.join(parent)}")
+    try:
+        nest = _get_or_create_nest(doc.data, parent)
+    except KeyError:
+        raise _TomlError(pos, "Cannot overwrite a value") from None
+    if key[-1] in nest:
+        raise _TomlError(pos, "Cannot overwrite a value")
+    if isinstance(value, (dict, list)):
+        doc.frozen.add(header + key)
+    nest[key[-1]] = value
+    return pos
+
+
+def _parse_key_value_pair(src: str, pos: int) -> tuple[int, Key, Any]:
+    """`key = value`, returning the position after the value."""
+    pos, key = _parse_key(src, pos)
+    if not src.startswith("=", pos):
+        raise _TomlError(pos, "Expected '=' after a key in a key/value pair")
+    pos, value = _toml_value(src, _skip_chars(src, pos + 1, TOML_WS))
+    return pos, key, value
+
+
+def _parse_key(src: str, pos: int) -> tuple[int, Key]:
+    """A dotted key: parts separated by `.`, with optional whitespace around dots."""
+    pos, part = _parse_key_part(src, pos)
+    key: Key = (part,)
+    pos = _skip_chars(src, pos, TOML_WS)
+    while src.startswith(".", pos):
+        pos, part = _parse_key_part(src, _skip_chars(src, pos + 1, TOML_WS))
+        key += (part,)
+        pos = _skip_chars(src, pos, TOML_WS)
+    return pos, key
+
+
+def _parse_key_part(src: str, pos: int) -> tuple[int, str]:
+    """A bare, 'literal' or "basic" key."""
+    char = src[pos : pos + 1]
+    if char and char in BARE_KEY_CHARS:
+        end = _skip_chars(src, pos, BARE_KEY_CHARS)
+        return end, src[pos:end]
+    if char == "'":
+        return _parse_literal_str(src, pos)
+    if char == '"':
+        return _parse_basic_str(src, pos + 1, False)
+    raise _TomlError(pos, "Invalid initial character for a key part")
+
+
+def _toml_value(src: str, pos: int) -> tuple[int, Any]:
+    """Any value: string, boolean, array, inline table, number."""
+    char = src[pos : pos + 1]
+    if char == '"':
+        if src.startswith('"""', pos):
+            return _parse_multiline_str(src, pos, literal=False)
+        return _parse_basic_str(src, pos + 1, False)
+    if char == "'":
+        if src.startswith("'''", pos):
+            return _parse_multiline_str(src, pos, literal=True)
+        return _parse_literal_str(src, pos)
+    if src.startswith("true", pos):
+        return pos + 4, True
+    if src.startswith("false", pos):
+        return pos + 5, False
+    if char == "[":
+        return _parse_array(src, pos)
+    if char == "{":
+        return _parse_inline_table(src, pos)
+    if _rx(TOML_DATETIME_RE).match(src, pos):
+        raise _TomlError(pos, "unsupported TOML before Python 3.11: dates and times (quote the value)")
+    number = _rx(TOML_NUMBER_RE).match(src, pos)
+    if number:
+        text = number.group().replace("_", "")
+        return number.end(), float(text) if number.group(1) else int(text, 0)
+    for size in (3, 4):
+        if src[pos : pos + size] in TOML_SPECIAL_FLOATS:
+            return pos + size, float(src[pos : pos + size])
+    raise _TomlError(pos, "Invalid value")
+
+
+def _parse_array(src: str, pos: int) -> tuple[int, list[Any]]:
+    """`[v, v, ...]` over any number of lines, with comments and a trailing comma."""
+    array: list[Any] = []
+    pos = _skip_array_ws(src, pos + 1)
+    if src.startswith("]", pos):
+        return pos + 1, array
+    while True:
+        pos, value = _toml_value(src, pos)
+        array.append(value)
+        pos = _skip_array_ws(src, pos)
+        char = src[pos : pos + 1]
+        if char == "]":
+            return pos + 1, array
+        if char != ",":
+            raise _TomlError(pos, "Unclosed array")
+        pos = _skip_array_ws(src, pos + 1)
+        if src.startswith("]", pos):
+            return pos + 1, array
+
+
+def _parse_inline_table(src: str, pos: int) -> tuple[int, dict[str, Any]]:
+    """`{k = v, k.k = v}` on one line, no trailing comma (TOML 1.0)."""
+    table: dict[str, Any] = {}
+    frozen: set[Key] = set()
+    pos = _skip_chars(src, pos + 1, TOML_WS)
+    if src.startswith("}", pos):
+        return pos + 1, table
+    while True:
+        pos, key, value = _parse_key_value_pair(src, pos)
+        if _is_frozen(frozen, key):
+            raise _TomlError(pos, f"Cannot mutate immutable namespace {'.'.join(key)}")
+        try:
+            nest = _get_or_create_nest(table, key[:-1], access_lists=False)
+        except KeyError:
+            raise _TomlError(pos, "Cannot overwrite a value") from None
+        if key[-1] in nest:
+            raise _TomlError(pos, f"Duplicate inline table key {key[-1]!r}")
+        nest[key[-1]] = value
+        pos = _skip_chars(src, pos, TOML_WS)
+        char = src[pos : pos + 1]
+        if char == "}":
+            return pos + 1, table
+        if char != ",":
+            raise _TomlError(pos, "Unclosed inline table")
+        if isinstance(value, (dict, list)):
+            frozen.add(key)
+        pos = _skip_chars(src, pos + 1, TOML_WS)
+
+
+def _parse_literal_str(src: str, pos: int) -> tuple[int, str]:
+    """'text': no escapes, one line."""
+    end = _skip_until(src, pos + 1, "'", ILLEGAL_STR_CHARS, True)
+    return end + 1, src[pos + 1 : end]
+
+
+def _parse_multiline_str(src: str, pos: int, literal: bool) -> tuple[int, str]:
+    """'''text''' or \"\"\"text\"\"\": a newline right after the opening quotes is dropped."""
+    pos += 3
+    if src.startswith("\n", pos):
+        pos += 1
+    if literal:
+        delim = "'"
+        end = _skip_until(src, pos, "'''", ILLEGAL_MULTILINE_STR_CHARS, True)
+        pos, result = end + 3, src[pos:end]
+    else:
+        delim = '"'
+        pos, result = _parse_basic_str(src, pos, True)
+    for _ in range(2):  # up to two quotes just before the closing three belong to the text
+        if not src.startswith(delim, pos):
+            break
+        pos, result = pos + 1, result + delim
+    return pos, result
+
+
+def _parse_basic_str(src: str, pos: int, multiline: bool) -> tuple[int, str]:
+    """The text of a "basic" string from just after its opening quote(s)."""
+    illegal = ILLEGAL_MULTILINE_STR_CHARS if multiline else ILLEGAL_STR_CHARS
+    result = ""
+    start = pos
+    while True:
+        char = src[pos : pos + 1]
+        if not char:
+            raise _TomlError(pos, "Unterminated string")
+        if char == '"':
+            if not multiline:
+                return pos + 1, result + src[start:pos]
+            if src.startswith('"""', pos):
+                return pos + 3, result + src[start:pos]
+            pos += 1
+        elif char == "\\":
+            result += src[start:pos]
+            pos, text = _toml_escape(src, pos, multiline)
+            result += text
+            start = pos
+        elif char in illegal:
+            raise _TomlError(pos, f"Illegal character {char!r}")
+        else:
+            pos += 1
+
+
+def _toml_escape(src: str, pos: int, multiline: bool) -> tuple[int, str]:
+    """A backslash escape; in multi-line strings a line-ending backslash eats whitespace."""
+    escape = src[pos : pos + 2]
+    pos += 2
+    if multiline and escape in ("\\ ", "\\\t", "\\\n"):
+        if escape != "\\\n":
+            pos = _skip_chars(src, pos, TOML_WS)
+            char = src[pos : pos + 1]
+            if not char:
+                return pos, ""
+            if char != "\n":
+                raise _TomlError(pos, "Unescaped '\\' in a string")
+            pos += 1
+        return _skip_chars(src, pos, TOML_WS_AND_NEWLINE), ""
+    if escape in ("\\u", "\\U"):
+        size = 4 if escape == "\\u" else 8
+        digits = src[pos : pos + size]
+        if len(digits) != size or not HEXDIGIT_CHARS.issuperset(digits):
+            raise _TomlError(pos, "Invalid hex value")
+        pos += size
+        code = int(digits, 16)
+        if not (code <= 0xD7FF or 0xE000 <= code <= 0x10FFFF):
+            raise _TomlError(pos, "Escaped character is not a Unicode scalar value")
+        return pos, chr(code)
+    if escape in TOML_ESCAPES:
+        return pos, TOML_ESCAPES[escape]
+    raise _TomlError(pos, "Unescaped '\\' in a string")
+
+
+# From metadata to an environment #############################################
+
+
+def pep723_fields(
+    data: dict[str, Any], path: str, line: int
+) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """Map a parsed script block to (conda_specs, channels, pip_requirements, run_with).
+
+    - `[tool.conda] dependencies` (conda match specs) and `channels`: the
+      convention of conda-exec, so one script serves both tools;
+    - `requires-python` becomes a `python` spec (see python_spec), unless
+      `[tool.conda] dependencies` already names python: that one wins, as in
+      conda-exec; requires-python is still checked;
+    - top-level `dependencies` (PEP 508) are the pip requirements;
+    - `[tool.conda-execute] run_with`: a list, or a string split on whitespace;
+      () when absent (the caller then picks the interpreter).
+
+    The env always gets a python (the script is Python): a bare `python` spec is
+    added when nothing names python; `pip` is added when there are pip
+    requirements and no conda spec names pip. Other `tool.*` tables are left
+    alone (the spec says tools must not fail on them); unknown keys in the top
+    level and in our two tables are errors, to catch typos. Errors: UsageError
+    at `line` (the `# /// script` line).
+    """
+    def fail(message: str) -> UsageError:
+        return UsageError(message, path, line)
+
+    _check_keys(data, PEP723_TOP_KEYS, "script block", fail)
+    tool = _table(data, "tool", "tool", fail)
+    conda = _table(tool, "conda", "[tool.conda]", fail)
+    ours = _table(tool, "conda-execute", "[tool.conda-execute]", fail)
+    _check_keys(conda, TOOL_CONDA_KEYS, "[tool.conda]", fail)
+    _check_keys(ours, TOOL_CONDA_EXECUTE_KEYS, "[tool.conda-execute]", fail)
+
+    specs = _strings(conda.get("dependencies", []), "[tool.conda] dependencies", fail)
+    channels = _strings(conda.get("channels", []), "[tool.conda] channels", fail)
+    pip = _strings(data.get("dependencies", []), "dependencies", fail)
+    run_with = ours.get("run_with", [])
+    if isinstance(run_with, str):
+        run_with = run_with.split()
+        if not run_with:
+            raise fail("[tool.conda-execute] run_with: empty")
+    run_with = _strings(run_with, "[tool.conda-execute] run_with", fail, options_after_first=True)
+    if "run_with" in ours and not run_with:
+        raise fail("[tool.conda-execute] run_with: empty")
+
+    requires = data.get("requires-python")
+    if requires is not None and not isinstance(requires, str):
+        raise fail(f"requires-python: expected a string like \">=3.10\", got {_toml_type(requires)}")
+    names = {_conda_spec_name(spec) for spec in specs}
+    python = () if "python" in names else (python_spec(requires, path, line) if requires is not None else "python",)
+    if requires is not None and python == ():
+        python_spec(requires, path, line)  # still report a bad one
+    extra_pip = ("pip",) if pip and "pip" not in names else ()
+    return python + specs + extra_pip, channels, pip, run_with
+
+
+def pep723_metadata(
+    lines: Iterable[tuple[int, str]], path: str
+) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...]] | None:
+    """find_pep723, parse_toml and pep723_fields in one call; None without a block."""
+    block = find_pep723(lines, path)
+    if block is None:
+        return None
+    opener, text = block
+    return pep723_fields(parse_toml(text, path, opener + 1), path, opener)
+
+
+def python_spec(requires_python: str, path: str, line: int) -> str:
+    """The conda spec for a PEP 440 requires-python, e.g. ">=3.9,<3.13" -> "python >=3.9,<3.13".
+
+    Clause by clause (comma-separated; whitespace ignored):
+    `>=V >V <=V <V !=V ==V` are kept (conda has the same operators);
+    `==V.*` -> `V.*` (conda reads `==V.*` as `==V`), `!=V.*` is kept;
+    `~=V.N` -> `>=V.N,V.*` (its PEP 440 definition); `===V` and `~=V` with one
+    part are errors. Versions are N(.N)* with an optional aN/bN/rcN (no epoch,
+    no local or post or dev parts).
+    """
+    clauses = [_python_clause(c, requires_python, path, line) for c in requires_python.split(",")]
+    return "python " + ",".join(clauses)
+
+
+def _python_clause(clause: str, whole: str, path: str, line: int) -> str:
+    """One PEP 440 clause as conda version-spec text."""
+    match = _rx(PEP440_CLAUSE_RE).fullmatch(clause)
+    op, version = match.groups() if match else ("", "")
+    if op == "===":
+        raise UsageError(f"requires-python {whole!r}: '===' (arbitrary equality) has no conda equivalent", path, line)
+    if op in ("==", "!=") and _rx(PEP440_PREFIX_RE).fullmatch(version):
+        return version if op == "==" else op + version
+    if not _rx(PEP440_VERSION_RE).fullmatch(version):
+        raise UsageError(
+            f"requires-python {whole!r}: expected comma-separated clauses like '>=3.10' or '==3.11.*'", path, line
+        )
+    if op != "~=":
+        return op + version
+    parts = version.split(".")
+    if len(parts) < 2:
+        raise UsageError(f"requires-python {whole!r}: '~=' needs at least two version parts", path, line)
+    return f">={version},{'.'.join(parts[:-1])}.*"
+
+
+def _conda_spec_name(spec: str) -> str:
+    """The lower-cased package name of a conda match spec ('' if it has none)."""
+    match = _rx(CONDA_SPEC_NAME_RE).match(spec)
+    return match.group(1).lower() if match else ""
+
+
+def _toml_type(value: Any) -> str:
+    """The TOML name of a parsed value's type, for messages."""
+    names = ((bool, "a boolean"), (str, "a string"), (int, "an integer"), (float, "a float"))
+    names += ((list, "an array"), (dict, "a table"))
+    return next((name for kind, name in names if isinstance(value, kind)), type(value).__name__)
+
+
+def _check_keys(table: dict[str, Any], known: frozenset, where: str, fail: Any) -> None:
+    """Reject keys of table not in known (sorted, so the first typo is stable)."""
+    for key in sorted(set(table) - known):
+        raise fail(f"{where}: unknown key {key!r} (known: {', '.join(sorted(known))})")
+
+
+def _table(parent: dict[str, Any], key: str, where: str, fail: Any) -> dict[str, Any]:
+    """parent[key] as a table ({} when absent)."""
+    value = parent.get(key, {})
+    if not isinstance(value, dict):
+        raise fail(f"{where}: expected a table, got {_toml_type(value)}")
+    return value
+
+
+def _strings(value: Any, where: str, fail: Any, options_after_first: bool = False) -> tuple[str, ...]:
+    """A list of non-empty one-line strings, stripped; none may start with '-' (it
+    would become an option of conda or pip), except, for a command, after the first.
+    """
+    if not isinstance(value, list):
+        raise fail(f"{where}: expected an array of strings, got {_toml_type(value)}")
+    items = []
+    for index, item in enumerate(value):
+        if not isinstance(item, str):
+            raise fail(f"{where}[{index}]: expected a string, got {_toml_type(item)}")
+        item = item.strip()
+        if not item:
+            raise fail(f"{where}[{index}]: empty string")
+        if not CONTROL_CHARS.isdisjoint(item):
+            raise fail(f"{where}[{index}]: control character in {item!r}")
+        if item.startswith("-") and not (options_after_first and index):
+            raise fail(f"{where}[{index}]: {item!r} starts with '-'")
+        items.append(item)
+    return tuple(items)
+
+
+###############################################################################
+# Finding the metadata: '# conda execute' or PEP 723 '# /// script' ###########
+###############################################################################
+
 HOW_TO = ("no '# conda execute' metadata block; add one at the top, e.g.\n"
           "  # conda execute\n  # env:\n  #  - python >=3.8\n  # run_with: [python]")
 
 
+class _Watch:
+    """Passes lines through, keeping the first '# conda execute' block it sees on the way."""
+
+    def __init__(self, lines: Iterator[Item]) -> None:
+        self.lines, self.header, self.block = lines, 0, []  # type: List[Item]
+
+    def __iter__(self) -> Iterator[Item]:
+        inside = False
+        for line, text in self.lines:
+            stripped = text.strip()
+            if inside and stripped.startswith("#") and len(self.block) < MAX_BLOCK_LINES:
+                self.block.append((line, stripped[1:]))
+            else:
+                inside = False
+            if not self.header and stripped in BLOCK_HEADERS:
+                self.header, inside = line, True
+            yield line, text
+
+
 def read_spec(lines: Iterator[Item], label: str, filename: str) -> Spec:
-    """Find and parse the metadata block in a script's lines; fill in run_with."""
+    """Find and parse the script's metadata; fill in run_with.
+
+    A '# conda execute' block ends the reading (a huge script is not read whole). A PEP 723
+    '# /// script' block is read per its specification, to the end of the file (a second
+    script block is an error). A script with both kinds of block is an error.
+    """
     shebang = ""
     for line, text in lines:
         if line == 1:
             shebang = text
         if text.strip() in BLOCK_HEADERS:
-            block = _block_lines(lines, label)
-            spec = spec_from_fields(parse_block(block, label), label, line)
+            spec = spec_from_fields(parse_block(_block_lines(lines, label), label), label, line)
             if not spec.run_with:
                 spec = spec._replace(run_with=default_run_with(shebang, filename, label, line))
             return spec
+        if text.startswith("# /// "):
+            return _read_pep723(_prepend((line, text), lines), label, shebang, filename)
     raise UsageError(HOW_TO, label)
+
+
+def _prepend(first: Item, rest: Iterator[Item]) -> Iterator[Item]:
+    yield first
+    yield from rest
+
+
+def _read_pep723(lines: Iterator[Item], label: str, shebang: str, filename: str) -> Spec:
+    """The Spec of a script whose first metadata is a '# /// TYPE' line (maybe no script block)."""
+    watch = _Watch(lines)
+    found = find_pep723(watch, label)
+    if found and watch.header:
+        raise UsageError(f"both a '# conda execute' block (line {watch.header}) and a PEP 723 "
+                         "script block; keep one of them", label, found[0])
+    if watch.header:  # a '# /// other' block, then a '# conda execute' block
+        spec = spec_from_fields(parse_block(watch.block, label), label, watch.header)
+        return spec if spec.run_with else spec._replace(
+            run_with=default_run_with(shebang, filename, label, watch.header))
+    if not found:
+        raise UsageError(HOW_TO, label)
+    opener, text = found
+    env, channels, pip, run_with = pep723_fields(parse_toml(text, label, opener + 1), label, opener)
+    return Spec(env, channels, run_with or ("python",), label, opener, pip)
 
 
 def load_spec(source: Source) -> Spec:
@@ -463,32 +1215,159 @@ def load_spec(source: Source) -> Spec:
 
 
 ###############################################################################
+# Lock files: SCRIPT.conda-lock ################################################
+###############################################################################
+# A lock file is conda's own explicit list (`conda list --explicit --md5`: exact package URLs
+# with their md5), headed by lines of ours:
+#     # conda-execute-lock: 1
+#     # conda-execute-metadata: <sha256 of the metadata it was made from>
+#     # conda-execute-pip: requests==2.32.3        (one line per PyPI pin)
+# so `conda create --file SCRIPT.conda-lock` works on it as it is. When the metadata and the
+# platform match, the env is created from it (no solve) and pip installs the pins --no-deps.
+
+LOCK_SUFFIX = ".conda-lock"
+LOCK_MAGIC = "# conda-execute-lock: 1"
+
+
+class Lock(NamedTuple):
+    """A parsed lock file."""
+
+    path: str
+    digest: str  # sha256 of the file's bytes: part of the env's identity
+    metadata: str  # the metadata hash it was made from
+    platform: str  # e.g. linux-64
+    urls: int  # how many packages it pins
+    pip: Tuple[str, ...]  # name==version pins installed with pip --no-deps
+    line: int  # the line of the metadata hash, for messages
+
+
+def conda_platform() -> str:
+    """This machine's conda subdir: linux-64, linux-aarch64, osx-arm64, win-64, ..."""
+    import platform
+
+    machine = platform.machine().lower()
+    system = {"darwin": "osx", "win32": "win"}.get(sys.platform, sys.platform.rstrip("0123456789"))
+    arch = {"x86_64": "64", "amd64": "64", "i686": "32", "i386": "32", "arm64": "arm64",
+            "aarch64": "aarch64", "ppc64le": "ppc64le", "s390x": "s390x"}.get(machine, machine)
+    if system == "osx" and arch == "aarch64":
+        arch = "arm64"
+    return f"{system}-{arch}"
+
+
+def metadata_hash(spec: Spec) -> str:
+    return _sha256_hex(spec_identity(spec._replace(lock=None)))
+
+
+def read_lock(path: str) -> Optional[Lock]:
+    """The lock file at PATH, or None if there is none; a malformed one is an error."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_REMOTE_BYTES + 1)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise UsageError(f"cannot read the lock file: {e.strerror}", path) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError("lock file is not UTF-8 text", path) from None
+    lines = text.splitlines()
+    if not lines or lines[0].strip() != LOCK_MAGIC:
+        raise UsageError(f"not a conda-execute lock file (first line must be {LOCK_MAGIC!r}); "
+                         "remake it with --lock --upgrade", path, 1)
+    metadata = platform = ""
+    meta_line, urls, pip = 0, 0, []
+    explicit = False
+    for n, line in enumerate(lines, 1):
+        key, _, value = line.partition(":")
+        value = value.strip()
+        if key == "# conda-execute-metadata":
+            metadata, meta_line = value, n
+        elif key == "# conda-execute-pip":
+            if not value or value.startswith("-") or any(_is_control(c) for c in value):
+                raise UsageError(f"bad pip pin {value!r}", path, n)
+            pip.append(value)
+        elif key == "# platform":
+            platform = value
+        elif line.strip() == "@EXPLICIT":
+            explicit = True
+        elif explicit and line.strip() and not line.startswith("#"):
+            urls += 1
+    if not (metadata and platform and explicit and urls):
+        raise UsageError("incomplete lock file (no metadata hash, platform or package URLs); "
+                         "remake it with --lock --upgrade", path)
+    return Lock(path, _sha256_bytes(data), metadata, platform, urls, tuple(pip), meta_line)
+
+
+def apply_lock(spec: Spec, script: str, locked: bool) -> Spec:
+    """Attach SCRIPT's lock file to SPEC when it matches; otherwise warn (or fail if LOCKED)."""
+    lock = read_lock(script + LOCK_SUFFIX)
+    if lock is None:
+        if locked:
+            raise UsageError(f"--locked, but there is no lock file {script + LOCK_SUFFIX} "
+                             "(make one with --lock)", spec.label)
+        return spec
+    problem = ""
+    if lock.metadata != metadata_hash(spec):
+        problem = "was made from other metadata"
+    elif lock.platform != conda_platform():
+        problem = f"is for {lock.platform}, not {conda_platform()}"
+    if not problem:
+        return spec._replace(lock=lock)
+    message = f"lock file {problem}; remake it with --lock --upgrade"
+    if locked:
+        raise UsageError(message, lock.path, lock.line)
+    _say(f"warning: {lock.path}:{lock.line}: {message} (solving instead)")
+    return spec
+
+
+def lock_text(spec: Spec, explicit: str, pins: List[str]) -> str:
+    """A lock file's text: our header lines, then conda's explicit list as it printed it."""
+    head = [LOCK_MAGIC, f"# conda-execute-metadata: {metadata_hash(spec)}"]
+    head += [f"# conda-execute-pip: {pin}" for pin in pins]
+    return "\n".join(head) + "\n" + explicit.rstrip("\n") + "\n"
+
+
+###############################################################################
 # The environment's name and place #############################################
 ###############################################################################
 
 
 def _sha256_hex(text: str) -> str:
-    try:  # the built-in module avoids importing hashlib (and OpenSSL) on the warm path
-        from _sha256 import sha256  # novm
-    except ImportError:
+    return _sha256_bytes(text.encode("utf-8"))
+
+
+def _sha256_bytes(data: bytes) -> str:
+    for name in ("_sha256", "_sha2"):  # built in (3.8-3.11, 3.12+): no hashlib, no OpenSSL
         try:
-            from _sha2 import sha256  # novm
+            return __import__(name).sha256(data).hexdigest()
         except ImportError:
-            from hashlib import sha256
-    return sha256(text.encode("utf-8")).hexdigest()
+            pass
+    from hashlib import sha256
+
+    return sha256(data).hexdigest()
 
 
-def env_name(spec: Spec) -> str:
-    """20 hex chars of SHA-256 over the sorted specs, then (if any) the channels in order.
-
-    Without channels this is the original conda-execute's name:
-    >>> env_name(Spec(("python >=3", "numpy"), (), (), "", 0))
-    'ea977067a8fbeb21a594'
-    """
+def spec_identity(spec: Spec) -> str:
+    """The text an environment's name hashes: sorted specs, then channels, pip, lock if any."""
     text = "\n".join(sorted(spec.env))
     if spec.channels:
         text += "\n# channels\n" + "\n".join(spec.channels)
-    return _sha256_hex(text)[:20]
+    if spec.pip:
+        text += "\n# pip\n" + "\n".join(sorted(spec.pip))
+    if spec.lock:
+        text += "\n# lock\n" + spec.lock.digest
+    return text
+
+
+def env_name(spec: Spec) -> str:
+    """20 hex chars of SHA-256 over the spec's identity.
+
+    Without channels (and pip requirements and lock) this is the original conda-execute's name:
+    >>> env_name(Spec(("python >=3", "numpy"), (), (), "", 0))
+    'ea977067a8fbeb21a594'
+    """
+    return _sha256_hex(spec_identity(spec))[:20]
 
 
 class Config(NamedTuple):
@@ -986,9 +1865,11 @@ def activated_environ(prefix: str, environ: Dict[str, str]) -> Dict[str, str]:
     if old:
         env[f"CONDA_PREFIX_{level}"] = old
     env["CONDA_PREFIX"] = prefix
-    env["CONDA_DEFAULT_ENV"] = os.path.basename(prefix)
+    # conda/activate.py _default_env: the name for envs under an 'envs' dir, else the path
+    in_envs = os.path.basename(os.path.dirname(prefix)) == "envs"
+    env["CONDA_DEFAULT_ENV"] = os.path.basename(prefix) if in_envs else prefix
     env["CONDA_SHLVL"] = str(level + 1)
-    env["CONDA_PROMPT_MODIFIER"] = f"({os.path.basename(prefix)}) "
+    env["CONDA_PROMPT_MODIFIER"] = f"({env['CONDA_DEFAULT_ENV']}) "
     env.update(env_vars(prefix))
     return env
 
