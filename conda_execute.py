@@ -68,7 +68,7 @@ MAX_REMOTE_BYTES = 10 * 1024 * 1024
 DEFAULT_UNUSED_HOURS = 25.0
 GC_EVERY_SECONDS = 3600
 NAME_CHARS = frozenset("0123456789abcdef")
-MARKER = os.path.join("conda-meta", "conda-execute.json")
+MARKER = os.path.join("conda-meta", "conda-execute")  # JSON, but not *.json: conda reads those as package records
 LOG_NAME = "usage.jsonl"
 GC_STAMP = ".gc-stamp"
 EXTENSION_RUNNERS = {
@@ -1328,6 +1328,46 @@ def lock_text(spec: Spec, explicit: str, pins: List[str]) -> str:
     return "\n".join(head) + "\n" + explicit.rstrip("\n") + "\n"
 
 
+def write_lock(cfg: Config, env: Env, spec: Spec, script: str) -> str:
+    """Write SCRIPT.conda-lock from the env: conda's explicit list and pip's own installs."""
+    import subprocess
+
+    mgr = manager_for(cfg)
+    proc = subprocess.run([mgr.exe, "list", "-p", env.prefix, "--explicit", "--md5"],
+                          stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    if proc.returncode != 0 or "@EXPLICIT" not in proc.stdout:
+        raise UsageError(f"{os.path.basename(mgr.exe)} list --explicit failed (exit "
+                         f"{proc.returncode})", spec.label, code=EXIT_CREATE_FAILED)
+    path = script + LOCK_SUFFIX
+    _atomic_write(path, lock_text(spec, proc.stdout, pip_pins(env.prefix) if spec.pip else []))
+    _say(f"wrote {path}")
+    return path
+
+
+def pip_pins(prefix: str) -> List[str]:
+    """name==version of every distribution that pip (not conda) installed in the env."""
+    import json
+    import subprocess
+
+    proc = subprocess.run([os.path.join(prefix, "bin", "python"), "-m", "pip", "inspect",
+                           "--disable-pip-version-check"], stdout=subprocess.PIPE,
+                          stdin=subprocess.DEVNULL, text=True)
+    try:
+        installed = json.loads(proc.stdout)["installed"]
+    except (ValueError, KeyError, TypeError):
+        raise UsageError(f"pip inspect failed in {prefix} (exit {proc.returncode})",
+                         code=EXIT_CREATE_FAILED) from None
+    return sorted(f"{d['metadata']['name']}=={d['metadata']['version']}" for d in installed
+                  if d.get("installer") == "pip")
+
+
+def _atomic_write(path: str, text: str) -> None:
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
 ###############################################################################
 # The environment's name and place #############################################
 ###############################################################################
@@ -1662,10 +1702,15 @@ def manager_for(cfg: Config) -> Manager:
 
 
 def create_command(mgr: Manager, spec: Spec, prefix: str, quiet: bool) -> List[str]:
-    """The create command line; '--' ends the options, so no spec is read as a flag."""
+    """The create command line: from the lock file when one applies, else from the specs.
+
+    '--' ends the options, so no spec is ever read as a flag.
+    """
     cmd = [mgr.exe, "create", "-p", prefix, "--yes"]
     if quiet:
         cmd.append("--quiet")
+    if spec.lock:
+        return [*cmd, "--file", spec.lock.path]
     if spec.channels:
         cmd.append("--override-channels")
         for channel in spec.channels:
@@ -1673,12 +1718,22 @@ def create_command(mgr: Manager, spec: Spec, prefix: str, quiet: bool) -> List[s
     return [*cmd, "--", *spec.env]
 
 
+def pip_command(prefix: str, spec: Spec) -> List[str]:
+    """pip install into the env: the lock's exact pins (--no-deps), else the requirements."""
+    cmd = [os.path.join(prefix, "bin", "python"), "-m", "pip", "install",
+           "--disable-pip-version-check", "--no-input"]
+    if spec.lock:
+        return [*cmd, "--no-deps", "--", *spec.lock.pip] if spec.lock.pip else []
+    return [*cmd, "--", *spec.pip] if spec.pip else []
+
+
 def write_marker(env: Env, spec: Spec) -> None:
-    """Record that the env is complete: conda-meta/conda-execute.json, written atomically."""
+    """Record that the env is complete: conda-meta/conda-execute (JSON), written atomically."""
     import json
     import time
 
     data = {"name": env.name, "env": list(spec.env), "channels": list(spec.channels),
+            "pip": list(spec.pip), "lock": spec.lock.path if spec.lock else None,
             "created": round(time.time(), 3), "size": tree_size(env.prefix),
             "conda_execute": __version__}
     path = os.path.join(env.prefix, MARKER)
@@ -1707,8 +1762,8 @@ def tree_size(path: str) -> int:
     return total
 
 
-def run_create(cmd: List[str], prefix: str, lock_fd: int, quiet: bool) -> int:
-    """Run the create command with its output on our stderr; clean up on failure or signal.
+def run_step(cmd: List[str], prefix: str, lock_fd: int, quiet: bool) -> int:
+    """Run one creation step with its output on our stderr; clean up on failure or signal.
 
     The lock descriptor is passed to the package manager, so even if we are killed the lock is
     held until it exits. SIGINT/SIGTERM stop it, remove the half-made prefix and exit 128+N.
@@ -1785,7 +1840,7 @@ def create(env: Env, spec: Spec, cfg: Config, lock_fd: int, quiet: bool = False,
         _say(f"creating environment {env.name} (first run) ...")
     if verbose:
         _say("running: " + " ".join(cmd))
-    rc = run_create(cmd, env.prefix, lock_fd, quiet)
+    rc = run_step(cmd, env.prefix, lock_fd, quiet)
     if rc != 0:
         raise UsageError(f"could not create environment {env.name}: "
                          f"{os.path.basename(mgr.exe)} create exited with {rc} (see above)",
@@ -1794,6 +1849,15 @@ def create(env: Env, spec: Spec, cfg: Config, lock_fd: int, quiet: bool = False,
         remove_tree(env.prefix)
         raise UsageError(f"{mgr.exe} reported success but created no environment at "
                          f"{env.prefix}", spec.label, spec.line, code=EXIT_CREATE_FAILED)
+    pip = pip_command(env.prefix, spec)
+    if pip:
+        if verbose:
+            _say("running: " + " ".join(pip))
+        rc = run_step(pip, env.prefix, lock_fd, quiet)
+        if rc != 0:
+            raise UsageError(f"could not create environment {env.name}: pip install exited "
+                             f"with {rc} (see above)", spec.label, spec.line,
+                             code=EXIT_CREATE_FAILED)
     write_marker(env, spec)
 
 
@@ -2259,6 +2323,9 @@ options:
   -c CODE                  run CODE (with its own metadata block) instead of a file
   --prefix SCRIPT          create the environment if needed and print its prefix
   --dry-run SCRIPT         print what would run, as JSON; create nothing
+  --lock SCRIPT            create the environment if needed and write SCRIPT.conda-lock
+    --upgrade              with --lock: solve afresh (newest builds) and rewrite the lock
+  --locked                 fail unless SCRIPT.conda-lock exists and matches the metadata
   --list                   list environments: name, last use, size, specs, script
   --gc                     remove environments unused for remove-if-unused-for hours
     --older-than HOURS     with --gc: this many hours instead
@@ -2278,7 +2345,8 @@ exit codes: the script's own; 2 usage or metadata error; 69 no conda found;
 
 VALUE_OPTIONS = {"--env-dir", "--conda", "--older-than", "-c"}
 FLAG_OPTIONS = {"-f", "--force-env", "--prefix", "--dry-run", "--list", "--gc", "-q", "--quiet",
-                "-v", "--verbose", "-h", "--help", "--version", "--allow-shared-env-dir"}
+                "-v", "--verbose", "-h", "--help", "--version", "--allow-shared-env-dir",
+                "--lock", "--locked", "--upgrade"}
 ALIASES = {"-f": "--force-env", "-q": "--quiet", "-v": "--verbose", "-h": "--help"}
 
 
@@ -2372,17 +2440,27 @@ def _main(argv: List[str]) -> int:
         raise UsageError("no script given (see --help)")
     if "--older-than" in opts:
         raise UsageError("--older-than goes with --gc")
+    if "--upgrade" in opts and "--lock" not in opts:
+        raise UsageError("--upgrade goes with --lock")
     source = make_source(args)
     spec = load_spec(source)
+    is_file = not (source.inline or source.fd >= 0)
+    if is_file and not ("--lock" in opts and "--upgrade" in opts):
+        spec = apply_lock(spec, source.path, locked="--locked" in opts)
+    elif "--locked" in opts or ("--lock" in opts and not is_file):
+        raise UsageError("lock files need a script file (not -c, - or a URL)", source.label)
     env = env_for(spec, cfg)
     argv_ = script_argv(spec, source, args.args)
     if "--dry-run" in opts:
         return _print_dry_run(spec, env, argv_)
     ensure_env_dir(cfg)
-    fd = ensure_env(env, spec, cfg, force="--force-env" in opts, quiet=quiet, verbose=verbose)
-    script_path = source.label if source.fd >= 0 or source.inline else os.path.abspath(
-        source.path)
+    force = "--force-env" in opts or "--upgrade" in opts
+    fd = ensure_env(env, spec, cfg, force=force, quiet=quiet, verbose=verbose)
+    script_path = os.path.abspath(source.path) if is_file else source.label
     record_use(cfg, env, script_path)
+    if "--lock" in opts:
+        write_lock(cfg, env, spec, source.path)
+        return 0
     if "--prefix" in opts:
         sys.stdout.write(env.prefix + "\n")
         return 0
@@ -2401,7 +2479,8 @@ def _print_dry_run(spec: Spec, env: Env, argv: List[str]) -> int:
 
     json.dump({"env": list(spec.env), "channels": list(spec.channels),
                "run_with": list(spec.run_with), "name": env.name, "prefix": env.prefix,
-               "command": argv}, sys.stdout)
+               "command": argv, "pip": list(spec.pip),
+               "lock": spec.lock.path if spec.lock else None}, sys.stdout)
     sys.stdout.write("\n")
     return 0
 
