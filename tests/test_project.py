@@ -115,3 +115,26 @@ def test_python_dash_m_works():
     out = subprocess.run([sys.executable, "-m", "conda_execute", "--version"], cwd=ROOT,
                          capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip().startswith("conda-execute ")
+
+
+def test_pep723_reader_on_every_python_here_including_those_without_tomllib():
+    """The plain-script mode of tests/test_pep723.py needs no pytest: run it on each Python."""
+    for exe in other_pythons():
+        out = subprocess.run([exe, os.path.join(ROOT, "tests", "test_pep723.py")],
+                             capture_output=True, text=True, cwd=ROOT)
+        assert out.returncode == 0, (exe, out.stdout[-2000:], out.stderr[-2000:])
+        assert "tests passed" in out.stdout
+
+
+def test_pyz_reads_a_pep723_script_on_every_python_here(tmp_path):
+    pyz, _ = build(tmp_path)
+    script = tmp_path / "s.py"
+    script.write_text('# /// script\n# requires-python = ">=3.8"\n# dependencies = ["rich"]\n'
+                      '# [tool.conda]\n# channels = ["conda-forge"]\n# ///\n')
+    results = set()
+    for exe in other_pythons():
+        out = subprocess.run([exe, str(pyz), "--env-dir", str(tmp_path / "e"), "--dry-run",
+                              str(script)], capture_output=True, text=True)
+        assert out.returncode == 0, (exe, out.stderr)
+        results.add(out.stdout)
+    assert len(results) == 1 and '"pip": ["rich"]' in results.pop()
