@@ -56,6 +56,7 @@ EXIT_USAGE = 2  # bad command line, bad or missing metadata, unreadable script
 EXIT_NO_CONDA = 69  # no conda, mamba or micromamba found
 EXIT_CREATE_FAILED = 70  # the package manager could not create the environment
 EXIT_ENV_DIR = 73  # the env dir cannot be created, written, or is not private
+EXIT_BOOTSTRAP_FAILED = 74  # --bootstrap could not download, verify or install micromamba
 EXIT_BUSY = 75  # --force-env on an environment a running script uses
 EXIT_NOT_EXECUTABLE = 126  # run_with[0] exists but cannot be executed
 EXIT_NOT_FOUND = 127  # run_with[0] is neither in the environment nor on PATH
@@ -65,6 +66,9 @@ BLOCK_KEYS = frozenset({"env", "channels", "run_with"})
 MAX_BLOCK_LINES = 1000
 MAX_LINE_BYTES = 64 * 1024
 MAX_REMOTE_BYTES = 10 * 1024 * 1024
+MICROMAMBA_URL = "https://micro.mamba.pm/api/micromamba/{platform}/latest"
+MAX_BOOTSTRAP_BYTES = 128 * 1024 * 1024  # the archive, and bin/micromamba in it
+BOOTSTRAP_TIMEOUT = 60.0  # seconds without data; the whole download gets 10 times that
 DEFAULT_UNUSED_HOURS = 25.0
 GC_EVERY_SECONDS = 3600
 NAME_CHARS = frozenset("0123456789abcdef")
@@ -1417,6 +1421,10 @@ class Config(NamedTuple):
     unused_hours: float
     conda: str  # the package manager given by the user ("" = search for one)
     shared_ok: bool  # accept an env dir other users can write to
+    bootstrap: bool = False  # no package manager found: download micromamba
+    micromamba_url: str = ""  # where to download it from ("" = MICROMAMBA_URL)
+    micromamba_sha256: str = ""  # the archive's sha256 pin ("" = not pinned)
+    bootstrap_timeout: float = BOOTSTRAP_TIMEOUT
 
 
 def _which(name: str, path: Optional[str] = None) -> Optional[str]:
@@ -1444,12 +1452,15 @@ def find_manager(given: str = "") -> Optional[str]:
         found = _which(name)
         if found:
             return found
-    return None
+    found = bootstrapped_micromamba()  # from an earlier --bootstrap
+    return found if os.access(found, os.X_OK) else None
 
 
 def conda_root(manager: Optional[str]) -> Optional[str]:
     """conda's root prefix, found without running conda (conda info costs 0.5 s)."""
     env = os.environ
+    if manager and manager == bootstrapped_micromamba():
+        return None  # its root is private; envs go where they went before it was bootstrapped
     for var in ("CONDA_ROOT", "_CONDA_ROOT"):  # conda exports _CONDA_ROOT when activated
         if env.get(var):
             return env[var]
@@ -1492,7 +1503,8 @@ def _rc_files(base: str) -> List[str]:
     return paths + [os.path.join(d, n) for n in names]
 
 
-RC_KEYS = frozenset({"env-dir", "remove-if-unused-for", "allow-shared-env-dir"})
+RC_KEYS = frozenset({"env-dir", "remove-if-unused-for", "allow-shared-env-dir", "bootstrap",
+                     "micromamba-url", "micromamba-sha256", "bootstrap-timeout"})
 
 
 def read_condarc(path: str) -> Dict[str, Field]:
@@ -1547,7 +1559,8 @@ def _flag(value: str, label: str, line: int = 0) -> bool:
     return lowered in ("true", "yes", "1", "on")
 
 
-def load_config(env_dir: str = "", conda: str = "", shared_ok: bool = False) -> Config:
+def load_config(env_dir: str = "", conda: str = "", shared_ok: bool = False,
+                bootstrap: bool = False) -> Config:
     """Settings, first set wins: the command line, environment variables, condarc, defaults."""
     env = os.environ
     conda = conda or env.get("CONDA_EXECUTE_CONDA", "")
@@ -1572,7 +1585,18 @@ def load_config(env_dir: str = "", conda: str = "", shared_ok: bool = False) -> 
         rc["env-dir"][0] if "env-dir" in rc else "")
     if not chosen:
         chosen = default_env_dir(root)
-    return Config(os.path.abspath(_expand(chosen)), hours, conda, shared_ok)
+
+    def setting(var: str, key: str) -> Optional[Tuple[str, str, int]]:
+        return (env[var], var, 0) if env.get(var) else rc.get(key)
+
+    flag = setting("CONDA_EXECUTE_BOOTSTRAP", "bootstrap")
+    bootstrap = bootstrap or (_flag(*flag) if flag else False)
+    url = setting("CONDA_EXECUTE_MICROMAMBA_URL", "micromamba-url")
+    pin = setting("CONDA_EXECUTE_MICROMAMBA_SHA256", "micromamba-sha256")
+    timeout = setting("CONDA_EXECUTE_BOOTSTRAP_TIMEOUT", "bootstrap-timeout")
+    seconds = _hours(*timeout) if timeout else BOOTSTRAP_TIMEOUT  # any number >= 0
+    return Config(os.path.abspath(_expand(chosen)), hours, conda, shared_ok, bootstrap,
+                  _expand(url[0]) if url else "", pin[0] if pin else "", seconds or 0.001)
 
 
 def default_env_dir(root: Optional[str]) -> str:
@@ -1625,6 +1649,314 @@ def ensure_env_dir(cfg: Config) -> None:
         raise UsageError("the env dir is writable by other users; refusing to run environments "
                          "someone else could plant (chmod go-w it, or use "
                          "--allow-shared-env-dir to accept it)", path, code=EXIT_ENV_DIR)
+
+
+###############################################################################
+# Bootstrapping micromamba #####################################################
+###############################################################################
+# With --bootstrap (or CONDA_EXECUTE_BOOTSTRAP=1, or `bootstrap: true` in a condarc) and no
+# conda, mamba or micromamba anywhere, the official static micromamba is downloaded once into a
+# private dir, and find_manager uses it from then on (last, after everything on PATH):
+#     $XDG_CACHE_HOME/conda-execute/bin/micromamba   (default ~/.cache/conda-execute; dirs 0700)
+#     $XDG_CACHE_HOME/conda-execute/root/            its root prefix, passed as `create -r`:
+#                                                    package cache, and a .condarc naming
+#                                                    conda-forge (what Miniforge's root has)
+# The download is the conda package micromamba's own docs fetch (a .tar.bz2 from
+# https://micro.mamba.pm/api/micromamba/{platform}/latest); only bin/micromamba is taken from it.
+# Transport: https; file:// (an air-gapped mirror); http:// only to a loopback host, or anywhere
+# when micromamba-sha256 pins the archive. Environments stay in the usual default env dir
+# (~/.conda/tmp_envs), so the first run and later ones agree on it.
+
+BOOTSTRAP_PLATFORMS = {
+    ("linux", "x86_64"): "linux-64", ("linux", "aarch64"): "linux-aarch64",
+    ("linux", "arm64"): "linux-aarch64", ("linux", "ppc64le"): "linux-ppc64le",
+    ("darwin", "x86_64"): "osx-64", ("darwin", "arm64"): "osx-arm64",
+}
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+BOOTSTRAP_CONDARC = "channels:\n  - conda-forge\n"
+
+
+def bootstrap_dir() -> str:
+    """$XDG_CACHE_HOME/conda-execute (a relative XDG_CACHE_HOME is ignored, as the spec says)."""
+    cache = os.environ.get("XDG_CACHE_HOME", "")
+    if not os.path.isabs(cache):
+        cache = os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(cache, "conda-execute")
+
+
+def bootstrapped_micromamba() -> str:
+    """Where a bootstrapped micromamba lives (it may not exist)."""
+    return os.path.join(bootstrap_dir(), "bin", "micromamba")
+
+
+def bootstrap_platform() -> str:
+    """conda's name for this platform (linux-64, osx-arm64, ...), or an error for others."""
+    system = "linux" if sys.platform.startswith("linux") else sys.platform
+    machine = os.uname().machine if hasattr(os, "uname") else ""
+    found = BOOTSTRAP_PLATFORMS.get((system, machine))
+    if not found:
+        raise UsageError(f"cannot bootstrap micromamba: no static build for {system} {machine}; "
+                         "install conda or micromamba yourself, or set micromamba-url",
+                         code=EXIT_BOOTSTRAP_FAILED)
+    return found
+
+
+def micromamba_url(cfg: Config) -> str:
+    """The configured download URL (default: the official one) with {platform} filled in."""
+    url = cfg.micromamba_url or MICROMAMBA_URL
+    return url.replace("{platform}", bootstrap_platform()) if "{platform}" in url else url
+
+
+def check_transport(url: str, pinned: bool) -> None:
+    """https and file:// always; http:// to a loopback host, or anywhere with a sha256 pin."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme in ("https", "file") or (scheme == "http" and (
+            pinned or (parts.hostname or "").lower() in LOOPBACK_HOSTS)):
+        return
+    raise UsageError(f"cannot bootstrap micromamba: refusing to download {url!r} (use https://, "
+                     "file://, http:// to a loopback host, or pin micromamba-sha256)",
+                     code=EXIT_BOOTSTRAP_FAILED)
+
+
+def _bootstrap_error(url: str, reason: str) -> UsageError:
+    return UsageError(f"cannot bootstrap micromamba from {url}: {reason}",
+                      code=EXIT_BOOTSTRAP_FAILED)
+
+
+def _show_progress(done: int, total: Optional[int]) -> None:
+    mib = 1024 * 1024
+    of = f" of {total / mib:.1f}" if total else ""
+    sys.stderr.write(f"\rconda-execute: downloading micromamba: {done / mib:.1f}{of} MiB ")
+    sys.stderr.flush()
+
+
+def download_to(url: str, out: IO[bytes], timeout: float, pinned: bool, quiet: bool) -> str:
+    """Stream URL into OUT (size cap, per-read timeout, overall deadline); return its sha256.
+
+    A redirect must end at a URL the transport rules accept; fewer bytes than Content-Length
+    is an error.
+    """
+    import hashlib
+    import time
+    import urllib.error
+    import urllib.request
+
+    digest, done, total = hashlib.sha256(), 0, None
+    deadline = time.monotonic() + 10 * timeout
+    tty = not quiet and sys.stderr.isatty()
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            final = response.geturl()
+            if final and final != url:
+                check_transport(final, pinned)
+            length = response.headers.get("Content-Length")
+            total = int(length) if length and length.isdigit() else None
+            if total is not None and total > MAX_BOOTSTRAP_BYTES:
+                raise _bootstrap_error(url, f"archive is larger than {MAX_BOOTSTRAP_BYTES} bytes")
+            while True:
+                chunk = response.read(1 << 16)
+                if not chunk:
+                    break
+                done += len(chunk)
+                if done > MAX_BOOTSTRAP_BYTES:
+                    raise _bootstrap_error(url, f"archive is larger than {MAX_BOOTSTRAP_BYTES} "
+                                                "bytes")
+                if time.monotonic() > deadline:
+                    raise _bootstrap_error(url, f"download took longer than {10 * timeout:g} s")
+                digest.update(chunk)
+                out.write(chunk)
+                if tty:
+                    _show_progress(done, total)
+    except UsageError:
+        raise
+    except urllib.error.HTTPError as e:
+        raise _bootstrap_error(url, f"HTTP {e.code} {e.reason}") from None
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        raise _bootstrap_error(url, f"download failed: {getattr(e, 'reason', None) or e}"
+                               ) from None
+    except Exception as e:  # http.client.IncompleteRead and friends
+        reason = "truncated" if type(e).__name__ == "IncompleteRead" else type(e).__name__
+        raise _bootstrap_error(url, f"download failed: {reason}") from None
+    finally:
+        if tty:
+            sys.stderr.write("\n")
+    if total is not None and done != total:
+        raise _bootstrap_error(url, f"download truncated ({done} of {total} bytes)")
+    return digest.hexdigest()
+
+
+def extract_micromamba(archive: IO[bytes], out: IO[bytes], url: str) -> None:
+    """Copy the archive's bin/micromamba into OUT; nothing else is ever extracted.
+
+    The whole archive is refused if any member has an absolute path or a '..' part, or if
+    bin/micromamba is missing, repeated, or not a regular file (a link, a device, a dir).
+    """
+    import tarfile
+
+    def bad(reason: str) -> UsageError:
+        return _bootstrap_error(url, f"bad archive: {reason}")
+
+    found = False
+    archive.seek(0)
+    try:
+        with tarfile.open(fileobj=archive, mode="r:bz2") as tf:
+            for member in tf:
+                parts = member.name.replace("\\", "/").split("/")
+                if member.name.startswith(("/", "\\")) or ".." in parts or ":" in parts[0]:
+                    raise bad(f"unsafe member path {member.name!r}")
+                if "/".join(p for p in parts if p not in ("", ".")) != "bin/micromamba":
+                    continue
+                if found:
+                    raise bad("more than one bin/micromamba")
+                if not member.isreg():
+                    raise bad("bin/micromamba is a link or not a regular file")
+                if member.size > MAX_BOOTSTRAP_BYTES:
+                    raise bad(f"bin/micromamba is larger than {MAX_BOOTSTRAP_BYTES} bytes")
+                src = tf.extractfile(member)
+                assert src is not None
+                copied = 0
+                while True:
+                    chunk = src.read(1 << 16)
+                    if not chunk:
+                        break
+                    copied += len(chunk)
+                    out.write(chunk)
+                if copied != member.size:
+                    raise bad("bin/micromamba is truncated")
+                found = True
+    except UsageError:
+        raise
+    except (tarfile.TarError, EOFError, OSError, ValueError) as e:
+        raise bad(f"not a readable .tar.bz2 ({e or type(e).__name__})") from None
+    if not found:
+        raise bad("no bin/micromamba in it")
+
+
+def _private_dir(path: str) -> None:
+    """Create PATH 0700 if needed; refuse a dir another user owns or can write to."""
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        st = os.stat(path)
+    except OSError as e:
+        raise UsageError(f"cannot bootstrap micromamba: cannot create {path}: {e.strerror}",
+                         code=EXIT_BOOTSTRAP_FAILED) from None
+    if st.st_uid != os.getuid() or st.st_mode & 0o022:
+        raise UsageError(f"cannot bootstrap micromamba: {path} belongs to another user or is "
+                         "writable by others", code=EXIT_BOOTSTRAP_FAILED)
+
+
+def _check_runs(exe: str, url: str) -> None:
+    """The extracted binary must run `--version` successfully before it is installed."""
+    import subprocess
+
+    try:
+        proc = subprocess.run([exe, "--version"], stdin=subprocess.DEVNULL,
+                              capture_output=True, timeout=60)
+    except (OSError, subprocess.SubprocessError) as e:
+        raise _bootstrap_error(url, f"the extracted micromamba does not run: "
+                                    f"{getattr(e, 'strerror', None) or e}") from None
+    if proc.returncode != 0:
+        raise _bootstrap_error(url, f"the extracted micromamba does not run (`--version` "
+                                    f"exited with {proc.returncode})")
+
+
+def bootstrap_micromamba(cfg: Config, quiet: bool = False) -> str:
+    """Download, verify and install micromamba once (under a lock); return its path.
+
+    Concurrent first runs wait on the lock, and all but the first find it installed. On any
+    failure nothing is left behind: no binary, no temp files, no lock, no empty dirs.
+    """
+    if os.name == "nt":
+        raise UsageError("cannot bootstrap micromamba on Windows; install Miniforge",
+                         code=EXIT_BOOTSTRAP_FAILED)
+    pin = cfg.micromamba_sha256.strip().lower()
+    if pin and (len(pin) != 64 or not set(pin) <= NAME_CHARS):
+        raise UsageError(f"micromamba-sha256 must be 64 hex digits, got {pin!r}")
+    url = micromamba_url(cfg)
+    check_transport(url, bool(pin))
+    home = bootstrap_dir()
+    bindir, lock, target = os.path.join(home, "bin"), os.path.join(home, ".bootstrap.lock"), \
+        bootstrapped_micromamba()
+    while True:  # a failing run removes the dirs it made: make them again if they vanish
+        _private_dir(bindir)
+        try:
+            fd = acquire(lock, exclusive=True)
+            break
+        except FileNotFoundError:
+            continue
+    assert fd is not None
+    try:
+        if not os.access(target, os.X_OK):  # else another run installed it while we waited
+            _install_micromamba(url, pin, target, cfg.bootstrap_timeout, quiet)
+    except BaseException:
+        for path in (bindir, home):
+            try:
+                os.rmdir(path)
+            except OSError:
+                pass
+        raise
+    finally:
+        try:
+            os.unlink(lock)
+        except OSError:
+            pass
+        os.close(fd)
+    return target
+
+
+def _install_micromamba(url: str, pin: str, target: str, timeout: float, quiet: bool) -> None:
+    """Download URL, check it, and put its bin/micromamba at TARGET (atomically, 0755)."""
+    import shutil
+    import tempfile
+
+    bindir = os.path.dirname(target)
+    for name in os.listdir(bindir):  # left by a run that was killed (we hold the lock)
+        if name.startswith(".micromamba-"):
+            shutil.rmtree(os.path.join(bindir, name), ignore_errors=True)
+    if not quiet:
+        _say(f"no conda found; downloading micromamba from {url} ...")
+    root = os.path.join(os.path.dirname(bindir), "root")
+    rc_path, wrote_rc = os.path.join(root, ".condarc"), False
+    tmpdir = tempfile.mkdtemp(prefix=".micromamba-", dir=bindir)
+    try:
+        with tempfile.TemporaryFile() as archive:  # anonymous: gone however we exit
+            digest = download_to(url, archive, timeout, bool(pin), quiet)
+            if pin and digest != pin:
+                raise _bootstrap_error(url, f"sha256 mismatch: expected {pin}, got {digest}")
+            tmp = os.path.join(tmpdir, "micromamba")
+            with open(tmp, "xb") as out:
+                extract_micromamba(archive, out, url)
+                out.flush()
+                os.fsync(out.fileno())
+        os.chmod(tmp, 0o755)
+        _check_runs(tmp, url)
+        _private_dir(root)
+        if not os.path.exists(rc_path):
+            with open(rc_path, "w", encoding="utf-8") as f:
+                f.write(BOOTSTRAP_CONDARC)
+            wrote_rc = True
+        os.replace(tmp, target)
+        dir_fd = os.open(bindir, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except BaseException:
+        if wrote_rc:
+            os.unlink(rc_path)
+        try:
+            os.rmdir(root)
+        except OSError:
+            pass
+        raise
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+    if not quiet:
+        _say(f"installed micromamba at {target} (archive sha256 {digest}; to pin it, set "
+             "CONDA_EXECUTE_MICROMAMBA_SHA256 or micromamba-sha256)")
 
 
 ###############################################################################
@@ -1689,24 +2021,35 @@ class Manager(NamedTuple):
 
     exe: str
     kind: str  # "conda" (conda, mamba 1.x) or "micromamba" (micromamba, mamba 2.x)
+    root: str = ""  # a root prefix to pass (-r): only for a bootstrapped micromamba
 
 
-def manager_for(cfg: Config) -> Manager:
+def manager_for(cfg: Config, quiet: bool = False) -> Manager:
+    """The package manager to create with; with cfg.bootstrap, download micromamba if none."""
     exe = find_manager(cfg.conda)
+    if not exe and cfg.bootstrap:
+        exe = bootstrap_micromamba(cfg, quiet)
     if not exe:
         searched = "--conda, CONDA_EXECUTE_CONDA, CONDA_EXE, MAMBA_EXE, and " + \
             ", ".join(MANAGERS) + " on PATH"
-        raise UsageError(f"no conda, mamba or micromamba found (searched {searched}); install "
-                         "Miniforge or set CONDA_EXE", code=EXIT_NO_CONDA)
+        raise UsageError(f"no conda, mamba or micromamba found (searched {searched}); to fix: "
+                         "install Miniforge (https://conda-forge.org/download/), or set "
+                         "CONDA_EXE=/path/to/conda, or rerun with --bootstrap to download "
+                         f"micromamba into {os.path.dirname(bootstrapped_micromamba())}",
+                         code=EXIT_NO_CONDA)
+    if exe == bootstrapped_micromamba():
+        return Manager(exe, "micromamba", os.path.join(bootstrap_dir(), "root"))
     return Manager(exe, "micromamba" if "micromamba" in os.path.basename(exe) else "conda")
 
 
 def create_command(mgr: Manager, spec: Spec, prefix: str, quiet: bool) -> List[str]:
     """The create command line: from the lock file when one applies, else from the specs.
 
-    '--' ends the options, so no spec is ever read as a flag.
+    For conda, '--' ends the options, so no spec is ever read as a flag. micromamba (CLI11) is
+    not known to accept '--' there; it is left out, which is safe since specs never start with
+    '-' (the metadata parser refuses them).
     """
-    cmd = [mgr.exe, "create", "-p", prefix, "--yes"]
+    cmd = [mgr.exe, "create", *(["-r", mgr.root] if mgr.root else []), "-p", prefix, "--yes"]
     if quiet:
         cmd.append("--quiet")
     if spec.lock:
@@ -1715,7 +2058,7 @@ def create_command(mgr: Manager, spec: Spec, prefix: str, quiet: bool) -> List[s
         cmd.append("--override-channels")
         for channel in spec.channels:
             cmd += ["-c", channel]
-    return [*cmd, "--", *spec.env]
+    return [*cmd, *([] if mgr.kind == "micromamba" else ["--"]), *spec.env]
 
 
 def pip_command(prefix: str, spec: Spec) -> List[str]:
@@ -1829,7 +2172,7 @@ def ensure_env(env: Env, spec: Spec, cfg: Config, force: bool = False, quiet: bo
 def create(env: Env, spec: Spec, cfg: Config, lock_fd: int, quiet: bool = False,
            verbose: bool = False) -> None:
     """Create ENV from SPEC (the caller holds the lock exclusively)."""
-    mgr = manager_for(cfg)
+    mgr = manager_for(cfg, quiet)
     if os.path.lexists(env.prefix):
         if verbose or not quiet:
             _say(f"removing {'the' if is_complete(env) else 'incomplete'} environment "
@@ -1982,7 +2325,9 @@ def script_argv(spec: Spec, source: Source, args: List[str]) -> List[str]:
     if source.inline:
         flag = INLINE_FLAGS.get(os.path.basename(spec.run_with[-1]), "-c")
         return [*spec.run_with, flag, source.inline, *args]
-    return [*spec.run_with, source.path, *args]
+    path = source.path  # a script named '-x' would be read as an option by the interpreter
+    return [*spec.run_with, os.path.join(os.curdir, path) if path.startswith("-") else path,
+            *args]
 
 
 def exec_in_env(env: Env, spec: Spec, argv: List[str], lock_fd: int) -> None:
@@ -2332,6 +2677,8 @@ options:
     --dry-run              with --gc: only say what would be removed
   --env-dir DIR            where environments live (also CONDA_EXECUTE_ENV_DIR, condarc)
   --conda EXE              the conda, mamba or micromamba to create with
+  --bootstrap              if no conda, mamba or micromamba is found, download micromamba
+                           once into ~/.cache/conda-execute (also CONDA_EXECUTE_BOOTSTRAP=1)
   --allow-shared-env-dir   accept an env dir that other users can write to
   -q, --quiet              no progress output (errors still shown)
   -v, --verbose            say what is done
@@ -2339,14 +2686,15 @@ options:
   --version                show the version
 
 exit codes: the script's own; 2 usage or metadata error; 69 no conda found;
-70 environment creation failed; 73 env dir unusable; 75 environment busy;
+70 environment creation failed; 73 env dir unusable; 74 micromamba bootstrap failed;
+75 environment busy;
 126/127 run_with not executable/not found; 130/143 interrupted while creating.
 """
 
 VALUE_OPTIONS = {"--env-dir", "--conda", "--older-than", "-c"}
 FLAG_OPTIONS = {"-f", "--force-env", "--prefix", "--dry-run", "--list", "--gc", "-q", "--quiet",
                 "-v", "--verbose", "-h", "--help", "--version", "--allow-shared-env-dir",
-                "--lock", "--locked", "--upgrade"}
+                "--lock", "--locked", "--upgrade", "--bootstrap"}
 ALIASES = {"-f": "--force-env", "-q": "--quiet", "-v": "--verbose", "-h": "--help"}
 
 
@@ -2431,7 +2779,7 @@ def _main(argv: List[str]) -> int:
         return 0
     quiet, verbose = "--quiet" in opts, "--verbose" in opts
     cfg = load_config(opts.get("--env-dir", ""), opts.get("--conda", ""),
-                      "--allow-shared-env-dir" in opts)
+                      "--allow-shared-env-dir" in opts, "--bootstrap" in opts)
     if "--list" in opts or "--gc" in opts:
         if args.script is not None or "-c" in opts:
             raise UsageError("--list and --gc take no script")
@@ -2453,8 +2801,10 @@ def _main(argv: List[str]) -> int:
     argv_ = script_argv(spec, source, args.args)
     if "--dry-run" in opts:
         return _print_dry_run(spec, env, argv_)
-    ensure_env_dir(cfg)
     force = "--force-env" in opts or "--upgrade" in opts
+    if (force or not is_complete(env)) and not cfg.bootstrap and not find_manager(cfg.conda):
+        manager_for(cfg)  # no package manager: fail (exit 69) before creating anything
+    ensure_env_dir(cfg)
     fd = ensure_env(env, spec, cfg, force=force, quiet=quiet, verbose=verbose)
     script_path = os.path.abspath(source.path) if is_file else source.label
     record_use(cfg, env, script_path)

@@ -1,0 +1,783 @@
+"""Issue 3 as a user sees it: managers and their dialects, failures, options, config, GC.
+
+Through the built pyz (and `python -m conda_execute` where the entry point matters), against
+the stand-in conda. Environments are costly (~0.5 s each): read-only checks share one env dir
+per test process (`shared`); tests that count creates or remove envs get their own (`ce`).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import http.server
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+from conftest import isolated_environ, make_conda_root
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+import conda_execute  # noqa: E402
+
+MARKER = conda_execute.MARKER
+
+
+@pytest.fixture(scope="session")
+def pyz(tmp_path_factory):
+    """The zipapp, built once per test process the way users build it."""
+    out = tmp_path_factory.mktemp("dist") / "conda-execute.pyz"
+    subprocess.run([sys.executable, os.path.join(ROOT, "build_zipapp.py"), "--output", str(out)],
+                   check=True, capture_output=True)
+    return str(out)
+
+
+class Tool:
+    """Runs conda-execute as a user would, with a given environment."""
+
+    def __init__(self, argv0, env, env_dir):
+        self.argv0, self.env, self.env_dir = argv0, env, env_dir
+
+    def cmd(self, *args):
+        return [*self.argv0, *args]
+
+    def run(self, *args, input="", env=None, timeout=120, **kw):
+        return subprocess.run(self.cmd(*args), input=input, capture_output=True, text=True,
+                              env=self.env if env is None else env, timeout=timeout, **kw)
+
+    def json(self, *args, **kw):
+        proc = self.run(*args, **kw)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)
+
+    def prefix_of(self, script, **kw):
+        """The env prefix of SCRIPT, from --dry-run (creates nothing)."""
+        return self.json("--dry-run", script, **kw)["prefix"]
+
+
+def no_proxy(env):
+    return {k: v for k, v in env.items() if not k.lower().endswith("_proxy")}
+
+
+def fresh_stamp(env_dir):
+    """Make the env dir with a fresh GC stamp: no background GC races this test's checks."""
+    os.makedirs(env_dir, mode=0o700, exist_ok=True)
+    open(os.path.join(env_dir, ".gc-stamp"), "w").close()
+
+
+@pytest.fixture
+def ce(pyz, conda_root, isolated_env, tmp_path):
+    """The pyz with stand-in conda on PATH and a private env dir (no automatic GC)."""
+    env = no_proxy(conda_root.env_with_conda_on_path(isolated_env))
+    env_dir = str(tmp_path / "envs")
+    env["CONDA_EXECUTE_ENV_DIR"] = env_dir
+    fresh_stamp(env_dir)
+    return Tool([sys.executable, pyz], env, env_dir)
+
+
+class Shared:
+    """One conda root and env dir per test process, holding the `env: [python]` env."""
+
+    def __init__(self, tool, root, tmp):
+        self.tool, self.root, self.tmp = tool, root, tmp
+
+
+@pytest.fixture(scope="module")
+def shared(pyz, channel, pkgs_dir, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("shared")
+    root = make_conda_root(tmp / "root", [channel.url], pkgs_dir)
+    env = no_proxy(root.env_with_conda_on_path(isolated_environ(os.environ, tmp / "iso")))
+    env_dir = str(tmp / "envs")
+    env["CONDA_EXECUTE_ENV_DIR"] = env_dir
+    fresh_stamp(env_dir)
+    tool = Tool([sys.executable, pyz], env, env_dir)
+    script = write(tmp / "warm.py", PY)
+    proc = tool.run("--prefix", script)
+    assert proc.returncode == 0, proc.stderr
+    return Shared(tool, root, tmp)
+
+
+def write(path, text, mode=0o644):
+    path.write_text(textwrap.dedent(text).lstrip("\n"))
+    path.chmod(mode)
+    return str(path)
+
+
+def wait_until(predicate, what, seconds=60.0):
+    """Poll with a deadline (readiness, not a sleep)."""
+    start = time.monotonic()
+    while not predicate():
+        assert time.monotonic() - start < seconds, f"timed out waiting for {what}"
+        time.sleep(0.005)
+
+
+# The script most tests run: reports what it sees. Its env (`python`) is the shared one.
+PY = """
+    # conda execute
+    # env:
+    #  - python
+    # run_with: [python]
+    import json, os, sys
+    print(json.dumps({"argv": sys.argv[1:], "prefix": sys.prefix, "pid": os.getpid(),
+                      "stdin": sys.stdin.read(), "unbuffered": sys.stdout.write_through}))
+    sys.exit(int(os.environ.get("EXIT", "0")))
+"""
+
+
+def same(a, b):
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def log_records(env_dir):
+    with open(os.path.join(env_dir, "usage.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def age_env(env_dir, name, hours):
+    """Make env NAME look last used HOURS ago: rewrite its log lines and its mtime."""
+    when = time.time() - hours * 3600
+    path = os.path.join(env_dir, "usage.jsonl")
+    records = log_records(env_dir) if os.path.exists(path) else []
+    with open(path, "w") as f:
+        for rec in records:
+            if rec["env"] == name:
+                rec["time"] = when
+            f.write(json.dumps(rec) + "\n")
+    os.utime(os.path.join(env_dir, name), (when, when))
+
+
+###############################################################################
+# Package managers: micromamba's dialect, selection, none found ###############
+###############################################################################
+
+
+@pytest.mark.parametrize("how", ["path", "mamba_exe"])
+def test_micromamba_personality_end_to_end(pyz, conda_root, isolated_env, tmp_path, how):
+    env = (conda_root.env_with_micromamba_on_path(isolated_env) if how == "path"
+           else conda_root.env_with_mamba_exe(isolated_env))
+    tool = Tool([sys.executable, pyz], no_proxy(env), "")
+    script = write(tmp_path / "s.py", PY)
+    proc = tool.run(script, "-x", "a b", input="in", env=dict(tool.env, EXIT="5"))
+    assert proc.returncode == 5, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["argv"] == ["-x", "a b"] and out["stdin"] == "in"
+    # the default env dir: <root>/tmp_envs with MAMBA_ROOT_PREFIX; a micromamba outside a
+    # root's bin/ (here ROOT/mambabin, often ~/.local/bin) has no root: ~/.conda/tmp_envs
+    base = (str(conda_root.root) if how == "mamba_exe"
+            else os.path.join(isolated_env["HOME"], ".conda"))
+    prefix = os.path.join(base, "tmp_envs", os.path.basename(out["prefix"]))
+    assert same(out["prefix"], prefix)
+    creates = conda_root.calls("create")
+    assert len(creates) == 1 and conda_root.calls(prog="conda") == []
+    argv = creates[0]["argv"]
+    assert creates[0]["prog"] == "micromamba"
+    assert argv[1:5] == ["create", "-p", prefix, "--yes"] and argv[-1] == "python"
+    assert "--" not in argv  # micromamba (CLI11): no '--' (unverified there; specs never start '-')
+    again = tool.run(script)
+    assert again.returncode == 0 and again.stderr == "" and len(conda_root.calls("create")) == 1
+
+
+def test_conda_dialect_create_command(ce, conda_root, tmp_path):
+    script = write(tmp_path / "s.py", """
+        # conda execute
+        # env: [python, mylib >=1]
+        # channels: [CHANNEL]
+        import mylib
+        print(mylib.__version__)
+    """.replace("CHANNEL", conda_root.channels[0]))
+    proc = ce.run(script)
+    assert (proc.returncode, proc.stdout) == (0, "1.0\n"), proc.stderr
+    (create,) = conda_root.calls("create")
+    prefix = ce.prefix_of(script)
+    assert create["prog"] == "conda" and create["argv"][1:] == [
+        "create", "-p", prefix, "--yes", "--override-channels", "-c", conda_root.channels[0],
+        "--", "python", "mylib >=1"]
+
+
+def test_conda_option_and_variable_select_the_manager(ce, conda_root, tmp_path):
+    script = write(tmp_path / "s.py", PY)
+    mm = str(conda_root.mambabin / "micromamba")
+    assert ce.run("--conda", mm, "--prefix", script).returncode == 0
+    assert [c["prog"] for c in conda_root.calls("create")] == ["micromamba"]
+    assert ce.run("-f", "--prefix", script, env=dict(ce.env, CONDA_EXECUTE_CONDA=mm)).returncode == 0
+    assert [c["prog"] for c in conda_root.calls("create")] == ["micromamba"] * 2
+    assert ce.run("-f", "--prefix", script).returncode == 0  # PATH: conda
+    assert [c["prog"] for c in conda_root.calls("create")] == ["micromamba"] * 2 + ["conda"]
+
+
+def test_manager_precedence(pyz, isolated_env, tmp_path, channel, pkgs_dir):
+    """--conda > CONDA_EXECUTE_CONDA > CONDA_EXE > MAMBA_EXE > PATH (conda, mamba, micromamba).
+
+    Each candidate lives in its own fake root; the default env dir <root>/tmp_envs shows which
+    one was chosen, without creating anything.
+    """
+    roots = {k: make_conda_root(tmp_path / k, [channel.url], pkgs_dir)
+             for k in ("opt", "var", "conda_exe", "mamba_exe", "p_conda", "p_mamba", "p_micro")}
+    shutil.copy(roots["p_mamba"].conda, roots["p_mamba"].root / "bin" / "mamba")
+    for name in ("conda", "micromamba"):  # p_mamba's bin holds mamba only, p_micro's micromamba
+        os.unlink(roots["p_mamba"].root / "bin" / name)
+    os.unlink(roots["p_micro"].conda)
+    env = dict(isolated_env, CONDA_EXECUTE_CONDA=str(roots["var"].conda),
+               CONDA_EXE=str(roots["conda_exe"].conda), MAMBA_EXE=str(roots["mamba_exe"].micromamba))
+    env["PATH"] = os.pathsep.join([str(roots[k].root / "bin") for k in ("p_micro", "p_mamba")]
+                                  + [str(roots["p_conda"].condabin), env["PATH"]])
+    script = write(tmp_path / "s.py", PY)
+    tool = Tool([sys.executable, pyz], env, "")
+
+    def chosen(*opts):
+        prefix = tool.prefix_of(script, env=env) if not opts else tool.json(
+            *opts, "--dry-run", script, env=env)["prefix"]
+        return next(k for k, r in roots.items() if same(os.path.dirname(os.path.dirname(prefix)),
+                                                        r.root))
+
+    assert chosen("--conda", str(roots["opt"].conda)) == "opt"
+    assert chosen() == "var"
+    del env["CONDA_EXECUTE_CONDA"]
+    assert chosen() == "conda_exe"
+    del env["CONDA_EXE"]
+    assert chosen() == "mamba_exe"
+    del env["MAMBA_EXE"]
+    assert chosen() == "p_conda"  # conda is preferred over mamba/micromamba earlier on PATH
+    env["PATH"] = env["PATH"].replace(str(roots["p_conda"].condabin) + os.pathsep, "")
+    assert chosen() == "p_mamba"
+    env["PATH"] = env["PATH"].replace(str(roots["p_mamba"].root / "bin") + os.pathsep, "")
+    assert chosen() == "p_micro"
+
+
+def test_no_package_manager_anywhere(pyz, isolated_env, tmp_path):
+    script = write(tmp_path / "s.py", PY)
+    tool = Tool([sys.executable, pyz], isolated_env, "")
+    home = isolated_env["HOME"]
+    for env in (isolated_env, dict(isolated_env, CONDA_EXECUTE_ENV_DIR=str(tmp_path / "ed"))):
+        proc = tool.run(script, env=env)
+        assert proc.returncode == 69 and proc.stdout == ""
+        assert len(proc.stderr.splitlines()) == 1, proc.stderr
+        for word in ("CONDA_EXE", "MAMBA_EXE", "conda", "mamba", "micromamba", "PATH"):
+            assert word in proc.stderr
+    assert not os.path.exists(tmp_path / "ed")
+    assert not os.path.exists(os.path.join(home, ".conda"))
+    # --dry-run needs no manager: it only says what would run
+    assert tool.json("--dry-run", script)["prefix"].startswith(os.path.join(home, ".conda"))
+
+
+###############################################################################
+# Creating: failures, progress on stderr, -q, -v, incomplete prefixes, -f ######
+###############################################################################
+
+
+@pytest.mark.parametrize("specs, words", [
+    ("[python, nosuchpkg]", ["nosuchpkg"]),
+    ("[toolplugin, tool >=2]", ["tool"]),
+    ("[broken]", ["nosuchdep"]),
+])
+def test_create_failure(ce, conda_root, tmp_path, specs, words):
+    script = write(tmp_path / "bad.py", f"""
+        # one
+        # conda execute
+        # env: {specs}
+        print("never")
+    """)
+    prefix = ce.prefix_of(script)
+    for n, quiet in ((1, ()), (2, ("-q",))):
+        proc = ce.run(*quiet, script)
+        assert proc.returncode == 70 and proc.stdout == ""
+        assert "Error" in proc.stderr and all(w in proc.stderr for w in words), proc.stderr
+        ours = [ln for ln in proc.stderr.splitlines() if ln.startswith(script)]
+        assert len(ours) == 1 and ours[0].startswith(f"{script}:2: ")
+        assert not os.path.lexists(prefix)
+        assert len(conda_root.calls("create")) == n  # the next run tries again
+
+
+def test_progress_goes_to_stderr_and_quiet_and_verbose(ce, conda_root, tmp_path):
+    script = write(tmp_path / "s.py", PY)
+    proc = ce.run(script, "x")
+    assert proc.returncode == 0
+    assert json.loads(proc.stdout)["argv"] == ["x"] and proc.stdout.count("\n") == 1
+    assert "creating environment" in proc.stderr
+    assert len(proc.stderr.splitlines()) > 2  # conda's own progress (its plan) is on stderr
+    proc = ce.run("-q", "-f", script)
+    assert proc.returncode == 0 and proc.stderr == "" and proc.stdout.count("\n") == 1
+    proc = ce.run("-v", script)
+    prefix = ce.prefix_of(script)
+    name = os.path.basename(prefix)
+    assert proc.returncode == 0 and name in proc.stderr and prefix in proc.stderr
+    assert f"running: python {script}" in proc.stderr
+    proc = ce.run("-v", "-f", script)
+    assert f"create -p {prefix} --yes -- python" in proc.stderr  # the create command is shown
+    assert len(conda_root.calls("create")) == 3
+
+
+@pytest.mark.parametrize("leftover", ["killed_create", "not_an_env"])
+def test_incomplete_prefix_is_removed_and_recreated(ce, conda_root, tmp_path, leftover):
+    script = write(tmp_path / "s.py", PY)
+    prefix = ce.prefix_of(script)
+    os.makedirs(os.path.join(prefix, "conda-meta" if leftover == "killed_create" else "stuff"))
+    write(tmp_path / "junk", "x")
+    shutil.copy(tmp_path / "junk", os.path.join(prefix, "junk"))
+    proc = ce.run(script)
+    assert proc.returncode == 0, proc.stderr
+    assert same(json.loads(proc.stdout)["prefix"], prefix)
+    assert "incomplete" in proc.stderr and prefix in proc.stderr
+    assert not os.path.exists(os.path.join(prefix, "junk"))
+    assert os.path.isfile(os.path.join(prefix, MARKER))
+    assert len(conda_root.calls("create")) == 1
+
+
+def test_force_env_recreates(ce, conda_root, tmp_path):
+    script = write(tmp_path / "s.py", PY)
+    prefix = ce.run("--prefix", script).stdout.strip()
+    with open(os.path.join(prefix, MARKER)) as f:
+        first = json.load(f)
+    open(os.path.join(prefix, "added-by-user"), "w").close()
+    proc = ce.run("-f", script)
+    assert proc.returncode == 0 and json.loads(proc.stdout)["argv"] == []
+    assert not os.path.exists(os.path.join(prefix, "added-by-user"))
+    with open(os.path.join(prefix, MARKER)) as f:
+        assert json.load(f)["created"] >= first["created"]
+    assert len(conda_root.calls("create")) == 2
+    assert "removing the environment" in proc.stderr
+
+
+###############################################################################
+# --prefix, --dry-run, --list, --gc ##############################################
+###############################################################################
+
+
+def test_prefix_creates_and_prints_only_the_prefix(ce, conda_root, tmp_path):
+    script = write(tmp_path / "s.py", PY)
+    for _ in (1, 2):
+        proc = ce.run("--prefix", script)
+        assert proc.returncode == 0
+        assert proc.stdout == os.path.join(ce.env_dir, os.path.basename(proc.stdout.strip())) + "\n"
+        assert os.path.isfile(os.path.join(proc.stdout.strip(), MARKER))
+        assert len(conda_root.calls("create")) == 1
+    assert "creating environment" not in proc.stderr
+
+
+def test_dry_run_prints_one_json_object_and_creates_nothing(ce, conda_root, tmp_path):
+    env_dir = str(tmp_path / "never")
+    script = write(tmp_path / "s.py", PY)
+    proc = ce.run("--dry-run", script, "a", env=dict(ce.env, CONDA_EXECUTE_ENV_DIR=env_dir))
+    assert proc.returncode == 0 and proc.stderr == ""
+    assert proc.stdout.count("\n") == 1
+    out = json.loads(proc.stdout)
+    assert {"env", "channels", "run_with", "name", "prefix", "command"} <= set(out)
+    assert out["env"] == ["python"] and out["channels"] == [] and out["run_with"] == ["python"]
+    assert out["prefix"] == os.path.join(env_dir, out["name"])
+    assert out["command"] == ["python", script, "a"]
+    assert not os.path.exists(env_dir) and conda_root.calls() == []
+
+
+def test_list_names_last_use_size_specs_script(ce, tmp_path):
+    one = write(tmp_path / "one.py", PY)
+    two = write(tmp_path / "two.sh", """
+        # conda execute
+        # env: [mylib]
+        echo two
+    """)
+    assert ce.run(one).returncode == 0
+    assert ce.run(two).stdout == "two\n"
+    proc = ce.run("--list")
+    assert proc.returncode == 0 and proc.stderr == ""
+    header, *rows = proc.stdout.splitlines()
+    assert header.split() == ["NAME", "LAST", "USED", "SIZE", "SPECS", "SCRIPT"]
+    assert len(rows) == 2
+    by_script = {row.split()[-1]: row for row in rows}
+    assert set(by_script) == {one, two}
+    for script, spec in ((one, "python"), (two, "mylib")):
+        row = by_script[script]
+        assert row.startswith(os.path.basename(ce.prefix_of(script)) + " ")
+        assert re.search(r" \d+s ago +\d+(\.\d)? (B|KiB|MiB) ", row) and f" {spec} " in row
+
+
+def test_gc_removes_only_old_envs_dry_run_first(ce, tmp_path):
+    old = write(tmp_path / "old.py", PY)
+    new = write(tmp_path / "new.sh", "# conda execute\n# env: [mylib]\necho new\n")
+    old_prefix, new_prefix = (ce.run("--prefix", s).stdout.strip() for s in (old, new))
+    old_name = os.path.basename(old_prefix)
+    age_env(ce.env_dir, old_name, 26)  # older than the default 25 h
+    proc = ce.run("--gc", "--older-than", "0", "--dry-run")
+    assert proc.returncode == 0 and proc.stdout.count("would remove") == 2
+    assert os.path.isdir(old_prefix) and os.path.isdir(new_prefix)
+    proc = ce.run("--gc")
+    assert proc.returncode == 0 and proc.stdout == f"removed: {old_name} python\n"
+    assert not os.path.exists(old_prefix) and os.path.isfile(os.path.join(new_prefix, MARKER))
+    assert [r["env"] for r in log_records(ce.env_dir)] == [os.path.basename(new_prefix)]
+    assert ce.run(new).stdout == "new\n"
+
+
+def test_gc_keeps_an_env_in_use(ce, tmp_path):
+    go, ready = tmp_path / "go", tmp_path / "ready"
+    script = write(tmp_path / "wait.py", f"""
+        # conda execute
+        # env: [python]
+        import os, time
+        open({str(ready)!r}, "w").close()
+        while not os.path.exists({str(go)!r}):
+            time.sleep(0.005)
+        print("done")
+    """)
+    prefix = ce.run("--prefix", script).stdout.strip()
+    proc = subprocess.Popen(ce.cmd(script), env=ce.env, stdout=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: ready.exists() or proc.poll() is not None, "the script to start")
+        assert proc.poll() is None
+        gc = ce.run("--gc", "--older-than", "0")
+        assert gc.returncode == 0 and gc.stdout == f"in use, kept: {os.path.basename(prefix)}\n"
+        assert os.path.isfile(os.path.join(prefix, MARKER))
+    finally:
+        go.touch()
+        out, _ = proc.communicate(timeout=60)
+    assert (proc.returncode, out) == (0, "done\n")
+    gc = ce.run("--gc", "--older-than", "0")
+    assert gc.stdout.startswith("removed: ") and not os.path.exists(prefix)
+
+
+def test_automatic_gc_runs_detached_when_the_stamp_is_stale(ce, tmp_path):
+    old = write(tmp_path / "old.sh", "# conda execute\n# env: [mylib]\necho old\n")
+    script = write(tmp_path / "s.py", PY)
+    old_prefix = ce.run("--prefix", old).stdout.strip()
+    assert ce.run("--prefix", script).returncode == 0
+    age_env(ce.env_dir, os.path.basename(old_prefix), 30)
+    stamp = os.path.join(ce.env_dir, ".gc-stamp")
+    # A fresh stamp (10 minutes old): no GC, the stamp is left alone.
+    ten_min = time.time_ns() - 600 * 10**9
+    os.utime(stamp, ns=(ten_min, ten_min))
+    proc = ce.run(script, "a")
+    assert proc.returncode == 0 and json.loads(proc.stdout)["argv"] == ["a"]
+    assert os.stat(stamp).st_mtime_ns == ten_min and os.path.isdir(old_prefix)
+    # A stale stamp (2 hours old): a detached collector removes the old env. We hold the log
+    # lock shared, so the collector blocks at its last step (compacting the log): the script
+    # has finished while its collector still waits, so the script does not wait for the GC.
+    two_h = time.time() - 7200
+    os.utime(stamp, (two_h, two_h))
+    fd = os.open(os.path.join(ce.env_dir, "usage.jsonl"), os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        proc = ce.run(script, "b", env=dict(ce.env, EXIT="3"))
+        assert proc.returncode == 3 and json.loads(proc.stdout)["argv"] == ["b"]
+        assert proc.stderr == ""
+        assert os.stat(stamp).st_mtime > two_h
+        wait_until(lambda: not os.path.exists(old_prefix), "the old env to be removed")
+        assert len(log_records(ce.env_dir)) > 2  # not compacted yet: the collector waits
+    finally:
+        os.close(fd)
+    wait_until(lambda: len(log_records(ce.env_dir)) == 1, "the log to be compacted")
+
+
+###############################################################################
+# Running: the usage log, -c, stdin, URLs, script names vs options ############
+###############################################################################
+
+
+def test_usage_log_line_per_run_with_the_scripts_own_pid(shared, tmp_path):
+    script = write(tmp_path / "s.py", PY)
+    env_dir = shared.tool.env_dir
+    before = len(log_records(env_dir))
+    pids = [json.loads(shared.tool.run(script).stdout)["pid"] for _ in range(2)]
+    records = log_records(env_dir)[before:]
+    assert len(records) == 2
+    for rec, pid in zip(records, pids):
+        assert set(rec) == {"time", "env", "script", "pid"}
+        assert rec["pid"] == pid and rec["script"] == script
+        assert rec["env"] == os.path.basename(shared.tool.prefix_of(script))
+        assert abs(rec["time"] - time.time()) < 3600
+    rel = shared.tool.run("s.py", cwd=str(tmp_path))
+    assert rel.returncode == 0 and log_records(env_dir)[-1]["script"] == script  # absolute
+
+
+def test_inline_code(shared):
+    code = "# conda execute\n# env: [python]\nimport sys; print(sys.argv[1:], sys.prefix)"
+    proc = shared.tool.run("-c", code, "a", "--list", "-v")
+    assert proc.returncode == 0, proc.stderr
+    argv, prefix = proc.stdout.rsplit(" ", 1)
+    assert argv == "['a', '--list', '-v']"
+    assert same(prefix.strip(), shared.tool.prefix_of(str(shared.tmp / "warm.py")))
+
+
+def test_script_from_stdin(shared):
+    script = textwrap.dedent(PY)
+    proc = shared.tool.run("-", "a", "-q", input=script)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["argv"] == ["a", "-q"] and out["stdin"] == ""
+
+
+def test_script_from_an_http_url(shared, tmp_path):
+    write(tmp_path / "remote.py", PY)
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, directory=str(tmp_path), **kw)
+
+        def log_message(self, *a):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/remote.py"
+        proc = shared.tool.run(url, "arg", input="data")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["argv"] == ["arg"] and out["stdin"] == "data"
+    assert log_records(shared.tool.env_dir)[-1]["script"] == url
+
+
+@pytest.mark.parametrize("name", ["list", "gc", "--weird"])
+def test_script_names_that_look_like_commands(shared, tmp_path, name):
+    write(tmp_path / name, PY)
+    args = ["--", name] if name.startswith("-") else [name]
+    proc = shared.tool.run(*args, "--list", "--gc", cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["argv"] == ["--list", "--gc"]
+    command = shared.tool.json("--dry-run", *args, cwd=str(tmp_path))["command"]
+    assert command == ["python", os.path.join(".", name) if name.startswith("-") else name]
+
+
+def test_management_options_and_usage_errors(shared, tmp_path):
+    tool = shared.tool
+    listing = tool.run("--list")
+    assert listing.returncode == 0 and listing.stdout.startswith("NAME")
+    bad = tool.run("--bogus", "s.py")
+    assert bad.returncode == 2 and bad.stdout == "" and len(bad.stderr.splitlines()) == 1
+    assert "--bogus" in bad.stderr
+    helped = tool.run("--help")
+    assert helped.returncode == 0 and helped.stdout.startswith("usage:") and helped.stderr == ""
+    assert tool.run("-h").stdout == helped.stdout
+    version = tool.run("--version")
+    assert (version.returncode, version.stdout) == (0, f"conda-execute {conda_execute.__version__}\n")
+    missing = tool.run()
+    assert missing.returncode == 2 and len(missing.stderr.splitlines()) == 1
+
+
+def test_python_dash_m_entry_point(shared, tmp_path):
+    script = write(tmp_path / "s.py", PY)
+    env = dict(shared.tool.env, PYTHONPATH=ROOT)
+    proc = subprocess.run([sys.executable, "-m", "conda_execute", script, "z"], env=env,
+                          capture_output=True, text=True, input="", timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["argv"] == ["z"]
+
+
+###############################################################################
+# run_with: shebang, extensions, missing command, options ######################
+###############################################################################
+
+
+def test_shebang_runs_the_envs_python(shared, tmp_path):
+    script = write(tmp_path / "noext", """
+        #!/usr/bin/env python
+        # conda execute
+        # env: [python]
+        import sys
+        print(sys.prefix)
+    """, mode=0o755)
+    proc = shared.tool.run(script)
+    assert proc.returncode == 0, proc.stderr
+    assert same(proc.stdout.strip(), shared.tool.prefix_of(script))
+    assert shared.tool.json("--dry-run", script)["run_with"] == ["/usr/bin/env", "python"]
+
+
+def test_extension_default_bash(shared, tmp_path):
+    script = write(tmp_path / "s.sh", """
+        # conda execute
+        # env: [python]
+        echo "bash=${BASH_VERSION:+yes} $1 $CONDA_PREFIX"
+    """)
+    proc = shared.tool.run(script, "arg")
+    assert proc.returncode == 0, proc.stderr
+    word, arg, prefix = proc.stdout.split()
+    assert (word, arg) == ("bash=yes", "arg") and same(prefix, shared.tool.prefix_of(script))
+
+
+def test_run_with_missing_everywhere_exits_127(shared, tmp_path):
+    script = write(tmp_path / "s.py", """
+        # conda execute
+        # env: [python]
+        # run_with: [no-such-interpreter-xyz]
+    """)
+    proc = shared.tool.run(script)
+    assert proc.returncode == 127 and proc.stdout == ""
+    assert len(proc.stderr.splitlines()) == 1 and "no-such-interpreter-xyz" in proc.stderr
+    assert proc.stderr.startswith(f"{script}:1: ")
+
+
+def test_run_with_options_are_passed(shared, tmp_path):
+    script = write(tmp_path / "s.py", PY.replace("[python]", "[python, -u]"))
+    env = {k: v for k, v in shared.tool.env.items() if k != "PYTHONUNBUFFERED"}
+    assert json.loads(shared.tool.run(script, env=env).stdout)["unbuffered"] is True
+    plain = write(tmp_path / "t.py", PY)
+    assert json.loads(shared.tool.run(plain, env=env).stdout)["unbuffered"] is False
+
+
+# The original conda-execute's README example, verbatim apart from its specs.
+ORIGINAL_README = '''#!/usr/bin/env python
+"""
+A script that uses numpy's random normal distribution to print 3 numbers.
+
+"""
+
+# conda execute
+# env:
+#  - python >=3
+#  - numpy
+
+import numpy as np
+
+print(np.random.normal(size=3))
+'''
+
+
+def test_original_readme_example_name_and_run_with(shared, tmp_path):
+    path = tmp_path / "my_script.py"
+    path.write_text(ORIGINAL_README)
+    out = shared.tool.json("--dry-run", str(path))
+    assert out["name"] == "ea977067a8fbeb21a594"
+    assert out["run_with"] == ["/usr/bin/env", "python"]
+    assert out["env"] == ["python >=3", "numpy"]
+
+
+@pytest.mark.parametrize("block", [
+    ORIGINAL_README.replace("python >=3\n#  - numpy", "python").replace(
+        "import numpy as np\n\nprint(np.random.normal(size=3))", "print('ran')"),
+    "#!/usr/bin/env conda-execute\n    # conda execute\n    # env:\n    #     - python\n"
+    "    # run_with: python\nprint('ran')\n",
+    "# conda execute:\n#env:\n#- python\n#run_with: [python]\nprint('ran')\n",
+    "import sys\n  # conda execute  \n  # env: [python]   # why\n  #  # a comment\n"
+    "\nprint('ran')\n",
+])
+def test_original_tool_metadata_variants_run(shared, tmp_path, block):
+    path = tmp_path / "variant.py"
+    path.write_text(block)
+    proc = shared.tool.run(str(path))
+    assert (proc.returncode, proc.stdout) == (0, "ran\n"), proc.stderr
+
+
+###############################################################################
+# Configuration: env dir and remove-if-unused-for from options, env, condarc ##
+###############################################################################
+
+
+CONDARC_NOISE = """\
+channels:
+  - conda-forge
+  - defaults
+channel_priority: strict
+proxy_servers:
+  http: http://proxy.example:8080
+  https: https://proxy.example:8443
+envs_dirs:
+- ~/my-envs
+custom_multichannels:
+  mine: [https://example.com/a, https://example.com/b]
+"""
+
+
+def rc(path, settings, before=CONDARC_NOISE, after="show_channel_urls: true\n"):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(f"# conda settings\n{before}conda-execute:\n  # ours\n{settings}\n{after}")
+    return path
+
+
+def test_env_dir_precedence(ce, conda_root, tmp_path):
+    script = write(tmp_path / "s.py", PY)
+    env = dict(ce.env)
+    del env["CONDA_EXECUTE_ENV_DIR"]
+    home = env["HOME"]
+
+    def env_dir(*opts):
+        return os.path.dirname(ce.json(*opts, "--dry-run", script, env=env)["prefix"])
+
+    assert same(env_dir(), conda_root.root / "tmp_envs")  # the root of the conda on PATH
+    rc(conda_root.root / ".condarc", "  env-dir: /from/root")
+    assert env_dir() == "/from/root"
+    rc(os.path.join(home, ".config", "conda", "condarc.d", "x.yml"),
+       "  env-dir: ~/from-config-d\n  remove-if-unused-for: 3")
+    assert env_dir() == os.path.join(home, "from-config-d")
+    rc(os.path.join(home, ".condarc"), '  env-dir: "$MY_PLACE/from-home"', before="")
+    env["MY_PLACE"] = str(tmp_path / "place")
+    assert env_dir() == str(tmp_path / "place" / "from-home")
+    env["CONDARC"] = rc(str(tmp_path / "explicit.yml"), "  env_dir: /from/condarc-var",
+                        after="")
+    assert env_dir() == "/from/condarc-var"
+    env["CONDA_EXECUTE_ENV_DIR"] = "/from/variable"
+    assert env_dir() == "/from/variable"
+    assert env_dir("--env-dir", "~/from-option") == os.path.join(home, "from-option")
+    assert not os.path.exists(os.path.join(home, "from-option"))
+
+
+def test_default_env_dir_from_conda_exe(pyz, conda_root, isolated_env, tmp_path):
+    script = write(tmp_path / "s.py", PY)
+    tool = Tool([sys.executable, pyz], no_proxy(conda_root.env_with_conda_exe(isolated_env)), "")
+    proc = tool.run(script)
+    assert proc.returncode == 0, proc.stderr
+    assert same(os.path.dirname(json.loads(proc.stdout)["prefix"]), conda_root.root / "tmp_envs")
+    assert len(conda_root.calls("create")) == 1
+
+
+def fake_env(env_dir, name, hours):
+    """An env dir entry that GC treats as an environment last used HOURS ago."""
+    prefix = os.path.join(env_dir, name)
+    os.makedirs(os.path.join(prefix, "conda-meta"))
+    with open(os.path.join(prefix, MARKER), "w") as f:
+        json.dump({"name": name, "env": ["fake"], "channels": []}, f)
+    when = time.time() - hours * 3600
+    os.utime(prefix, (when, when))
+    return prefix
+
+
+def test_remove_if_unused_for_from_condarc_and_variable(ce, tmp_path):
+    fake_env(ce.env_dir, "a" * 20, 3)
+    home = ce.env["HOME"]
+    env = dict(ce.env)
+
+    def would_remove():
+        proc = ce.run("--gc", "--dry-run", env=env)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.count("would remove")
+
+    assert would_remove() == 0  # default 25 h
+    rc(os.path.join(home, ".condarc"), "  remove-if-unused-for: 2.5")
+    assert would_remove() == 1
+    env["CONDA_EXECUTE_REMOVE_IF_UNUSED_FOR"] = "4"
+    assert would_remove() == 0
+    env["CONDA_EXECUTE_REMOVE_IF_UNUSED_FOR"] = "1"
+    assert would_remove() == 1
+    assert ce.run("--gc", env=env).stdout == f"removed: {'a' * 20} fake\n"
+
+
+@pytest.mark.parametrize("settings, line", [
+    ("  env-dir: [a, b]", 15),
+    ("  unknown-key: 1", 15),
+    ("  env-dir: 'unclosed", 15),
+    ("  remove-if-unused-for: soon", 15),
+])
+def test_malformed_condarc_section(ce, tmp_path, settings, line):
+    script = write(tmp_path / "s.py", PY)
+    path = rc(os.path.join(ce.env["HOME"], ".condarc"), settings)
+    with open(path) as f:
+        assert f.read().splitlines()[line - 1] == settings
+    for args in ((script,), ("--list",)):
+        proc = ce.run(*args)
+        assert proc.returncode == 2 and proc.stdout == ""
+        assert proc.stderr.startswith(f"{path}:{line}: ") and len(proc.stderr.splitlines()) == 1
+
+
+def test_condarc_scalar_section_is_an_error(ce, tmp_path):
+    path = os.path.join(ce.env["HOME"], ".condarc")
+    with open(path, "w") as f:
+        f.write("channels: [defaults]\nconda-execute: yes\n")
+    proc = ce.run("--list")
+    assert proc.returncode == 2 and proc.stderr.startswith(f"{path}:2: ")
