@@ -44,7 +44,7 @@ def build(tmp_path, name="x.pyz", *extra):
     return out, proc.stdout
 
 
-def test_zipapp_is_reproducible_and_holds_exactly_two_files(tmp_path):
+def test_zipapp_is_reproducible_and_holds_the_module_its_bytecode_and_a_two_line_main(tmp_path):
     a, out_a = build(tmp_path, "a.pyz")
     b, _ = build(tmp_path, "b.pyz")
     digest = hashlib.sha256(a.read_bytes()).hexdigest()
@@ -52,10 +52,32 @@ def test_zipapp_is_reproducible_and_holds_exactly_two_files(tmp_path):
     assert digest in out_a and str(a.stat().st_size) in out_a
     assert a.read_bytes().startswith(b"#!/usr/bin/env python3\n")
     with zipfile.ZipFile(a) as zf:
-        assert zf.namelist() == ["__main__.py", "conda_execute.py"]
-        assert all(i.compress_type == zipfile.ZIP_DEFLATED for i in zf.infolist())
+        assert zf.namelist() == ["__main__.py", "conda_execute.py", "conda_execute.pyc"]
+        methods = {i.filename: i.compress_type for i in zf.infolist()}
+        assert methods == {"__main__.py": zipfile.ZIP_STORED,  # read on every run: no zlib
+                           "conda_execute.py": zipfile.ZIP_DEFLATED,  # other Pythons only
+                           "conda_execute.pyc": zipfile.ZIP_STORED}
         assert len(zf.read("__main__.py").decode().splitlines()) == 2
+        source, pyc = zf.read("conda_execute.py"), zf.read("conda_execute.pyc")
+    # The bytecode is this Python's, unchecked hash-based (PEP 552), of exactly that source.
+    import _imp
+    import importlib.util
+    import marshal
+
+    assert pyc[:4] == importlib.util.MAGIC_NUMBER
+    assert int.from_bytes(pyc[4:8], "little") == 0b01
+    assert pyc[8:16] == _imp.source_hash(importlib.util._RAW_MAGIC_NUMBER, source)
+    assert marshal.loads(pyc[16:]) == compile(source, "conda_execute.py", "exec",
+                                              dont_inherit=True)
     assert os.access(a, os.X_OK)
+
+
+def test_zipapp_without_bytecode_holds_exactly_two_files(tmp_path):
+    pyz, _ = build(tmp_path, "src.pyz", "--no-bytecode")
+    with zipfile.ZipFile(pyz) as zf:
+        assert zf.namelist() == ["__main__.py", "conda_execute.py"]
+    out = subprocess.run([sys.executable, str(pyz), "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("conda-execute "), out
 
 
 def test_zipapp_runs_as_python_arg_and_as_executable(tmp_path):
@@ -80,7 +102,10 @@ def other_pythons():
         exe = shutil.which(f"python{version}")
         if exe and "/shims/" not in exe:  # a pyenv shim fails for versions not selected
             found.add(os.path.realpath(exe))
-    pyenv = os.path.expanduser("~/.pyenv/versions")
+    import pwd  # the real home: the isolated_env fixture points HOME at a temporary dir
+
+    pyenv = os.path.join(os.environ.get("PYENV_ROOT") or os.path.join(
+        pwd.getpwuid(os.getuid()).pw_dir, ".pyenv"), "versions")
     for d in sorted(os.listdir(pyenv)) if os.path.isdir(pyenv) else []:
         major_minor = tuple(int(p) for p in d.split(".")[:2] if p.isdigit())
         exe = os.path.join(pyenv, d, "bin", "python3")
@@ -89,13 +114,26 @@ def other_pythons():
     return sorted(found)
 
 
+WHICH_FILE = "import sys; sys.path.insert(0, sys.argv[1]); import conda_execute as m; print(m.__file__)"
+MAGIC = "import importlib.util; print(importlib.util.MAGIC_NUMBER.hex())"
+
+
 def test_zipapp_starts_on_every_python_3_8_plus_here(tmp_path):
+    """The build Python loads the bytecode; every other version falls back to the source."""
     pyz, _ = build(tmp_path)
+    this_magic = subprocess.run([sys.executable, "-c", MAGIC], capture_output=True,
+                                text=True).stdout.strip()
     versions = []
     for exe in other_pythons():
         out = subprocess.run([exe, str(pyz), "--version"], capture_output=True, text=True)
         assert out.returncode == 0, (exe, out.stderr)
-        versions.append(exe)
+        loaded = subprocess.run([exe, "-I", "-S", "-c", WHICH_FILE, str(pyz)],
+                                capture_output=True, text=True)
+        assert loaded.returncode == 0, (exe, loaded.stderr)
+        magic = subprocess.run([exe, "-c", MAGIC], capture_output=True, text=True).stdout
+        expected = "conda_execute.pyc" if magic.strip() == this_magic else "conda_execute.py"
+        assert loaded.stdout.strip().endswith(os.sep + expected), (exe, loaded.stdout)
+        versions.append((exe, expected))
     print("started on:", versions)
     assert versions
 
