@@ -431,6 +431,9 @@ def test_gc_keeps_an_env_in_use(ce, tmp_path):
         gc = ce.run("--gc", "--older-than", "0")
         assert gc.returncode == 0 and gc.stdout == f"in use, kept: {os.path.basename(prefix)}\n"
         assert os.path.isfile(os.path.join(prefix, MARKER))
+        busy = ce.run("-f", "--prefix", script)  # nor may --force-env pull it away
+        assert busy.returncode == 75 and busy.stdout == "" and "in use" in busy.stderr
+        assert os.path.isfile(os.path.join(prefix, MARKER))
     finally:
         go.touch()
         out, _ = proc.communicate(timeout=60)
@@ -557,8 +560,10 @@ def test_management_options_and_usage_errors(shared, tmp_path):
     assert tool.run("-h").stdout == helped.stdout
     version = tool.run("--version")
     assert (version.returncode, version.stdout) == (0, f"conda-execute {conda_execute.__version__}\n")
-    missing = tool.run()
-    assert missing.returncode == 2 and len(missing.stderr.splitlines()) == 1
+    for args in ((), ("--list", "s.py"), ("--older-than", "1", "s.py"), ("--env-dir",)):
+        proc = tool.run(*args, cwd=str(tmp_path))
+        assert proc.returncode == 2 and proc.stdout == "", args
+        assert len(proc.stderr.splitlines()) == 1, args
 
 
 def test_python_dash_m_entry_point(shared, tmp_path):
@@ -716,6 +721,17 @@ def test_env_dir_precedence(ce, conda_root, tmp_path):
     assert env_dir() == "/from/variable"
     assert env_dir("--env-dir", "~/from-option") == os.path.join(home, "from-option")
     assert not os.path.exists(os.path.join(home, "from-option"))
+
+
+def test_conda_root_variable_gives_default_env_dir_and_a_condarc(ce, tmp_path):
+    script = write(tmp_path / "s.py", PY)
+    other = tmp_path / "other-root"
+    env = {k: v for k, v in ce.env.items() if k != "CONDA_EXECUTE_ENV_DIR"}
+    env["CONDA_ROOT"] = str(other)
+    other.mkdir()
+    assert ce.prefix_of(script, env=env).startswith(str(other / "tmp_envs") + os.sep)
+    rc(str(other / "condarc.d" / "ce.yaml"), "  env-dir: $CONDA_ROOT/mine")
+    assert ce.prefix_of(script, env=env).startswith(str(other / "mine") + os.sep)
 
 
 def test_default_env_dir_from_conda_exe(pyz, conda_root, isolated_env, tmp_path):
