@@ -19,14 +19,13 @@ Environments unused for a while are garbage-collected. Standard library only, Py
 The module follows the data: metadata block -> Spec -> env name and prefix -> create under a
 lock -> record use -> activate and exec; then GC and listing; the command line last.
 The warm path (the environment exists) imports nothing beyond what a zipapp has already loaded
-(os, sys, collections) plus fcntl: heavy modules are imported inside the functions that need them.
+(os, sys, operator) plus _sha256 and fcntl: heavy modules are imported inside the functions that need them.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections import namedtuple
 
 __version__ = "0.1.0"
 
@@ -34,18 +33,65 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~8 ms to import: only type checkers read it
     from typing import IO, Any, Dict, Iterable, Iterator, List, NamedTuple, Optional, Tuple
 else:
+    from operator import itemgetter  # loaded already: collections imports it
+
+    class _Record(tuple):
+        """The run-time base of every NamedTuple class: one generic __new__ for all.
+
+        collections.namedtuple compiles a __new__ per class with eval (~0.1 ms each, a dozen
+        classes on every start); this shares one, with the same behaviour for our uses.
+        """
+
+        __slots__ = ()  # each class sets _fields and _field_defaults
+
+        def __new__(cls, *args, **kwargs):
+            fields, defaults = cls._fields, cls._field_defaults
+            if len(args) > len(fields):
+                raise TypeError(f"{cls.__name__}() takes {len(fields)} values, got {len(args)}")
+            values = list(args)
+            for name in fields[len(args):]:
+                if name in kwargs:
+                    values.append(kwargs.pop(name))
+                elif name in defaults:
+                    values.append(defaults[name])
+                else:
+                    raise TypeError(f"{cls.__name__}() missing argument {name!r}")
+            if kwargs:
+                raise TypeError(f"{cls.__name__}() got unexpected arguments {sorted(kwargs)}")
+            return tuple.__new__(cls, values)
+
+        @classmethod
+        def _make(cls, iterable):
+            return cls(*iterable)
+
+        def _replace(self, **changes):
+            return type(self)(*[changes.pop(f, v) for f, v in zip(self._fields, self)],
+                              **changes)
+
+        def _asdict(self):
+            return dict(zip(self._fields, self))
+
+        def __getnewargs__(self):
+            return tuple(self)
+
+        def __repr__(self):
+            items = ", ".join(f"{f}={v!r}" for f, v in zip(self._fields, self))
+            return f"{type(self).__name__}({items})"
 
     class _NamedTupleMeta(type):
-        """`class X(NamedTuple): a: int = 0` built on collections.namedtuple, without typing."""
+        """`class X(NamedTuple): a: int = 0` as a _Record subclass, without typing."""
 
         def __new__(mcls, name, bases, ns):
             if not bases:
                 return super().__new__(mcls, name, bases, ns)
-            fields = list(ns.get("__annotations__", {}))
-            defaults = [ns.pop(f) for f in fields if f in ns]
-            base = namedtuple(name, fields, defaults=defaults)
-            ns = {k: v for k, v in ns.items() if k not in ("__annotations__", "__dict__")}
-            return type(name, (base,), dict(ns, __slots__=()))
+            fields = tuple(ns.get("__annotations__", {}))
+            defaults = {f: ns.pop(f) for f in fields if f in ns}
+            body = {k: v for k, v in ns.items() if k not in ("__annotations__", "__dict__")}
+            body.update({f: property(itemgetter(i), doc=f"Alias for field number {i}")
+                         for i, f in enumerate(fields)})
+            body.update(__slots__=(), _fields=fields, _field_defaults=defaults,
+                        __match_args__=fields)
+            return type(name, (_Record,), body)
 
     class NamedTuple(metaclass=_NamedTupleMeta):
         """Base class standing in for typing.NamedTuple at run time."""
@@ -1881,6 +1927,7 @@ def bootstrap_micromamba(cfg: Config, quiet: bool = False) -> str:
     bindir, lock, target = os.path.join(home, "bin"), os.path.join(home, ".bootstrap.lock"), \
         bootstrapped_micromamba()
     while True:  # a failing run removes the dirs it made: make them again if they vanish
+        _private_dir(home)
         _private_dir(bindir)
         try:
             fd = acquire(lock, exclusive=True)
@@ -1892,15 +1939,15 @@ def bootstrap_micromamba(cfg: Config, quiet: bool = False) -> str:
         if not os.access(target, os.X_OK):  # else another run installed it while we waited
             _install_micromamba(url, pin, target, cfg.bootstrap_timeout, quiet)
     except BaseException:
-        for path in (bindir, home):
+        for remove, path in ((os.unlink, lock), (os.rmdir, bindir), (os.rmdir, home)):
             try:
-                os.rmdir(path)
+                remove(path)
             except OSError:
                 pass
         raise
     finally:
         try:
-            os.unlink(lock)
+            os.unlink(lock)  # waiters notice (acquire re-checks the path) and take a new one
         except OSError:
             pass
         os.close(fd)
@@ -2118,18 +2165,25 @@ def run_step(cmd: List[str], prefix: str, lock_fd: int, quiet: bool) -> int:
     log = tempfile.TemporaryFile() if quiet else None  # noqa: SIM115 (closed at exit)
     got: List[int] = []
 
+    procs: list = []
+
     def forward(signum: int, _frame: object) -> None:
         got.append(signum)
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM if signum == signal.SIGINT else signum)
+        if procs and procs[0].poll() is None:
+            procs[0].send_signal(signal.SIGTERM if signum == signal.SIGINT else signum)
 
-    try:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log or sys.stderr.fileno(),
-                                stderr=log or None, pass_fds=(lock_fd,) if os.name != "nt" else ())
-    except OSError as e:
-        raise UsageError(f"cannot run {cmd[0]}: {e.strerror}", code=EXIT_NO_CONDA) from None
+    # Handlers first: a signal arriving while the child starts must still stop it.
     old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
+        try:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
+                                    stdout=log or sys.stderr.fileno(), stderr=log or None,
+                                    pass_fds=(lock_fd,) if os.name != "nt" else ())
+        except OSError as e:
+            raise UsageError(f"cannot run {cmd[0]}: {e.strerror}", code=EXIT_NO_CONDA) from None
+        procs.append(proc)
+        if got:
+            proc.terminate()
         rc = proc.wait()
     finally:
         for s, handler in old.items():
@@ -2149,7 +2203,11 @@ def run_step(cmd: List[str], prefix: str, lock_fd: int, quiet: bool) -> int:
 def ensure_env(env: Env, spec: Spec, cfg: Config, force: bool = False, quiet: bool = False,
                verbose: bool = False) -> int:
     """Make sure ENV exists and is complete; return a descriptor holding its lock shared."""
-    fd = acquire(env.lock, exclusive=False)
+    try:
+        fd = acquire(env.lock, exclusive=False)
+    except OSError as e:  # a read-only file system, no write permission, ...
+        raise UsageError(f"cannot lock {os.path.basename(env.lock)} in the env dir: "
+                         f"{e.strerror}", cfg.env_dir, code=EXIT_ENV_DIR) from None
     assert fd is not None
     if not force and is_complete(env):
         return fd
@@ -2201,7 +2259,13 @@ def create(env: Env, spec: Spec, cfg: Config, lock_fd: int, quiet: bool = False,
             raise UsageError(f"could not create environment {env.name}: pip install exited "
                              f"with {rc} (see above)", spec.label, spec.line,
                              code=EXIT_CREATE_FAILED)
-    write_marker(env, spec)
+    try:
+        write_marker(env, spec)
+    except OSError as e:  # e.g. the disk filled up: keep nothing half-made
+        remove_tree(env.prefix)
+        raise UsageError(f"could not create environment {env.name}: cannot write its "
+                         f"completion marker: {e.strerror}", spec.label, spec.line,
+                         code=EXIT_CREATE_FAILED) from None
 
 
 ###############################################################################
@@ -2232,13 +2296,19 @@ def record_use(cfg: Config, env: Env, script: str) -> None:
     """Append one line to the usage log: one write on an O_APPEND descriptor.
 
     The log is locked shared while writing, so compaction (exclusive) never drops a line.
+    The log only informs GC (a running script is protected by its lock): if it cannot be
+    written (disk full, env dir gone), say so and go on.
     """
     import time
 
     path = os.path.join(cfg.env_dir, LOG_NAME)
     data = log_line(time.time(), env.name, script, os.getpid()).encode("utf-8", "surrogatepass")
     while True:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as e:
+            _say(f"warning: cannot record use in {path}: {e.strerror}")
+            return
         try:
             if os.name != "nt":
                 import fcntl
@@ -2250,6 +2320,9 @@ def record_use(cfg: Config, env: Env, script: str) -> None:
             return
         except FileNotFoundError:
             continue
+        except OSError as e:
+            _say(f"warning: cannot record use in {path}: {e.strerror}")
+            return
         finally:
             os.close(fd)
 
@@ -2383,14 +2456,18 @@ def read_log(env_dir: str) -> Dict[str, dict]:
     except OSError:
         return latest
     for raw in raw_lines:
-        try:
-            rec = json.loads(raw)
-            name, when = rec["env"], float(rec["time"])
-        except (ValueError, KeyError, TypeError):
-            continue
-        if isinstance(name, str) and when >= latest.get(name, {}).get("time", -1.0):
-            rec["time"] = when
-            latest[name] = rec
+        # A torn line (a write cut short) has the next record glued to it: read that one.
+        for chunk in (raw, raw[raw.rfind(b'{"time": '):]):
+            try:
+                rec = json.loads(chunk)
+                name, when = rec["env"], float(rec["time"])
+            except (ValueError, KeyError, TypeError, RecursionError):
+                continue
+            if isinstance(name, str) and when - when == 0 and \
+                    when >= latest.get(name, {}).get("time", -1.0):
+                rec["time"] = when
+                latest[name] = rec
+            break
     return latest
 
 
@@ -2518,11 +2595,15 @@ def compact_log(env_dir: str) -> None:
         tmp = f"{path}.{os.getpid()}.tmp"
         with open(tmp, "w", encoding="utf-8", errors="surrogatepass") as f:
             for name, rec in sorted(latest.items(), key=lambda kv: kv[1]["time"]):
-                if os.path.isdir(os.path.join(env_dir, name)):
+                if is_env_name(name) and os.path.isdir(os.path.join(env_dir, name)):
+                    pid = rec.get("pid")
                     f.write(log_line(rec["time"], name, str(rec.get("script", "")),
-                                     int(rec.get("pid", 0) or 0)))
+                                     pid if type(pid) is int else 0))
         os.chmod(tmp, 0o600)
         os.replace(tmp, path)
+    except OSError:  # e.g. a full disk: keep the log as it is
+        if os.path.exists(tmp):
+            os.unlink(tmp)
     finally:
         os.close(fd)
 
