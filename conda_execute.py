@@ -2703,17 +2703,49 @@ def source_from_stdin() -> Source:
     return Source("<stdin>", f"/dev/fd/{fd}", fd=fd)
 
 
-def source_from_url(url: str, timeout: float = 30.0) -> Source:
-    """Download an http(s) script completely (size cap, timeout) before anything runs."""
+def source_from_url(url: str, timeout: float = 0.0) -> Source:
+    """Download an http(s) script completely (size cap, time limit) before anything runs.
+
+    The limit is TIMEOUT seconds, else CONDA_EXECUTE_DOWNLOAD_TIMEOUT, else 30 (checked between
+    reads; one read waits at most that long). Redirects may only lead to http(s) URLs.
+    """
+    import time
     import urllib.error
     import urllib.request
 
     if not url.lower().startswith(("http://", "https://")):
         raise UsageError("only http:// and https:// URLs are supported", url)
+    if not timeout:
+        text = os.environ.get("CONDA_EXECUTE_DOWNLOAD_TIMEOUT", "") or "30"
+        try:
+            timeout = float(text)
+        except ValueError:
+            timeout = -1.0
+        if not 0 < timeout < 1e6:
+            raise UsageError("CONDA_EXECUTE_DOWNLOAD_TIMEOUT must be a number of seconds > 0, "
+                             f"got {text!r}")
+
+    class HttpOnly(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore
+            if not newurl.lower().startswith(("http://", "https://")):
+                raise UsageError(f"download failed: redirected to {newurl!r}; only http:// and "
+                                 "https:// URLs are supported", url)
+            return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+    deadline, chunks, size = time.monotonic() + timeout, [], 0
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            data = response.read(MAX_REMOTE_BYTES + 1)
+        with urllib.request.build_opener(HttpOnly).open(url, timeout=timeout) as response:
             expected = response.headers.get("Content-Length")
+            while size <= MAX_REMOTE_BYTES:
+                if time.monotonic() > deadline:
+                    raise UsageError(f"download failed: timed out after {timeout:g} s", url)
+                chunk = response.read1(64 * 1024)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+    except UsageError:
+        raise
     except urllib.error.HTTPError as e:
         raise UsageError(f"download failed: HTTP {e.code} {e.reason}", url) from None
     except (urllib.error.URLError, OSError, ValueError) as e:
@@ -2721,6 +2753,7 @@ def source_from_url(url: str, timeout: float = 30.0) -> Source:
         raise UsageError(f"download failed: {reason}", url) from None
     except Exception as e:  # http.client.IncompleteRead and friends
         raise UsageError(f"download failed: {type(e).__name__}", url) from None
+    data = b"".join(chunks)
     if len(data) > MAX_REMOTE_BYTES:
         raise UsageError(f"script is larger than {MAX_REMOTE_BYTES} bytes", url)
     if expected is not None and expected.isdigit() and int(expected) != len(data):
