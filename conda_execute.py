@@ -2961,5 +2961,36 @@ def _manage(cfg: Config, opts: Dict[str, str]) -> int:
     return 0
 
 
+###############################################################################
+# `conda execute`: a conda plugin ##############################################
+###############################################################################
+# conda < 26.3 ran any `conda-NAME` executable on PATH as `conda NAME`; the console script
+# `conda-execute` is that. conda 26.3 removed the lookup (conda/conda#15791): subcommands now
+# come only from plugins. pyproject.toml registers this module in the `conda` entry-point group;
+# conda's plugin manager (conda/plugins/manager.py, `load_entrypoints`) imports it and pluggy
+# registers every function carrying a `conda_impl` dict, which is exactly what
+# `@conda.plugins.hookimpl` (pluggy.HookimplMarker("conda").__call__) sets. Setting it by hand
+# keeps this module free of conda imports: conda is imported only inside the hook, in conda.
+
+def conda_subcommands() -> Iterator[object]:
+    """The `conda_subcommands` hook: `conda execute ARGS...` runs `conda-execute ARGS...`."""
+    import importlib
+
+    types = importlib.import_module("conda.plugins.types")
+    yield types.CondaSubcommand(  # type: ignore[attr-defined]
+        name="execute", action=_conda_execute,
+        summary="Run a script in the environment its '# conda execute' block describes.")
+
+
+conda_subcommands.conda_impl = {  # type: ignore[attr-defined]
+    "wrapper": False, "hookwrapper": False, "optionalhook": False, "tryfirst": False,
+    "trylast": False, "specname": None}
+
+
+def _conda_execute(args: Iterable[str]) -> int:
+    """The action: conda passes the words after `execute` (no configure_parser: unparsed)."""
+    return main(list(args))
+
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,0 +1,485 @@
+"""Benchmarks of conda-execute's start-up (issue 6): numbers to read, never thresholds.
+
+    python benchmarks/bench_warm.py            # full mode, a few minutes
+    python benchmarks/bench_warm.py --quick    # small counts (CI runs this), well under a minute
+
+Run it with a Python that has py-rattler (the test venv: `pip install -e '.[test]'`); for the
+uv comparison also `pip install uv` (without it that row is skipped with a note). Everything is
+built in a temporary directory, which is removed at the end (`--keep` keeps it):
+
+- the pyz, built from a snapshot of conda_execute.py by build_zipapp.py's own code, with the
+  real interpreter (`os.path.realpath(sys._base_executable)`, never a version-manager shim);
+- a stand-in conda root exactly like the tests' (tests/conftest.py's `make_conda_root`, the
+  test channel of tests/standin/channel.py, the isolated environment of `isolated_environ`);
+- one environment (`env: [python]`), created by a first run of the pyz;
+- null launchers: the floor any launcher has. Each is started the same way as the
+  conda-execute it is compared with and only does `os.execv(ENV/bin/python, [.., script])`:
+  a zipapp (same archive layout), a module for `python -m`, and a console script in a venv
+  (pip's wrapper text, the modules installed in site-packages and byte-compiled as pip does).
+
+Each table is measured side by side: all its rows run once per round, in a shuffled order,
+after warm-up rounds; a time is one whole process (posix_spawn to exit, the exec'd script
+included), the table shows the median. Sections:
+
+1. warm run of a trivial script through each invocation, against its null launcher, against
+   `ENV/bin/python script`, and the fastest documented invocation against `uv run --script`;
+2. what the warm path imports (`-X importtime`, modules beyond the null launcher's) and what
+   the bytecode in the pyz saves (compile time of the module);
+3. the warm run with a 100,000-line usage log and with 1,000 environments in the env dir;
+4. `--list` and `--gc --dry-run` over 1,000 environments, `--dry-run` alone;
+5. create overhead: a cold run against the bare stand-in `conda create` it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import random
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+ROOT = Path(__file__).resolve().parent.parent
+TESTS = ROOT / "tests"
+REALPY = os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
+
+SCRIPT = "# conda execute\n# env: [python]\n# run_with: [python]\npass\n"
+UV_SCRIPT = "# /// script\n# dependencies = []\n# ///\npass\n"
+NULL_MODULE = '''"""A null launcher: exec the environment's python with the arguments, nothing else."""
+import os
+import sys
+
+PYTHON = {python!r}
+
+
+def console_main():
+    os.execv(PYTHON, [PYTHON, *sys.argv[1:]])
+
+
+if __name__ == "__main__":
+    console_main()
+'''
+NULL_MAIN = "import os, sys\nos.execv({python!r}, [{python!r}, *sys.argv[1:]])\n"
+# pip's console-script wrapper (pip/_internal/operations/install/wheel.py, PipScriptMaker).
+PIP_WRAPPER = """#!{python}
+# -*- coding: utf-8 -*-
+import re
+import sys
+from {module} import {func}
+if __name__ == '__main__':
+    sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])
+    sys.exit({func}())
+"""
+
+
+def load(name: str, path: Path):
+    """Import a file under a private name (tests/conftest.py, build_zipapp.py, the module)."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+# --------------------------------------------------------------------------- timing
+
+NEWLINE = b"\n"
+DEVNULL = os.open(os.devnull, os.O_RDWR)
+Case = Tuple[str, List[str], Dict[str, str]]  # label, argv (argv[0] absolute), environment
+
+
+def spawn(cmd: Sequence[str], env: Dict[str, str]) -> float:
+    """Seconds from posix_spawn to exit, stdio on /dev/null; a failure shows its stderr."""
+    actions = [(os.POSIX_SPAWN_DUP2, DEVNULL, fd) for fd in (0, 1, 2)]
+    start = time.perf_counter()
+    pid = os.posix_spawn(cmd[0], list(cmd), env, file_actions=actions)
+    _, status = os.waitpid(pid, 0)
+    elapsed = time.perf_counter() - start
+    if status != 0:
+        proc = subprocess.run(list(cmd), env=env, capture_output=True, text=True)
+        raise SystemExit(f"benchmark command failed ({status}): {' '.join(cmd)}\n{proc.stderr}")
+    return elapsed
+
+
+def measure(cases: Sequence[Case], rounds: int, warmup: int) -> Dict[str, float]:
+    """Median seconds per case, all cases once per round in a shuffled order."""
+    times: Dict[str, List[float]] = {label: [] for label, _, _ in cases}
+    order = list(cases)
+    for i in range(warmup + rounds):
+        random.shuffle(order)
+        for label, cmd, env in order:
+            elapsed = spawn(cmd, env)
+            if i >= warmup:
+                times[label].append(elapsed)
+    return {label: statistics.median(ts) for label, ts in times.items()}
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
+    line = lambda r: "| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
+    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(headers), sep, *map(line, rows)])
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f}"
+
+
+# --------------------------------------------------------------------------- set-up
+
+
+class Bench:
+    """The temporary world: channel, conda root, env dirs, launchers."""
+
+    def __init__(self, tmp: Path, quick: bool):
+        self.tmp, self.quick = tmp, quick
+        conftest = load("_ce_bench_conftest", TESTS / "conftest.py")
+        self.ce = None  # the module snapshot, loaded in build()
+        channel = conftest.channel_builder.build_test_channel(tmp / "channel")
+        self.root = conftest.make_conda_root(tmp / "root", [channel.as_uri()], tmp / "pkgs")
+        base = conftest.isolated_environ(os.environ, tmp / "isolated")
+        self.env = self.root.env_with_conda_on_path(base)
+        self.env_dir = tmp / "envs"
+        self.env["CONDA_EXECUTE_ENV_DIR"] = str(self.env_dir)
+        self.env.pop("PYTHONPATH", None)
+        self.script = tmp / "trivial.py"
+        self.script.write_text(SCRIPT)
+        self.uv_script = tmp / "trivial_uv.py"
+        self.uv_script.write_text(UV_SCRIPT)
+
+    def build(self) -> None:
+        """The pyz variants from one snapshot of the module, and the null launchers."""
+        src_dir = self.tmp / "src"
+        src_dir.mkdir()
+        shutil.copy2(ROOT / "conda_execute.py", src_dir / "conda_execute.py")
+        source = (src_dir / "conda_execute.py").read_bytes()
+        self.ce = load("_ce_bench_module", src_dir / "conda_execute.py")
+        builder = load("_ce_bench_build", ROOT / "build_zipapp.py")
+        self.source_dir = src_dir
+
+        def pyz(name: str, interpreter: str, bytecode: bool = True) -> str:
+            path = self.tmp / name
+            path.write_bytes(builder.archive_bytes(source, interpreter, bytecode))
+            path.chmod(0o755)
+            return str(path)
+
+        self.pyz = pyz("conda-execute.pyz", REALPY)
+        self.pyz_src = pyz("conda-execute-source-only.pyz", REALPY, bytecode=False)
+        self.pyz_fast = pyz("conda-execute-fast.pyz", f"{REALPY} -IS")
+        self.pyz_env_s = pyz("conda-execute-env-s.pyz", "/usr/bin/env -S python3 -I -S")
+        # with PATH starting at the real interpreter's directory, for the env -S shebang
+        self.env_s = dict(self.env, PATH=os.pathsep.join([os.path.dirname(REALPY),
+                                                          self.env["PATH"]]))
+
+    def create_env(self) -> None:
+        """The one environment: a cold run of the pyz (verbose, to learn the create command)."""
+        proc = subprocess.run([REALPY, self.pyz, "-v", str(self.script)], env=self.env,
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SystemExit(f"creating the environment failed:\n{proc.stderr}")
+        found = re.search(r"running: (\S+ create .*)", proc.stderr)
+        assert found, proc.stderr
+        self.create_cmd = found.group(1).split(" ")
+        prefix = subprocess.run([REALPY, self.pyz, "--prefix", str(self.script)], env=self.env,
+                                capture_output=True, text=True, check=True).stdout.strip()
+        self.prefix = Path(prefix)
+        self.env_python = str(self.prefix / "bin" / "python")
+
+    def null_launchers(self) -> None:
+        main = NULL_MAIN.format(python=self.env_python).encode()
+        builder = sys.modules["_ce_bench_build"]
+        import io
+        import zipfile
+
+        def null_pyz(name: str, interpreter: str) -> str:
+            buf = io.BytesIO()
+            with zipfile.ZipFile(buf, "w") as zf:
+                info = zipfile.ZipInfo("__main__.py", date_time=builder.EPOCH)
+                zf.writestr(info, main)  # stored, like conda-execute's __main__.py
+            path = self.tmp / name
+            path.write_bytes(b"#!" + interpreter.encode() + b"\n" + buf.getvalue())
+            path.chmod(0o755)
+            return str(path)
+
+        self.null_pyz = null_pyz("null.pyz", REALPY)
+        self.null_pyz_fast = null_pyz("null-fast.pyz", f"{REALPY} -IS")
+        null_dir = self.tmp / "nullmod"
+        null_dir.mkdir()
+        (null_dir / "null_launcher.py").write_text(NULL_MODULE.format(python=self.env_python))
+        self.null_dir = null_dir
+        # A venv with both modules installed the way pip installs them.
+        venv = self.tmp / "venv"
+        subprocess.run([REALPY, "-m", "venv", "--without-pip", str(venv)], check=True)
+        site = next(venv.glob("lib/python*/site-packages"))
+        shutil.copy2(self.source_dir / "conda_execute.py", site)
+        shutil.copy2(null_dir / "null_launcher.py", site)
+        subprocess.run([str(venv / "bin" / "python"), "-m", "compileall", "-q", str(site)],
+                       check=True)
+        for name, module, func in (("conda-execute", "conda_execute", "console_main"),
+                                   ("null-launcher", "null_launcher", "console_main")):
+            path = venv / "bin" / name
+            path.write_text(PIP_WRAPPER.format(python=venv / "bin" / "python", module=module,
+                                               func=func))
+            path.chmod(0o755)
+        self.venv = venv
+
+    def env_dir_copy(self, name: str) -> Tuple[Path, Dict[str, str]]:
+        """Another env dir holding a copy of the environment (and its lock, log, GC stamp)."""
+        d = self.tmp / name
+        d.mkdir(mode=0o700)
+        shutil.copytree(self.prefix, d / self.prefix.name, symlinks=True)
+        self.touch_gc_stamp(d)
+        return d, dict(self.env, CONDA_EXECUTE_ENV_DIR=str(d))
+
+    def touch_gc_stamp(self, d: Path) -> None:
+        """A fresh GC stamp: the throttled background GC does not start during a table."""
+        (d / self.ce.GC_STAMP).touch()
+
+    def fake_envs(self, d: Path, count: int) -> None:
+        """COUNT complete-looking environments (a conda-meta dir with the marker)."""
+        now = time.time()
+        for i in range(count):
+            name = f"{i:020x}"
+            meta = d / name / "conda-meta"
+            meta.mkdir(parents=True)
+            (d / name / self.ce.MARKER).write_text(json.dumps(
+                {"name": name, "env": ["python", f"pkg{i}"], "channels": [], "created": now,
+                 "size": 1000 + i, "conda_execute": self.ce.__version__}) + "\n")
+
+    def fake_log(self, d: Path, lines: int, names: Sequence[str]) -> None:
+        now = time.time()
+        with open(d / self.ce.LOG_NAME, "w", encoding="utf-8") as f:
+            for i in range(lines):
+                f.write(self.ce.log_line(now - lines + i, names[i % len(names)],
+                                         "/home/user/scripts/some_script.py", 10000 + i % 30000))
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def machine() -> str:
+    cpu = "?"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")),
+                       "?")
+    except OSError:
+        pass
+    return (f"{time.strftime('%Y-%m-%d')}, {platform.system()} {platform.release()}, "
+            f"{os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()} ({REALPY})")
+
+
+def uv_binary() -> Optional[str]:
+    try:
+        import uv
+    except ImportError:
+        return None
+    return uv.find_uv_bin()
+
+
+def warm_runs(b: Bench, rounds: int, warmup: int) -> None:
+    s = str(b.script)
+    mod_env = dict(b.env, PYTHONPATH=str(b.source_dir))
+    null_env = dict(b.env, PYTHONPATH=str(b.null_dir))
+    venv_bin = b.venv / "bin"
+    pairs = [  # (label, command, env, null label, null command, null env)
+        ("python3 conda-execute.pyz", [REALPY, b.pyz, s], b.env,
+         "python3 null.pyz", [REALPY, b.null_pyz, s], b.env),
+        ("python3 -m conda_execute", [REALPY, "-m", "conda_execute", s], mod_env,
+         "python3 -m null_launcher", [REALPY, "-m", "null_launcher", s], null_env),
+        ("conda-execute (console script)", [str(venv_bin / "conda-execute"), s], b.env,
+         "null-launcher (console script)", [str(venv_bin / "null-launcher"), s], b.env),
+        ("python3 -I -S conda-execute.pyz", [REALPY, "-I", "-S", b.pyz, s], b.env,
+         "python3 -I -S null.pyz", [REALPY, "-I", "-S", b.null_pyz, s], b.env),
+        ("./conda-execute.pyz (#!python3 -IS)", [b.pyz_fast, s], b.env,
+         "./null.pyz (#!python3 -IS)", [b.null_pyz_fast, s], b.env),
+    ]
+    cases: List[Case] = []
+    for label, cmd, env, null_label, null_cmd, null_env in pairs:
+        cases += [(label, cmd, env), (null_label, null_cmd, null_env)]
+    cases.append(("./conda-execute.pyz (#!/usr/bin/env -S python3 -I -S)", [b.pyz_env_s, s],
+                  b.env_s))
+    cases.append(("python3 conda-execute.pyz, source only (no .pyc)", [REALPY, b.pyz_src, s],
+                  b.env))
+    cases.append(("ENV/bin/python script (no launcher)", [b.env_python, s], b.env))
+    uv = uv_binary()
+    if uv:
+        uv_env = dict(b.env, UV_PYTHON=REALPY, UV_CACHE_DIR=str(b.tmp / "uv-cache"),
+                      UV_PYTHON_DOWNLOADS="never", UV_NO_CONFIG="1")
+        uv_cmd = [uv, "run", "--script", str(b.uv_script)]
+        subprocess.run(uv_cmd, env=uv_env, check=True, capture_output=True)  # warm its cache
+        cases.append(("uv run --script (no dependencies)", uv_cmd, uv_env))
+    med = measure(cases, rounds, warmup)
+    direct = med["ENV/bin/python script (no launcher)"]
+    rows = []
+    for label, _, _, null_label, _, _ in pairs:
+        rows.append([label, ms(med[label]), null_label, ms(med[null_label]),
+                     f"{med[label] / med[null_label]:.3f}", f"{(med[label] - med[null_label]) * 1000:+.1f}"])
+    print("\n### 1. Warm run of a trivial script (medians of whole processes)\n")
+    print(table(["invocation", "ms", "null launcher started the same way", "ms",
+                 "ratio", "Δ ms"], rows))
+    print()
+    fast = med["./conda-execute.pyz (#!python3 -IS)"]
+    rows = [[label, ms(t), f"{t / fast:.2f}", f"{t / direct:.2f}"]
+            for label, t in sorted(med.items(), key=lambda kv: kv[1])]
+    print(table(["every row of the same run", "ms", "× fastest documented",
+                 "× ENV/bin/python"], rows))
+    print()
+    if uv:
+        uv_t = med["uv run --script (no dependencies)"]
+        print(f"fastest documented invocation (#!{REALPY} -IS) vs uv run --script: "
+              f"{ms(fast)} ms vs {ms(uv_t)} ms = {fast / uv_t:.2f}×; "
+              f"python3 -I -S conda-execute.pyz: "
+              f"{med['python3 -I -S conda-execute.pyz'] / uv_t:.2f}×; "
+              f"python3 conda-execute.pyz: {med['python3 conda-execute.pyz'] / uv_t:.2f}×")
+        version = subprocess.run([uv, "--version"], capture_output=True, text=True).stdout
+        print(f"({version.strip()})")
+    else:
+        print("uv run --script: skipped (uv is not installed here: `pip install uv`)")
+
+
+def imports(b: Bench) -> None:
+    """What a warm run imports beyond the null launcher's, and what the .pyc saves."""
+
+    def imported(cmd: List[str]) -> Dict[str, Tuple[int, int]]:
+        proc = subprocess.run(cmd, env=b.env, capture_output=True, text=True)
+        found = {}
+        for line in proc.stderr.splitlines():
+            m = re.match(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)", line)
+            if m:
+                found[m.group(4)] = (int(m.group(1)), int(m.group(2)))
+        return found
+
+    print("\n### 2. What the warm path imports (python3 -X importtime, one run)\n")
+    s = str(b.script)
+    for flags in ([], ["-I", "-S"]):
+        ours = imported([REALPY, "-X", "importtime", *flags, b.pyz, s])
+        null = imported([REALPY, "-X", "importtime", *flags, b.null_pyz, s])
+        extra = [name for name in ours if name not in null]
+        total = sum(ours[n][0] for n in extra)
+        shown = ", ".join(f"{n} ({ours[n][0]} µs)" for n in extra)
+        print(f"- `python3 {' '.join(flags)} conda-execute.pyz`: {len(ours)} modules "
+              f"(null launcher: {len(null)}); beyond the null launcher's: {shown}; "
+              f"{total / 1000:.1f} ms in all")
+    src = (b.source_dir / "conda_execute.py").read_bytes()
+    start = time.perf_counter()
+    for _ in range(5):
+        compile(src, "conda_execute.py", "exec", dont_inherit=True)
+    per = (time.perf_counter() - start) / 5
+    print(f"- compiling conda_execute.py ({src.count(NEWLINE)} lines) takes {ms(per)} ms; "
+          "zipimport never caches bytecode and loads a module's code twice per import "
+          "(find_spec asks for the file name), so a source-only pyz pays it twice on every run; "
+          "the pyz's conda_execute.pyc removes that on the build Python")
+
+
+def history(b: Bench, rounds: int, warmup: int, n_envs: int, n_lines: int) -> Path:
+    s = str(b.script)
+    b.touch_gc_stamp(b.env_dir)
+    log_dir, log_env = b.env_dir_copy("envs-log")
+    b.fake_log(log_dir, n_lines, [f"{i:020x}" for i in range(n_envs)] + [b.prefix.name])
+    many_dir, many_env = b.env_dir_copy("envs-many")
+    b.fake_envs(many_dir, n_envs)
+    cases = [("fresh env dir", [REALPY, b.pyz, s], b.env),
+             (f"usage log of {n_lines:,} lines", [REALPY, b.pyz, s], log_env),
+             (f"{n_envs:,} environments", [REALPY, b.pyz, s], many_env)]
+    med = measure(cases, rounds, warmup)
+    base = med["fresh env dir"]
+    print("\n### 3. Warm run (python3 conda-execute.pyz) against history\n")
+    print(table(["env dir", "ms", "change"],
+                [[k, ms(v), f"{(v / base - 1) * 100:+.1f}%"] for k, v in med.items()]))
+    return many_dir
+
+
+def management(b: Bench, many_dir: Path, rounds: int, warmup: int, n_envs: int) -> None:
+    env = dict(b.env, CONDA_EXECUTE_ENV_DIR=str(many_dir))
+    s = str(b.script)
+    cases = [(f"--list over {n_envs:,} envs", [REALPY, b.pyz, "--list"], env),
+             (f"--gc --dry-run --older-than 0 over {n_envs:,} envs (all decided)",
+              [REALPY, b.pyz, "--gc", "--dry-run", "--older-than", "0"], env),
+             ("--dry-run SCRIPT", [REALPY, b.pyz, "--dry-run", s], b.env),
+             ("--version", [REALPY, b.pyz, "--version"], b.env),
+             ("warm run (for scale)", [REALPY, b.pyz, s], b.env)]
+    listing = subprocess.run(cases[0][1], env=env, capture_output=True, text=True, check=True)
+    assert len(listing.stdout.splitlines()) >= n_envs, "--list did not list the envs"
+    med = measure(cases, rounds, warmup)
+    print("\n### 4. Management commands (python3 conda-execute.pyz)\n")
+    print(table(["command", "ms"], [[k, ms(v)] for k, v in med.items()]))
+
+
+def cold(b: Bench, samples: int) -> None:
+    """Cold runs (a fresh env dir each) interleaved with the bare create command they run."""
+    s = str(b.script)
+    cold_t, bare_t = [], []
+    for i in range(samples):
+        d = b.tmp / f"cold-{i}"
+        run = [REALPY, b.pyz, s]
+        bare_prefix = str(b.tmp / f"bare-{i}" / "env")
+        os.makedirs(os.path.dirname(bare_prefix))
+        bare = [bare_prefix if a == str(b.prefix) else a for a in b.create_cmd]
+        assert bare_prefix in bare, b.create_cmd
+        jobs = [("cold", run, dict(b.env, CONDA_EXECUTE_ENV_DIR=str(d))), ("bare", bare, b.env)]
+        random.shuffle(jobs)
+        for kind, cmd, env in jobs:
+            (cold_t if kind == "cold" else bare_t).append(spawn(cmd, env))
+    c, k = statistics.median(cold_t), statistics.median(bare_t)
+    print(f"\n### 5. Create overhead ({samples} interleaved pairs, medians)\n")
+    print(table(["", "ms"], [["cold run: python3 conda-execute.pyz script", ms(c)],
+                            [f"bare: {os.path.basename(b.create_cmd[0])} create -p ... --yes "
+                             "-- python (stand-in)", ms(k)],
+                            ["overhead (cold - bare)", f"{(c - k) * 1000:+.1f}"]]))
+    spread = (max(bare_t) - min(bare_t)) * 1000 if len(bare_t) > 1 else float("nan")
+    print(f"\n(the bare create itself varies by {spread:.0f} ms between samples)")
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small counts (CI)")
+    parser.add_argument("--rounds", type=int, help="measured rounds per table")
+    parser.add_argument("--envs", type=int, help="fake environments (default 1000)")
+    parser.add_argument("--log-lines", type=int, help="usage log lines (default 100000)")
+    parser.add_argument("--cold", type=int, help="cold-run/create pairs")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    args = parser.parse_args(argv)
+    rounds = args.rounds or (5 if args.quick else 100)
+    warmup = 2 if args.quick else 10
+    n_envs = args.envs or (100 if args.quick else 1000)
+    n_lines = args.log_lines or (10_000 if args.quick else 100_000)
+    samples = args.cold or (1 if args.quick else 7)
+    tmp = Path(tempfile.mkdtemp(prefix="ce-bench-"))
+    try:
+        print(f"## conda-execute benchmarks{' (quick mode)' if args.quick else ''}\n")
+        print(f"{machine()}\n")
+        b = Bench(tmp, args.quick)
+        b.build()
+        b.create_env()
+        b.null_launchers()
+        print(f"rounds per table: {rounds} (after {warmup} warm-up rounds); pyz "
+              f"{os.path.getsize(b.pyz):,} bytes with bytecode for Python "
+              f"{platform.python_version()}")
+        warm_runs(b, rounds, warmup)
+        imports(b)
+        many = history(b, rounds, warmup, n_envs, n_lines)
+        management(b, many, max(3, rounds // 10), 1, n_envs)
+        cold(b, samples)
+        print("\nbenchmarks done")
+    finally:
+        if args.keep:
+            print(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
