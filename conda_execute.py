@@ -1593,6 +1593,8 @@ def _hours(value: str, label: str, line: int = 0) -> float:
     except ValueError:
         hours = -1.0
     if not hours >= 0:
+        if label.startswith("-"):  # an option (--older-than): say so, not a config key
+            raise UsageError(f"{label} needs a number of hours >= 0, got {value!r}")
         raise UsageError(f"remove-if-unused-for must be a number of hours >= 0, got {value!r}",
                          label, line)
     return hours

@@ -564,6 +564,11 @@ def test_management_options_and_usage_errors(shared, tmp_path):
         proc = tool.run(*args, cwd=str(tmp_path))
         assert proc.returncode == 2 and proc.stdout == "", args
         assert len(proc.stderr.splitlines()) == 1, args
+    for bad in ("abc", "-1", "nan"):
+        proc = tool.run("--gc", "--older-than", bad)
+        assert proc.returncode == 2 and proc.stdout == ""
+        assert proc.stderr == ("conda-execute: error: --older-than needs a number of hours >= 0, "
+                               f"got {bad!r}\n")
 
 
 def test_python_dash_m_entry_point(shared, tmp_path):
