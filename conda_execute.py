@@ -2899,6 +2899,8 @@ def _main(argv: List[str]) -> int:
     if "--list" in opts or "--gc" in opts:
         if args.script is not None or "-c" in opts:
             raise UsageError("--list and --gc take no script")
+        if "--list" in opts and "--gc" in opts:
+            raise UsageError("use --list or --gc, not both")
         return _manage(cfg, opts)
     if args.script is None and "-c" not in opts:
         raise UsageError("no script given (see --help)")

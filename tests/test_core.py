@@ -560,7 +560,7 @@ def test_management_options_and_usage_errors(shared, tmp_path):
     assert tool.run("-h").stdout == helped.stdout
     version = tool.run("--version")
     assert (version.returncode, version.stdout) == (0, f"conda-execute {conda_execute.__version__}\n")
-    for args in ((), ("--list", "s.py"), ("--older-than", "1", "s.py"), ("--env-dir",)):
+    for args in ((), ("--list", "s.py"), ("--older-than", "1", "s.py"), ("--env-dir",), ("--list", "--gc")):
         proc = tool.run(*args, cwd=str(tmp_path))
         assert proc.returncode == 2 and proc.stdout == "", args
         assert len(proc.stderr.splitlines()) == 1, args
