@@ -295,7 +295,7 @@ def test_gc_never_collects_an_env_being_created(tool, tmp_path):
         assert gc.returncode == 0 and f"in use, kept: {name}" in gc.stdout, gc.stdout
         assert os.path.isdir(os.path.join(tool.env_dir, name, "conda-meta"))
     tool.release()
-    out, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=60)
     assert proc.returncode == 3, err
     assert tool.creates() == 1
 
