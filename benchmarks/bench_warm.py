@@ -164,6 +164,8 @@ class Bench:
         src_dir.mkdir()
         shutil.copy2(ROOT / "conda_execute.py", src_dir / "conda_execute.py")
         source = (src_dir / "conda_execute.py").read_bytes()
+        # byte-compiled like an installed module (PYTHONDONTWRITEBYTECODE may be set here)
+        subprocess.run([REALPY, "-m", "compileall", "-q", str(src_dir)], check=True)
         self.ce = load("_ce_bench_module", src_dir / "conda_execute.py")
         builder = load("_ce_bench_build", ROOT / "build_zipapp.py")
         self.source_dir = src_dir
@@ -217,6 +219,7 @@ class Bench:
         null_dir = self.tmp / "nullmod"
         null_dir.mkdir()
         (null_dir / "null_launcher.py").write_text(NULL_MODULE.format(python=self.env_python))
+        subprocess.run([REALPY, "-m", "compileall", "-q", str(null_dir)], check=True)
         self.null_dir = null_dir
         # A venv with both modules installed the way pip installs them.
         venv = self.tmp / "venv"
@@ -450,6 +453,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--log-lines", type=int, help="usage log lines (default 100000)")
     parser.add_argument("--cold", type=int, help="cold-run/create pairs")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument("--only", default="12345", help="sections to run, e.g. 13 (default all)")
     args = parser.parse_args(argv)
     rounds = args.rounds or (5 if args.quick else 100)
     warmup = 2 if args.quick else 10
@@ -467,11 +471,16 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"rounds per table: {rounds} (after {warmup} warm-up rounds); pyz "
               f"{os.path.getsize(b.pyz):,} bytes with bytecode for Python "
               f"{platform.python_version()}")
-        warm_runs(b, rounds, warmup)
-        imports(b)
-        many = history(b, rounds, warmup, n_envs, n_lines)
-        management(b, many, max(3, rounds // 10), 1, n_envs)
-        cold(b, samples)
+        if "1" in args.only:
+            warm_runs(b, rounds, warmup)
+        if "2" in args.only:
+            imports(b)
+        if "3" in args.only or "4" in args.only:
+            many = history(b, rounds, warmup, n_envs, n_lines)
+            if "4" in args.only:
+                management(b, many, max(3, rounds // 10), 1, n_envs)
+        if "5" in args.only:
+            cold(b, samples)
         print("\nbenchmarks done")
     finally:
         if args.keep:
