@@ -421,26 +421,36 @@ def management(b: Bench, many_dir: Path, rounds: int, warmup: int, n_envs: int) 
 
 
 def cold(b: Bench, samples: int) -> None:
-    """Cold runs (a fresh env dir each) interleaved with the bare create command they run."""
+    """Cold runs (a fresh env dir each) interleaved with the bare create command they run.
+
+    A cold run also starts Python, creates the env dir, writes the marker (it sizes the env)
+    and runs the script, so its overhead includes a warm run's cost.
+    """
     s = str(b.script)
-    cold_t, bare_t = [], []
+    times: Dict[str, List[float]] = {"cold": [], "cold -I -S": [], "bare": []}
     for i in range(samples):
-        d = b.tmp / f"cold-{i}"
-        run = [REALPY, b.pyz, s]
         bare_prefix = str(b.tmp / f"bare-{i}" / "env")
         os.makedirs(os.path.dirname(bare_prefix))
         bare = [bare_prefix if a == str(b.prefix) else a for a in b.create_cmd]
         assert bare_prefix in bare, b.create_cmd
-        jobs = [("cold", run, dict(b.env, CONDA_EXECUTE_ENV_DIR=str(d))), ("bare", bare, b.env)]
+        jobs = [("cold", [REALPY, b.pyz, s],
+                 dict(b.env, CONDA_EXECUTE_ENV_DIR=str(b.tmp / f"cold-{i}"))),
+                ("cold -I -S", [REALPY, "-I", "-S", b.pyz, s],
+                 dict(b.env, CONDA_EXECUTE_ENV_DIR=str(b.tmp / f"cold-IS-{i}"))),
+                ("bare", bare, b.env)]
         random.shuffle(jobs)
         for kind, cmd, env in jobs:
-            (cold_t if kind == "cold" else bare_t).append(spawn(cmd, env))
-    c, k = statistics.median(cold_t), statistics.median(bare_t)
-    print(f"\n### 5. Create overhead ({samples} interleaved pairs, medians)\n")
-    print(table(["", "ms"], [["cold run: python3 conda-execute.pyz script", ms(c)],
-                            [f"bare: {os.path.basename(b.create_cmd[0])} create -p ... --yes "
-                             "-- python (stand-in)", ms(k)],
-                            ["overhead (cold - bare)", f"{(c - k) * 1000:+.1f}"]]))
+            times[kind].append(spawn(cmd, env))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    bare_t = times["bare"]
+    print(f"\n### 5. Create overhead ({samples} interleaved triples, medians)\n")
+    print(table(["", "ms", "overhead"], [
+        ["cold run: python3 conda-execute.pyz script", ms(med["cold"]),
+         f"{(med['cold'] - med['bare']) * 1000:+.1f}"],
+        ["cold run: python3 -I -S conda-execute.pyz script", ms(med["cold -I -S"]),
+         f"{(med['cold -I -S'] - med['bare']) * 1000:+.1f}"],
+        [f"bare: {os.path.basename(b.create_cmd[0])} create -p ... --yes -- python (stand-in)",
+         ms(med["bare"]), ""]]))
     spread = (max(bare_t) - min(bare_t)) * 1000 if len(bare_t) > 1 else float("nan")
     print(f"\n(the bare create itself varies by {spread:.0f} ms between samples)")
 
@@ -461,6 +471,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     n_lines = args.log_lines or (10_000 if args.quick else 100_000)
     samples = args.cold or (1 if args.quick else 7)
     tmp = Path(tempfile.mkdtemp(prefix="ce-bench-"))
+    cwd = os.getcwd()
+    os.chdir(tmp)  # `python -m` searches the working directory first: not a checkout's module
     try:
         print(f"## conda-execute benchmarks{' (quick mode)' if args.quick else ''}\n")
         print(f"{machine()}\n")
@@ -483,6 +495,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             cold(b, samples)
         print("\nbenchmarks done")
     finally:
+        os.chdir(cwd)
         if args.keep:
             print(f"kept {tmp}")
         else:
