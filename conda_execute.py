@@ -2528,9 +2528,11 @@ def collect_garbage(cfg: Config, older_than_hours: float, dry_run: bool = False,
     """
     import time
 
-    now, removed = time.time(), []
+    now, removed, horizon = time.time(), [], older_than_hours * 3600
+    seen = _log_stamp(cfg.env_dir)
+    latest: Optional[Dict[str, dict]] = None
     for info in scan_envs(cfg.env_dir):
-        if now - info.last_used < older_than_hours * 3600:
+        if now - info.last_used < horizon:
             continue
         lock = os.path.join(cfg.env_dir, info.name + ".lock")
         fd = acquire(lock, exclusive=True, wait=False)
@@ -2539,6 +2541,11 @@ def collect_garbage(cfg: Config, older_than_hours: float, dry_run: bool = False,
                 out.write(f"in use, kept: {info.name}\n")
             continue
         try:
+            stamp = _log_stamp(cfg.env_dir)
+            if stamp != seen:  # runs logged since the scan: was this env among them?
+                seen, latest = stamp, read_log(cfg.env_dir)
+            if latest and now - latest.get(info.name, {}).get("time", info.last_used) < horizon:
+                continue
             if not dry_run:
                 remove_tree(info.prefix)
                 os.unlink(lock)
@@ -2552,6 +2559,15 @@ def collect_garbage(cfg: Config, older_than_hours: float, dry_run: bool = False,
         _remove_leftovers(cfg.env_dir)
         compact_log(cfg.env_dir)
     return removed
+
+
+def _log_stamp(env_dir: str) -> Tuple[int, int]:
+    """What tells whether the usage log changed: its inode and size."""
+    try:
+        st = os.stat(os.path.join(env_dir, LOG_NAME))
+    except OSError:
+        return (0, 0)
+    return (st.st_ino, st.st_size)
 
 
 def _remove_leftovers(env_dir: str) -> None:
