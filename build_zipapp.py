@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--python", default=DEFAULT_PYTHON,
                         help="interpreter line after #! (default: %(default)s); "
-                             "e.g. '/usr/bin/python3 -IS' for the fastest start (one word: Linux passes one argument)")
+                             "e.g. '/usr/bin/python3 -IS' for the fastest start (one word: "
+                             "Linux passes one argument)")
     parser.add_argument("--output", "-o", default=os.path.join(HERE, "dist", "conda-execute.pyz"))
     parser.add_argument("--no-bytecode", action="store_true",
                         help="leave out conda_execute.pyc (smaller; every run compiles the module)")
