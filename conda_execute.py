@@ -1587,17 +1587,15 @@ def _expand(path: str) -> str:
     return os.path.expandvars(path) if "$" in path else path
 
 
-def _hours(value: str, label: str, line: int = 0) -> float:
+def _number(value: str, name: str, unit: str, label: str = "", line: int = 0) -> float:
+    """A number >= 0 for the setting NAME (given at LABEL:LINE, if from a file or variable)."""
     try:
-        hours = float(value)
+        number = float(value)
     except ValueError:
-        hours = -1.0
-    if not hours >= 0:
-        if label.startswith("-"):  # an option (--older-than): say so, not a config key
-            raise UsageError(f"{label} needs a number of hours >= 0, got {value!r}")
-        raise UsageError(f"remove-if-unused-for must be a number of hours >= 0, got {value!r}",
-                         label, line)
-    return hours
+        number = -1.0
+    if not number >= 0:  # also rejects nan
+        raise UsageError(f"{name} needs a number of {unit} >= 0, got {value!r}", label, line)
+    return number
 
 
 def _flag(value: str, label: str, line: int = 0) -> bool:
@@ -1621,8 +1619,9 @@ def load_config(env_dir: str = "", conda: str = "", shared_ok: bool = False,
                     raise UsageError(f"{key} must be a single value", path, field.line)
                 rc[key] = (field.value, path, field.line)
     hours_text = env.get("CONDA_EXECUTE_REMOVE_IF_UNUSED_FOR")
-    hours = (_hours(hours_text, "CONDA_EXECUTE_REMOVE_IF_UNUSED_FOR") if hours_text
-             else _hours(*rc["remove-if-unused-for"]) if "remove-if-unused-for" in rc
+    hours = (_number(hours_text, "CONDA_EXECUTE_REMOVE_IF_UNUSED_FOR", "hours") if hours_text
+             else _number(rc["remove-if-unused-for"][0], "remove-if-unused-for", "hours",
+                          *rc["remove-if-unused-for"][1:]) if "remove-if-unused-for" in rc
              else DEFAULT_UNUSED_HOURS)
     if not shared_ok and env.get("CONDA_EXECUTE_ALLOW_SHARED_ENV_DIR"):
         shared_ok = _flag(env["CONDA_EXECUTE_ALLOW_SHARED_ENV_DIR"],
@@ -1642,7 +1641,8 @@ def load_config(env_dir: str = "", conda: str = "", shared_ok: bool = False,
     url = setting("CONDA_EXECUTE_MICROMAMBA_URL", "micromamba-url")
     pin = setting("CONDA_EXECUTE_MICROMAMBA_SHA256", "micromamba-sha256")
     timeout = setting("CONDA_EXECUTE_BOOTSTRAP_TIMEOUT", "bootstrap-timeout")
-    seconds = _hours(*timeout) if timeout else BOOTSTRAP_TIMEOUT  # any number >= 0
+    seconds = _number(timeout[0], "bootstrap-timeout", "seconds", *timeout[1:]) if timeout \
+        else BOOTSTRAP_TIMEOUT
     return Config(os.path.abspath(_expand(chosen)), hours, conda, shared_ok, bootstrap,
                   _expand(url[0]) if url else "", pin[0] if pin else "", seconds or 0.001)
 
@@ -2975,7 +2975,7 @@ def _manage(cfg: Config, opts: Dict[str, str]) -> int:
     if "--list" in opts:
         sys.stdout.write(format_list(scan_envs(cfg.env_dir), time.time()))
         return 0
-    hours = _hours(opts["--older-than"], "--older-than") if "--older-than" in opts \
+    hours = _number(opts["--older-than"], "--older-than", "hours") if "--older-than" in opts \
         else cfg.unused_hours
     collect_garbage(cfg, hours, dry_run="--dry-run" in opts, out=sys.stdout)
     return 0
