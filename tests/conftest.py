@@ -50,6 +50,9 @@ Fixtures
     directory on ``PATH`` -- applied to ``os.environ`` itself (monkeypatched) and
     returned as a ``dict`` to pass as ``env=`` to subprocesses.  ``TMPDIR`` is left alone.
 
+``pyz`` (session)
+    Path of ``conda-execute.pyz`` built by ``build_zipapp.py`` once per test process.
+
 Example (a product test)::
 
     def test_runs(conda_root, isolated_env, tmp_path):
@@ -304,3 +307,12 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Di
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     yield dict(env)
+
+
+@pytest.fixture(scope="session")
+def pyz(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The zipapp, built once per test process the way users build it (build_zipapp.py)."""
+    out = tmp_path_factory.mktemp("dist") / "conda-execute.pyz"
+    subprocess.run([sys.executable, str(TESTS_DIR.parent / "build_zipapp.py"), "--output", str(out)],
+                   check=True, capture_output=True)
+    return str(out)

@@ -36,15 +36,6 @@ SCRIPT = """
 """
 
 
-@pytest.fixture(scope="session")
-def pyz(tmp_path_factory):
-    """The zipapp, built once per test process the way users build it."""
-    out = tmp_path_factory.mktemp("dist") / "conda-execute.pyz"
-    subprocess.run([sys.executable, os.path.join(ROOT, "build_zipapp.py"), "--output", str(out)],
-                   check=True, capture_output=True)
-    return str(out)
-
-
 class Server:
     """A loopback HTTP server: ROUTES maps a path to bytes or a special behaviour."""
 

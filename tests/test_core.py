@@ -29,15 +29,6 @@ import conda_execute  # noqa: E402
 MARKER = conda_execute.MARKER
 
 
-@pytest.fixture(scope="session")
-def pyz(tmp_path_factory):
-    """The zipapp, built once per test process the way users build it."""
-    out = tmp_path_factory.mktemp("dist") / "conda-execute.pyz"
-    subprocess.run([sys.executable, os.path.join(ROOT, "build_zipapp.py"), "--output", str(out)],
-                   check=True, capture_output=True)
-    return str(out)
-
-
 class Tool:
     """Runs conda-execute as a user would, with a given environment."""
 

@@ -21,14 +21,6 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture(scope="session")
-def pyz(tmp_path_factory):
-    out = tmp_path_factory.mktemp("dist") / "conda-execute.pyz"
-    subprocess.run([sys.executable, os.path.join(ROOT, "build_zipapp.py"), "--output", str(out)],
-                   check=True, capture_output=True)
-    return str(out)
-
-
 @pytest.fixture
 def run(pyz, conda_root, isolated_env, tmp_path):
     env = conda_root.env_with_conda_on_path(isolated_env)

@@ -16,14 +16,6 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture(scope="session")
-def pyz(tmp_path_factory):
-    out = tmp_path_factory.mktemp("dist") / "conda-execute.pyz"
-    subprocess.run([sys.executable, os.path.join(ROOT, "build_zipapp.py"), "--output", str(out)],
-                   check=True, capture_output=True)
-    return str(out)
-
-
 def make_wheel(directory, name, version, body):
     """A minimal pure-Python wheel, written by hand (no build backend needed)."""
     dist = f"{name}-{version}"

@@ -30,15 +30,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOBODY = 65534
 
 
-@pytest.fixture(scope="session")
-def pyz(tmp_path_factory):
-    """The zipapp, built once per test process the way users build it."""
-    out = tmp_path_factory.mktemp("dist") / "conda-execute.pyz"
-    subprocess.run([sys.executable, os.path.join(ROOT, "build_zipapp.py"), "--output", str(out)],
-                   check=True, capture_output=True)
-    return str(out)
-
-
 def figure(text):
     """Print a figure of a test (visible with pytest -s) and return it for assert messages."""
     print(f"\nFIGURE {text}")
