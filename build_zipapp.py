@@ -1,17 +1,19 @@
-"""Build dist/conda-execute.pyz: conda_execute.py, its bytecode and a two-line __main__.py.
+"""Build dist/conda-execute.pyz: conda_execute.py, a small __main__.py, and their bytecode.
 
     python build_zipapp.py [--python INTERPRETER] [--output PATH]
 
 zipimport never writes bytecode, so a pyz holding only source compiles the whole module on
 every run (twice, in fact: zipimport's find_spec loads the code once to learn the file name):
 ~25 ms per compile, more than a warm run costs in total. The archive therefore also holds
-conda_execute.pyc, compiled by the Python that runs this build. zipimport prefers a .pyc whose
-magic number matches the running interpreter and falls back to the .py on any other version,
-so the pyz still runs on every Python 3.8+, at full speed on the version it was built with:
-build it with the Python you will run it with. The .pyc is an unchecked hash-based pyc (PEP 552:
-no timestamp, never compared with the source at run time); it and __main__.py are stored
-uncompressed, so the warm path needs no zlib; the source (read only on other versions) is
-deflated.
+conda_execute.pyc and __main__.pyc, compiled by the Python that runs this build. zipimport
+prefers a .pyc whose magic number matches the running interpreter and falls back to the .py on
+any other version, so the pyz still runs on every Python 3.8+, at full speed on the version it
+was built with: build it with the Python you will run it with. Each .pyc is an unchecked
+hash-based pyc (PEP 552: no timestamp, never compared with the source at run time); they and
+__main__.py are stored uncompressed, so the warm path needs no zlib; the module's source (read
+only on other versions) is deflated. __main__.py imports the module without zipimport's
+find_spec, so its code is unmarshalled once, not twice (Python 3.10+; older ones import it
+plainly).
 
 The archive is byte-for-byte reproducible: fixed member order, timestamps and permissions,
 hash-based bytecode, so two builds of the same source with the same Python give the same sha256
@@ -30,7 +32,23 @@ import sys
 import zipfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-MAIN = b"import conda_execute\nraise SystemExit(conda_execute.console_main())\n"
+MAIN = b"""\
+import sys
+
+# A plain `import conda_execute` unmarshals conda_execute.pyc twice: zipimport's find_spec loads
+# the code just to learn its file name. Given the file name, Python 3.10+ loads it once.
+if hasattr(__loader__, "archive") and hasattr(__loader__, "exec_module"):
+    import importlib.util
+    import os
+
+    spec = importlib.util.spec_from_file_location(
+        "conda_execute", os.path.join(__loader__.archive, "conda_execute.py"), loader=__loader__)
+    conda_execute = sys.modules["conda_execute"] = importlib.util.module_from_spec(spec)
+    __loader__.exec_module(conda_execute)
+else:
+    import conda_execute
+raise SystemExit(conda_execute.console_main())
+"""
 EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can carry
 DEFAULT_PYTHON = "/usr/bin/env python3"
 
@@ -54,11 +72,12 @@ def bytecode(module_source: bytes, filename: str = "conda_execute.py") -> bytes:
 def archive_bytes(module_source: bytes, interpreter: str, with_bytecode: bool = True) -> bytes:
     """Return the whole .pyz: a shebang line, then a zip of the members in name order.
 
-    __main__.py and conda_execute.pyc are stored (read on every run: no zlib import, no
+    The .pyc files and __main__.py are stored (read on every run: no zlib import, no
     inflating); conda_execute.py, read only by other Python versions, is deflated.
     """
     members = {"__main__.py": MAIN, "conda_execute.py": module_source}
-    if with_bytecode:
+    if with_bytecode:  # compiling even the small __main__.py costs ~1 ms on every run
+        members["__main__.pyc"] = bytecode(MAIN, "__main__.py")
         members["conda_execute.pyc"] = bytecode(module_source)
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:

@@ -44,7 +44,7 @@ def build(tmp_path, name="x.pyz", *extra):
     return out, proc.stdout
 
 
-def test_zipapp_is_reproducible_and_holds_the_module_its_bytecode_and_a_two_line_main(tmp_path):
+def test_zipapp_is_reproducible_and_holds_the_module_a_small_main_and_their_bytecode(tmp_path):
     a, out_a = build(tmp_path, "a.pyz")
     b, _ = build(tmp_path, "b.pyz")
     digest = hashlib.sha256(a.read_bytes()).hexdigest()
@@ -52,23 +52,27 @@ def test_zipapp_is_reproducible_and_holds_the_module_its_bytecode_and_a_two_line
     assert digest in out_a and str(a.stat().st_size) in out_a
     assert a.read_bytes().startswith(b"#!/usr/bin/env python3\n")
     with zipfile.ZipFile(a) as zf:
-        assert zf.namelist() == ["__main__.py", "conda_execute.py", "conda_execute.pyc"]
+        assert zf.namelist() == ["__main__.py", "__main__.pyc", "conda_execute.py",
+                                 "conda_execute.pyc"]
         methods = {i.filename: i.compress_type for i in zf.infolist()}
         assert methods == {"__main__.py": zipfile.ZIP_STORED,  # read on every run: no zlib
+                           "__main__.pyc": zipfile.ZIP_STORED,
                            "conda_execute.py": zipfile.ZIP_DEFLATED,  # other Pythons only
                            "conda_execute.pyc": zipfile.ZIP_STORED}
-        assert len(zf.read("__main__.py").decode().splitlines()) == 2
-        source, pyc = zf.read("conda_execute.py"), zf.read("conda_execute.pyc")
+        assert len(zf.read("__main__.py").decode().splitlines()) < 20
+        members = {name: zf.read(name) for name in zf.namelist()}
     # The bytecode is this Python's, unchecked hash-based (PEP 552), of exactly that source.
     import _imp
     import importlib.util
     import marshal
 
-    assert pyc[:4] == importlib.util.MAGIC_NUMBER
-    assert int.from_bytes(pyc[4:8], "little") == 0b01
-    assert pyc[8:16] == _imp.source_hash(importlib.util._RAW_MAGIC_NUMBER, source)
-    assert marshal.loads(pyc[16:]) == compile(source, "conda_execute.py", "exec",
-                                              dont_inherit=True)
+    for name in ("__main__", "conda_execute"):
+        source, pyc = members[name + ".py"], members[name + ".pyc"]
+        assert pyc[:4] == importlib.util.MAGIC_NUMBER
+        assert int.from_bytes(pyc[4:8], "little") == 0b01
+        assert pyc[8:16] == _imp.source_hash(importlib.util._RAW_MAGIC_NUMBER, source)
+        assert marshal.loads(pyc[16:]) == compile(source, name + ".py", "exec",
+                                                  dont_inherit=True)
     assert os.access(a, os.X_OK)
 
 
@@ -78,6 +82,32 @@ def test_zipapp_without_bytecode_holds_exactly_two_files(tmp_path):
         assert zf.namelist() == ["__main__.py", "conda_execute.py"]
     out = subprocess.run([sys.executable, str(pyz), "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("conda-execute "), out
+
+
+COUNT_LOADS = """
+import runpy, sys, zipimport
+loads = []
+load = zipimport._get_module_code  # what get_code and get_filename call: read and unmarshal
+zipimport._get_module_code = lambda importer, name: loads.append(name) or load(importer, name)
+sys.argv = [sys.argv[1], "--version"]
+try:
+    runpy.run_path(sys.argv[0], run_name="__main__")
+except SystemExit as e:
+    assert e.code == 0, e.code
+print(loads.count("conda_execute"), sys.modules["conda_execute"].__file__)
+"""
+
+
+def test_zipapp_loads_the_module_code_once(tmp_path):
+    """A plain import of a zipped module unmarshals it twice (find_spec wants the file name)."""
+    pyz, _ = build(tmp_path)
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", COUNT_LOADS, str(pyz)],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    version, loads, file = out.stdout.rsplit(maxsplit=2)
+    assert version.startswith("conda-execute ")
+    assert int(loads) == (1 if sys.version_info >= (3, 10) else 2)
+    assert file == os.path.join(str(pyz), "conda_execute.py")
 
 
 def test_zipapp_runs_as_python_arg_and_as_executable(tmp_path):
