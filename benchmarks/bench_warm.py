@@ -14,7 +14,8 @@ built in a temporary directory, which is removed at the end (`--keep` keeps it):
 - one environment (`env: [python]`), created by a first run of the pyz;
 - null launchers: the floor any launcher has. Each is started the same way as the
   conda-execute it is compared with and only does `os.execv(ENV/bin/python, [.., script])`:
-  a zipapp (same archive layout), a module for `python -m`, and a console script in a venv
+  a zipapp (same archive layout: __main__.py and its __main__.pyc, stored; one more row without
+  the .pyc, the naive zipapp), a module for `python -m`, and a console script in a venv
   (pip's wrapper text, the modules installed in site-packages and byte-compiled as pip does).
 
 Each table is measured side by side: all its rows run once per round, in a shuffled order,
@@ -45,6 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -202,13 +204,15 @@ class Bench:
         main = NULL_MAIN.format(python=self.env_python).encode()
         builder = sys.modules["_ce_bench_build"]
         import io
-        import zipfile
 
-        def null_pyz(name: str, interpreter: str) -> str:
+        def null_pyz(name: str, interpreter: str, bytecode: bool = True) -> str:
+            members = {"__main__.py": main}
+            if bytecode:  # like conda-execute's pyz: compiling even this costs ~1 ms a run
+                members["__main__.pyc"] = builder.bytecode(main, "__main__.py")
             buf = io.BytesIO()
             with zipfile.ZipFile(buf, "w") as zf:
-                info = zipfile.ZipInfo("__main__.py", date_time=builder.EPOCH)
-                zf.writestr(info, main)  # stored, like conda-execute's __main__.py
+                for member, data in members.items():  # stored, like conda-execute's
+                    zf.writestr(zipfile.ZipInfo(member, date_time=builder.EPOCH), data)
             path = self.tmp / name
             path.write_bytes(b"#!" + interpreter.encode() + b"\n" + buf.getvalue())
             path.chmod(0o755)
@@ -216,6 +220,7 @@ class Bench:
 
         self.null_pyz = null_pyz("null.pyz", REALPY)
         self.null_pyz_fast = null_pyz("null-fast.pyz", f"{REALPY} -IS")
+        self.null_pyz_src = null_pyz("null-source.pyz", REALPY, bytecode=False)
         null_dir = self.tmp / "nullmod"
         null_dir.mkdir()
         (null_dir / "null_launcher.py").write_text(NULL_MODULE.format(python=self.env_python))
@@ -315,6 +320,8 @@ def warm_runs(b: Bench, rounds: int, warmup: int) -> None:
                   b.env_s))
     cases.append(("python3 conda-execute.pyz, source only (no .pyc)", [REALPY, b.pyz_src, s],
                   b.env))
+    cases.append(("python3 -I -S null.pyz, source __main__.py only", [REALPY, "-I", "-S",
+                                                                      b.null_pyz_src, s], b.env))
     cases.append(("ENV/bin/python script (no launcher)", [b.env_python, s], b.env))
     uv = uv_binary()
     if uv:
@@ -372,8 +379,12 @@ def imports(b: Bench) -> None:
         extra = [name for name in ours if name not in null]
         total = sum(ours[n][0] for n in extra)
         shown = ", ".join(f"{n} ({ours[n][0]} µs)" for n in extra)
+        load = module_load_us(b, flags)
+        total += load - ours.get("__future__", (0, 0))[0]  # imported during the load
         print(f"- `python3 {' '.join(flags)} conda-execute.pyz`: {len(ours)} modules "
-              f"(null launcher: {len(null)}); beyond the null launcher's: {shown}; "
+              f"(null launcher: {len(null)}); beyond the null launcher's: {shown}, "
+              f"conda_execute ({load} µs: loaded by __main__ by hand, unseen by importtime; "
+              f"median of 21 runs without it, its __future__ import included); "
               f"{total / 1000:.1f} ms in all")
     src = (b.source_dir / "conda_execute.py").read_bytes()
     start = time.perf_counter()
@@ -381,9 +392,30 @@ def imports(b: Bench) -> None:
         compile(src, "conda_execute.py", "exec", dont_inherit=True)
     per = (time.perf_counter() - start) / 5
     print(f"- compiling conda_execute.py ({src.count(NEWLINE)} lines) takes {ms(per)} ms; "
-          "zipimport never caches bytecode and loads a module's code twice per import "
+          "zipimport never caches bytecode and a plain import loads a module's code twice "
           "(find_spec asks for the file name), so a source-only pyz pays it twice on every run; "
-          "the pyz's conda_execute.pyc removes that on the build Python")
+          "the pyz's conda_execute.pyc removes that on the build Python, and its __main__ "
+          "imports the module with the file name given, so the code is unmarshalled once "
+          "(Python 3.10+)")
+
+
+def module_load_us(b: Bench, flags: List[str], runs: int = 21) -> int:
+    """Median µs the pyz's __main__ takes to load conda_execute (read, unmarshal, top level)."""
+    builder = sys.modules["_ce_bench_build"]
+    run = b"raise SystemExit(conda_execute.console_main())\n"
+    assert builder.MAIN.endswith(run), "build_zipapp.MAIN changed: update module_load_us"
+    main = (b"import time\nt = time.perf_counter()\n" + builder.MAIN[:-len(run)]
+            + b"print(round((time.perf_counter() - t) * 1e6))\n")
+    source = (b.source_dir / "conda_execute.py").read_bytes()
+    members = {"__main__.py": main, "__main__.pyc": builder.bytecode(main, "__main__.py"),
+               "conda_execute.py": source, "conda_execute.pyc": builder.bytecode(source)}
+    path = b.tmp / "load-timer.pyz"
+    with zipfile.ZipFile(path, "w") as zf:  # the pyz's layout, stored
+        for member, data in members.items():
+            zf.writestr(zipfile.ZipInfo(member, date_time=builder.EPOCH), data)
+    times = [int(subprocess.run([REALPY, *flags, str(path)], env=b.env, capture_output=True,
+                                text=True, check=True).stdout) for _ in range(runs)]
+    return int(statistics.median(times))
 
 
 def history(b: Bench, rounds: int, warmup: int, n_envs: int, n_lines: int) -> Path:
