@@ -2017,15 +2017,19 @@ def _install_micromamba(url: str, pin: str, target: str, timeout: float, quiet: 
 # it is detected (the path no longer names the locked inode) and opened again.
 
 
-def acquire(path: str, exclusive: bool, wait: bool = True) -> Optional[int]:
-    """Open and flock PATH; return the descriptor, or None if WAIT is false and it is taken."""
+def acquire(path: str, exclusive: bool, wait: bool = True, create: bool = True) -> Optional[int]:
+    """Open and flock PATH; return the descriptor, or None if WAIT is false and it is taken.
+
+    Without CREATE, a missing PATH raises FileNotFoundError instead of being created.
+    """
+    flags = os.O_RDWR | (os.O_CREAT if create else 0)
     if os.name == "nt":  # no flock on Windows: environments are not protected there
-        return os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        return os.open(path, flags, 0o600)
     import fcntl
 
     op = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | (0 if wait else fcntl.LOCK_NB)
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = os.open(path, flags | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, op)
         except BlockingIOError:
@@ -2534,8 +2538,15 @@ def collect_garbage(cfg: Config, older_than_hours: float, dry_run: bool = False,
     for info in scan_envs(cfg.env_dir):
         if now - info.last_used < horizon:
             continue
+        # A missing lock file is held by no one (a running script always has its own): a dry
+        # run leaves it missing; a real one creates it (a run may be starting) and, if the env
+        # is kept, removes it again (safe under our exclusive lock: a waiter opens it anew).
         lock = os.path.join(cfg.env_dir, info.name + ".lock")
-        fd = acquire(lock, exclusive=True, wait=False)
+        made = not dry_run and not os.path.exists(lock)
+        try:
+            fd = acquire(lock, exclusive=True, wait=False, create=not dry_run)
+        except FileNotFoundError:
+            fd = -1  # a dry run and no lock file: nothing to lock
         if fd is None:
             if out:
                 out.write(f"in use, kept: {info.name}\n")
@@ -2549,12 +2560,16 @@ def collect_garbage(cfg: Config, older_than_hours: float, dry_run: bool = False,
             if not dry_run:
                 remove_tree(info.prefix)
                 os.unlink(lock)
+                made = False
             removed.append(info.name)
             if out:
                 out.write(f"{'would remove' if dry_run else 'removed'}: {info.name} "
                           f"{' '.join(info.marker.get('env', []))}\n")
         finally:
-            os.close(fd)
+            if made:
+                os.unlink(lock)
+            if fd >= 0:
+                os.close(fd)
     if not dry_run:
         _remove_leftovers(cfg.env_dir)
         compact_log(cfg.env_dir)

@@ -793,3 +793,23 @@ def test_condarc_scalar_section_is_an_error(ce, tmp_path):
         f.write("channels: [defaults]\nconda-execute: yes\n")
     proc = ce.run("--list")
     assert proc.returncode == 2 and proc.stderr.startswith(f"{path}:2: ")
+
+
+def test_gc_creates_no_lock_files(ce):
+    """A missing lock file is held by no one: GC (dry or not) leaves none behind."""
+    free, busy = fake_env(ce.env_dir, "a" * 20, 30), fake_env(ce.env_dir, "b" * 20, 30)
+    held = os.open(busy + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(held, fcntl.LOCK_SH)  # as a running script holds it
+        before = sorted(os.listdir(ce.env_dir))
+        proc = ce.run("--gc", "--dry-run")
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout == f"would remove: {'a' * 20} fake\nin use, kept: {'b' * 20}\n"
+        assert sorted(os.listdir(ce.env_dir)) == before
+        proc = ce.run("--gc")
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout == f"removed: {'a' * 20} fake\nin use, kept: {'b' * 20}\n"
+        assert not os.path.exists(free) and not os.path.exists(free + ".lock")
+        assert os.path.isdir(busy) and os.path.exists(busy + ".lock")
+    finally:
+        os.close(held)
