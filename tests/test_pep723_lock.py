@@ -75,18 +75,28 @@ PEP723 = """
 """
 
 
-def test_pep723_script_gets_conda_and_pypi_dependencies(run, tmp_path):
+def micromamba_only(run):
+    """run's environment with only the stand-in's micromamba on PATH."""
+    env = run.root.env_with_micromamba_on_path(dict(run.env))
+    env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep)
+                                  if p != str(run.root.condabin))
+    return env
+
+
+@pytest.mark.parametrize("prog", ["conda", "micromamba"])
+def test_pep723_script_gets_conda_and_pypi_dependencies(run, tmp_path, prog):
     script = write(tmp_path / "s.py", PEP723)
-    dry = json.loads(run("--dry-run", script).stdout)
+    env = run.env if prog == "conda" else micromamba_only(run)
+    dry = json.loads(run("--dry-run", script, env=env).stdout)
     assert dry["env"] == ["python >=3.8", "mylib", "pip"] and dry["pip"] == ["pypidemo==1.0"]
     assert dry["run_with"] == ["python"]  # not the uv shebang
-    proc = run(script, "x")
+    proc = run(script, "x", env=env)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["mylib"] == "1.0" and out["pypidemo"] == "1.0" and out["argv"] == ["x"]
-    creates = run.root.calls("create")
-    assert len(creates) == 1 and "mylib" in creates[0]["argv"]
-    assert run(script).returncode == 0 and len(run.root.calls("create")) == 1
+    creates = run.root.calls("create", prog=prog)
+    assert len(creates) == 1 and "mylib" in creates[0]["argv"] and run.root.calls() == creates
+    assert run(script, env=env).returncode == 0 and len(run.root.calls("create")) == 1
 
 
 def test_pypi_failure_leaves_nothing(run, tmp_path):
@@ -209,9 +219,7 @@ def test_malformed_lock_is_an_error_with_its_line(run, tmp_path):
 
 def test_micromamba_creates_from_the_lock_too(run, tmp_path):
     script = write(tmp_path / "s.sh", TOOL_SCRIPT)
-    env = run.root.env_with_micromamba_on_path({k: v for k, v in run.env.items()})
-    env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep)
-                                  if p != str(run.root.condabin))
+    env = micromamba_only(run)
     assert run("--lock", script, env=env).returncode == 0
     proc = run(script, env=env)
     assert proc.stdout == "tool 2.0\n", proc.stderr
