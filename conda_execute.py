@@ -1292,15 +1292,22 @@ class Lock(NamedTuple):
 
 
 def conda_platform() -> str:
-    """This machine's conda subdir: linux-64, linux-aarch64, osx-arm64, win-64, ..."""
-    import platform
+    """This machine's conda subdir: linux-64, linux-aarch64, osx-arm64, win-64, ...
 
-    machine = platform.machine().lower()
+    Lock files and the bootstrap both use it. Read from os.uname() (on Windows, the variables
+    platform.machine() reads): `import platform` costs milliseconds (it imports re), and a
+    script with a lock file asks on every run.
+    """
+    if hasattr(os, "uname"):
+        machine = os.uname().machine.lower()
+    else:
+        env = os.environ
+        machine = (env.get("PROCESSOR_ARCHITEW6432") or env.get("PROCESSOR_ARCHITECTURE", "")).lower()
     system = {"darwin": "osx", "win32": "win"}.get(sys.platform, sys.platform.rstrip("0123456789"))
-    arch = {"x86_64": "64", "amd64": "64", "i686": "32", "i386": "32", "arm64": "arm64",
-            "aarch64": "aarch64", "ppc64le": "ppc64le", "s390x": "s390x"}.get(machine, machine)
-    if system == "osx" and arch == "aarch64":
-        arch = "arm64"
+    arch = {"x86_64": "64", "amd64": "64", "i686": "32", "i386": "32", "x86": "32",
+            "arm64": "aarch64"}.get(machine, machine)
+    if system in ("osx", "win") and arch == "aarch64":
+        arch = "arm64"  # conda's names: linux-aarch64, but osx-arm64 and win-arm64
     return f"{system}-{arch}"
 
 
@@ -1357,11 +1364,11 @@ def apply_lock(spec: Spec, script: str, locked: bool) -> Spec:
             raise UsageError(f"--locked, but there is no lock file {script + LOCK_SUFFIX} "
                              "(make one with --lock)", spec.label)
         return spec
-    problem = ""
+    problem, here = "", conda_platform()
     if lock.metadata != metadata_hash(spec):
         problem = "was made from other metadata"
-    elif lock.platform != conda_platform():
-        problem = f"is for {lock.platform}, not {conda_platform()}"
+    elif lock.platform != here:
+        problem = f"is for {lock.platform}, not {here}"
     if not problem:
         return spec._replace(lock=lock)
     message = f"lock file {problem}; remake it with --lock --upgrade"
@@ -1428,14 +1435,18 @@ def _sha256_hex(text: str) -> str:
 
 
 def _sha256_bytes(data: bytes) -> str:
-    for name in ("_sha256", "_sha2"):  # built in (3.8-3.11, 3.12+): no hashlib, no OpenSSL
-        try:
-            return __import__(name).sha256(data).hexdigest()
-        except ImportError:
-            pass
-    from hashlib import sha256
+    return _sha256(data).hexdigest()
 
-    return sha256(data).hexdigest()
+
+def _sha256(data: bytes = b"") -> Any:
+    """A sha256 object (.update(), .hexdigest()) from the built-in module: no hashlib, no
+    OpenSSL. The module is picked by version: a failed import costs ~0.2 ms."""
+    try:
+        return __import__("_sha2" if sys.version_info >= (3, 12) else "_sha256").sha256(data)
+    except ImportError:  # a build without it
+        from hashlib import sha256
+
+        return sha256(data)
 
 
 def spec_identity(spec: Spec) -> str:
@@ -1715,11 +1726,8 @@ def ensure_env_dir(cfg: Config) -> None:
 # when micromamba-sha256 pins the archive. Environments stay in the usual default env dir
 # (~/.conda/tmp_envs), so the first run and later ones agree on it.
 
-BOOTSTRAP_PLATFORMS = {
-    ("linux", "x86_64"): "linux-64", ("linux", "aarch64"): "linux-aarch64",
-    ("linux", "arm64"): "linux-aarch64", ("linux", "ppc64le"): "linux-ppc64le",
-    ("darwin", "x86_64"): "osx-64", ("darwin", "arm64"): "osx-arm64",
-}
+BOOTSTRAP_PLATFORMS = frozenset({"linux-64", "linux-aarch64", "linux-ppc64le", "osx-64",
+                                 "osx-arm64"})  # conda subdirs with a static micromamba build
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 BOOTSTRAP_CONDARC = "channels:\n  - conda-forge\n"
 
@@ -1738,12 +1746,10 @@ def bootstrapped_micromamba() -> str:
 
 
 def bootstrap_platform() -> str:
-    """conda's name for this platform (linux-64, osx-arm64, ...), or an error for others."""
-    system = "linux" if sys.platform.startswith("linux") else sys.platform
-    machine = os.uname().machine if hasattr(os, "uname") else ""
-    found = BOOTSTRAP_PLATFORMS.get((system, machine))
-    if not found:
-        raise UsageError(f"cannot bootstrap micromamba: no static build for {system} {machine}; "
+    """conda_platform(), if micromamba has a static build for it; else an error."""
+    found = conda_platform()
+    if found not in BOOTSTRAP_PLATFORMS:
+        raise UsageError(f"cannot bootstrap micromamba: no static build for {found}; "
                          "install conda or micromamba yourself, or set micromamba-url",
                          code=EXIT_BOOTSTRAP_FAILED)
     return found
