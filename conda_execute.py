@@ -1482,6 +1482,7 @@ class Config(NamedTuple):
     micromamba_url: str = ""  # where to download it from ("" = MICROMAMBA_URL)
     micromamba_sha256: str = ""  # the archive's sha256 pin ("" = not pinned)
     bootstrap_timeout: float = BOOTSTRAP_TIMEOUT
+    manager: str = ""  # the package manager load_config found ("" = none: search again)
 
 
 def _which(name: str, path: Optional[str] = None) -> Optional[str]:
@@ -1621,7 +1622,8 @@ def load_config(env_dir: str = "", conda: str = "", shared_ok: bool = False,
     """Settings, first set wins: the command line, environment variables, condarc, defaults."""
     env = os.environ
     conda = conda or env.get("CONDA_EXECUTE_CONDA", "")
-    root = conda_root(find_manager(conda))
+    manager = find_manager(conda)
+    root = conda_root(manager)
     rc: Dict[str, Tuple[str, str, int]] = {}
     for path in condarc_paths(root):
         if os.path.isfile(path):
@@ -1655,7 +1657,8 @@ def load_config(env_dir: str = "", conda: str = "", shared_ok: bool = False,
     seconds = _number(timeout[0], "bootstrap-timeout", "seconds", *timeout[1:]) if timeout \
         else BOOTSTRAP_TIMEOUT
     return Config(os.path.abspath(_expand(chosen)), hours, conda, shared_ok, bootstrap,
-                  _expand(url[0]) if url else "", pin[0] if pin else "", seconds or 0.001)
+                  _expand(url[0]) if url else "", pin[0] if pin else "", seconds or 0.001,
+                  manager or "")
 
 
 def default_env_dir(root: Optional[str]) -> str:
@@ -2085,7 +2088,7 @@ class Manager(NamedTuple):
 
 def manager_for(cfg: Config, quiet: bool = False) -> Manager:
     """The package manager to create with; with cfg.bootstrap, download micromamba if none."""
-    exe = find_manager(cfg.conda)
+    exe = cfg.manager or find_manager(cfg.conda)
     if not exe and cfg.bootstrap:
         exe = bootstrap_micromamba(cfg, quiet)
     if not exe:
@@ -2957,7 +2960,7 @@ def _main(argv: List[str]) -> int:
     if "--dry-run" in opts:
         return _print_dry_run(spec, env, argv_)
     force = "--force-env" in opts or "--upgrade" in opts
-    if (force or not is_complete(env)) and not cfg.bootstrap and not find_manager(cfg.conda):
+    if not (cfg.manager or cfg.bootstrap) and (force or not is_complete(env)):
         manager_for(cfg)  # no package manager: fail (exit 69) before creating anything
     ensure_env_dir(cfg)
     fd = ensure_env(env, spec, cfg, force=force, quiet=quiet, verbose=verbose)
