@@ -1686,31 +1686,29 @@ def env_for(spec: Spec, cfg: Config) -> Env:
 
 def ensure_env_dir(cfg: Config) -> None:
     """Create the env dir private (0700); refuse one another user could plant envs in."""
-    path = cfg.env_dir
+    private_dir(cfg.env_dir, "the env dir", EXIT_ENV_DIR, cfg.shared_ok)
+
+
+def private_dir(path: str, name: str, code: int, shared_ok: Optional[bool] = None) -> None:
+    """Create PATH (and parents) 0700 if missing; refuse a dir another user owns or can write
+    to (unless SHARED_OK, or on Windows). Errors say NAME, point at PATH and exit with CODE;
+    a SHARED_OK of None means --allow-shared-env-dir does not apply (so is not suggested).
+    """
     try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        try:
-            os.makedirs(path, mode=0o700)
-        except FileExistsError:
-            pass
-        except OSError as e:
-            raise UsageError(f"cannot create the env dir: {e.strerror}", path,
-                             code=EXIT_ENV_DIR) from None
+        os.makedirs(path, mode=0o700, exist_ok=True)
         st = os.stat(path)
     except OSError as e:
-        raise UsageError(f"cannot use the env dir: {e.strerror}", path,
-                         code=EXIT_ENV_DIR) from None
-    if cfg.shared_ok or os.name == "nt":
+        raise UsageError(f"cannot create {name}: {e.strerror}", path, code=code) from None
+    if shared_ok or os.name == "nt":
         return
+    accept = "" if shared_ok is None else "use --allow-shared-env-dir to accept it"
     if st.st_uid != os.getuid():
-        raise UsageError("the env dir belongs to another user; refusing to run environments "
-                         "someone else could change (use --allow-shared-env-dir to accept it)",
-                         path, code=EXIT_ENV_DIR)
+        raise UsageError(f"{name} belongs to another user; refusing to run what someone else "
+                         f"could change{f' ({accept})' if accept else ''}", path, code=code)
     if st.st_mode & 0o022:
-        raise UsageError("the env dir is writable by other users; refusing to run environments "
-                         "someone else could plant (chmod go-w it, or use "
-                         "--allow-shared-env-dir to accept it)", path, code=EXIT_ENV_DIR)
+        raise UsageError(f"{name} is writable by other users; refusing to run what someone else "
+                         f"could plant (chmod go-w it{f', or {accept}' if accept else ''})",
+                         path, code=code)
 
 
 ###############################################################################
@@ -1893,16 +1891,8 @@ def extract_micromamba(archive: IO[bytes], out: IO[bytes], url: str) -> None:
 
 
 def _private_dir(path: str) -> None:
-    """Create PATH 0700 if needed; refuse a dir another user owns or can write to."""
-    try:
-        os.makedirs(path, mode=0o700, exist_ok=True)
-        st = os.stat(path)
-    except OSError as e:
-        raise UsageError(f"cannot bootstrap micromamba: cannot create {path}: {e.strerror}",
-                         code=EXIT_BOOTSTRAP_FAILED) from None
-    if st.st_uid != os.getuid() or st.st_mode & 0o022:
-        raise UsageError(f"cannot bootstrap micromamba: {path} belongs to another user or is "
-                         "writable by others", code=EXIT_BOOTSTRAP_FAILED)
+    """A private dir of the bootstrap (see private_dir)."""
+    private_dir(path, "micromamba's private dir", EXIT_BOOTSTRAP_FAILED)
 
 
 def _check_runs(exe: str, url: str) -> None:
