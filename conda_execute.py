@@ -1396,7 +1396,8 @@ def write_lock(cfg: Config, env: Env, spec: Spec, script: str) -> str:
         raise UsageError(f"{os.path.basename(mgr.exe)} list --explicit failed (exit "
                          f"{proc.returncode})", spec.label, code=EXIT_CREATE_FAILED)
     path = script + LOCK_SUFFIX
-    _atomic_write(path, lock_text(spec, proc.stdout, pip_pins(env.prefix) if spec.pip else []))
+    _atomic_write(path, lock_text(spec, proc.stdout, pip_pins(env.prefix) if spec.pip else []),
+                  0o666)  # a file of the project, like the script: the umask decides
     _say(f"wrote {path}")
     return path
 
@@ -1418,11 +1419,26 @@ def pip_pins(prefix: str) -> List[str]:
                   if d.get("installer") == "pip")
 
 
-def _atomic_write(path: str, text: str) -> None:
+def _atomic_write(path: str, data: str | bytes, mode: int = 0o600) -> None:
+    """Replace PATH with DATA (text as UTF-8, lone surrogates kept) all at once: written to a
+    temp file beside it (created MODE, less the umask) and fsync'd, then renamed over PATH.
+    Readers see the old content or the new, never a part; on failure the temp file is removed.
+    """
+    if isinstance(data, str):
+        data = data.encode("utf-8", "surrogatepass")
     tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    try:
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode), "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 ###############################################################################
@@ -1983,9 +1999,10 @@ def _install_micromamba(url: str, pin: str, target: str, timeout: float, quiet: 
         _check_runs(tmp, url)
         _private_dir(root)
         if not os.path.exists(rc_path):
-            with open(rc_path, "w", encoding="utf-8") as f:
-                f.write(BOOTSTRAP_CONDARC)
+            _atomic_write(rc_path, BOOTSTRAP_CONDARC, 0o644)
             wrote_rc = True
+        # bin/micromamba itself is streamed (up to MAX_BOOTSTRAP_BYTES) into a temp dir, not
+        # written by _atomic_write from memory: it is renamed into place here, then bin fsync'd.
         os.replace(tmp, target)
         dir_fd = os.open(bindir, os.O_RDONLY)
         try:
@@ -2131,14 +2148,7 @@ def write_marker(env: Env, spec: Spec) -> None:
             "pip": list(spec.pip), "lock": spec.lock.path if spec.lock else None,
             "created": round(time.time(), 3), "size": tree_size(env.prefix),
             "conda_execute": __version__}
-    path = os.path.join(env.prefix, MARKER)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    _atomic_write(os.path.join(env.prefix, MARKER), json.dumps(data) + "\n", 0o644)
 
 
 def tree_size(path: str) -> int:
@@ -2624,18 +2634,15 @@ def compact_log(env_dir: str) -> None:
         return
     try:
         latest = read_log(env_dir)
-        tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "w", encoding="utf-8", errors="surrogatepass") as f:
-            for name, rec in sorted(latest.items(), key=lambda kv: kv[1]["time"]):
-                if is_env_name(name) and os.path.isdir(os.path.join(env_dir, name)):
-                    pid = rec.get("pid")
-                    f.write(log_line(rec["time"], name, str(rec.get("script", "")),
-                                     pid if type(pid) is int else 0))
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
+        lines = []
+        for name, rec in sorted(latest.items(), key=lambda kv: kv[1]["time"]):
+            if is_env_name(name) and os.path.isdir(os.path.join(env_dir, name)):
+                pid = rec.get("pid")
+                lines.append(log_line(rec["time"], name, str(rec.get("script", "")),
+                                      pid if type(pid) is int else 0))
+        _atomic_write(path, "".join(lines))
     except OSError:  # e.g. a full disk: keep the log as it is
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        pass
     finally:
         os.close(fd)
 
