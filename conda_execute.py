@@ -1804,59 +1804,76 @@ def _show_progress(done: int, total: Optional[int]) -> None:
     sys.stderr.flush()
 
 
-def download_to(url: str, out: IO[bytes], timeout: float, pinned: bool, quiet: bool) -> str:
-    """Stream URL into OUT (size cap, per-read timeout, overall deadline); return its sha256.
+def download(url: str, out: IO[bytes], what: str, cap: int, timeout: float, deadline: float,
+             check_url: Any, fail: Any, progress: Any = None) -> str:
+    """Stream URL into OUT; return the sha256 of its bytes. Shared by scripts and the bootstrap.
 
-    A redirect must end at a URL the transport rules accept; fewer bytes than Content-Length
-    is an error.
+    TIMEOUT bounds each read, DEADLINE (seconds) the whole download. Each redirect target is
+    given to CHECK_URL(new_url) before it is followed (it raises to refuse it). More than CAP
+    bytes (announced or received) and fewer than Content-Length are errors, reported as
+    FAIL(reason), e.g. "download failed: HTTP 404 Not Found" ("WHAT is larger than ...").
+    PROGRESS(done, total), if given, is called after each chunk.
     """
-    import hashlib
     import time
     import urllib.error
     import urllib.request
 
-    digest, done, total = hashlib.sha256(), 0, None
-    deadline = time.monotonic() + 10 * timeout
-    tty = not quiet and sys.stderr.isatty()
+    class Checked(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore
+            check_url(newurl)
+            return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+    digest, done, total = _sha256(), 0, None
+    end = time.monotonic() + deadline
+    too_big = f"{what} is larger than {cap} bytes"
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            final = response.geturl()
-            if final and final != url:
-                check_transport(final, pinned)
+        with urllib.request.build_opener(Checked).open(url, timeout=timeout) as response:
             length = response.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
-            if total is not None and total > MAX_BOOTSTRAP_BYTES:
-                raise _bootstrap_error(url, f"archive is larger than {MAX_BOOTSTRAP_BYTES} bytes")
+            if total is not None and total > cap:
+                raise fail(too_big)
             while True:
-                chunk = response.read(1 << 16)
+                if time.monotonic() > end:
+                    raise fail(f"download failed: timed out after {deadline:g} s")
+                chunk = response.read1(1 << 16)  # what has arrived: a trickle cannot hide
                 if not chunk:
                     break
                 done += len(chunk)
-                if done > MAX_BOOTSTRAP_BYTES:
-                    raise _bootstrap_error(url, f"archive is larger than {MAX_BOOTSTRAP_BYTES} "
-                                                "bytes")
-                if time.monotonic() > deadline:
-                    raise _bootstrap_error(url, f"download took longer than {10 * timeout:g} s")
+                if done > cap:
+                    raise fail(too_big)
                 digest.update(chunk)
                 out.write(chunk)
-                if tty:
-                    _show_progress(done, total)
+                if progress:
+                    progress(done, total)
     except UsageError:
         raise
     except urllib.error.HTTPError as e:
-        raise _bootstrap_error(url, f"HTTP {e.code} {e.reason}") from None
+        raise fail(f"download failed: HTTP {e.code} {e.reason}") from None
     except (urllib.error.URLError, OSError, ValueError) as e:
-        raise _bootstrap_error(url, f"download failed: {getattr(e, 'reason', None) or e}"
-                               ) from None
+        raise fail(f"download failed: {getattr(e, 'reason', None) or e}") from None
     except Exception as e:  # http.client.IncompleteRead and friends
         reason = "truncated" if type(e).__name__ == "IncompleteRead" else type(e).__name__
-        raise _bootstrap_error(url, f"download failed: {reason}") from None
+        raise fail(f"download failed: {reason}") from None
+    if total is not None and done != total:
+        raise fail(f"download truncated ({done} of {total} bytes)")
+    return digest.hexdigest()
+
+
+def download_to(url: str, out: IO[bytes], timeout: float, pinned: bool, quiet: bool) -> str:
+    """Download micromamba's archive into OUT (see download); return its sha256.
+
+    TIMEOUT bounds each read, 10 times it the whole download; a redirect must lead to a URL
+    the transport rules accept.
+    """
+    tty = not quiet and sys.stderr.isatty()
+    try:
+        return download(url, out, "archive", MAX_BOOTSTRAP_BYTES, timeout, 10 * timeout,
+                        lambda new: check_transport(new, pinned),
+                        lambda reason: _bootstrap_error(url, reason),
+                        _show_progress if tty else None)
     finally:
         if tty:
             sys.stderr.write("\n")
-    if total is not None and done != total:
-        raise _bootstrap_error(url, f"download truncated ({done} of {total} bytes)")
-    return digest.hexdigest()
 
 
 def extract_micromamba(archive: IO[bytes], out: IO[bytes], url: str) -> None:
@@ -2748,9 +2765,7 @@ def source_from_url(url: str, timeout: float = 0.0) -> Source:
     The limit is TIMEOUT seconds, else CONDA_EXECUTE_DOWNLOAD_TIMEOUT, else 30 (checked between
     reads; one read waits at most that long). Redirects may only lead to http(s) URLs.
     """
-    import time
-    import urllib.error
-    import urllib.request
+    import io
 
     if not url.lower().startswith(("http://", "https://")):
         raise UsageError("only http:// and https:// URLs are supported", url)
@@ -2764,40 +2779,15 @@ def source_from_url(url: str, timeout: float = 0.0) -> Source:
             raise UsageError("CONDA_EXECUTE_DOWNLOAD_TIMEOUT must be a number of seconds > 0, "
                              f"got {text!r}")
 
-    class HttpOnly(urllib.request.HTTPRedirectHandler):
-        def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore
-            if not newurl.lower().startswith(("http://", "https://")):
-                raise UsageError(f"download failed: redirected to {newurl!r}; only http:// and "
-                                 "https:// URLs are supported", url)
-            return super().redirect_request(req, fp, code, msg, headers, newurl)
+    def http_only(new: str) -> None:
+        if not new.lower().startswith(("http://", "https://")):
+            raise UsageError(f"download failed: redirected to {new!r}; only http:// and "
+                             "https:// URLs are supported", url)
 
-    deadline, chunks, size = time.monotonic() + timeout, [], 0
-    try:
-        with urllib.request.build_opener(HttpOnly).open(url, timeout=timeout) as response:
-            expected = response.headers.get("Content-Length")
-            while size <= MAX_REMOTE_BYTES:
-                if time.monotonic() > deadline:
-                    raise UsageError(f"download failed: timed out after {timeout:g} s", url)
-                chunk = response.read1(64 * 1024)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                size += len(chunk)
-    except UsageError:
-        raise
-    except urllib.error.HTTPError as e:
-        raise UsageError(f"download failed: HTTP {e.code} {e.reason}", url) from None
-    except (urllib.error.URLError, OSError, ValueError) as e:
-        reason = getattr(e, "reason", None) or e
-        raise UsageError(f"download failed: {reason}", url) from None
-    except Exception as e:  # http.client.IncompleteRead and friends
-        raise UsageError(f"download failed: {type(e).__name__}", url) from None
-    data = b"".join(chunks)
-    if len(data) > MAX_REMOTE_BYTES:
-        raise UsageError(f"script is larger than {MAX_REMOTE_BYTES} bytes", url)
-    if expected is not None and expected.isdigit() and int(expected) != len(data):
-        raise UsageError(f"download truncated ({len(data)} of {expected} bytes)", url)
-    fd = _memfile(data)
+    buf = io.BytesIO()
+    download(url, buf, "script", MAX_REMOTE_BYTES, timeout, timeout, http_only,
+             lambda reason: UsageError(reason, url))
+    fd = _memfile(buf.getvalue())
     return Source(url, f"/dev/fd/{fd}", fd=fd)
 
 
