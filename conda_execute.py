@@ -118,6 +118,7 @@ BOOTSTRAP_TIMEOUT = 60.0  # seconds without data; the whole download gets 10 tim
 DEFAULT_UNUSED_HOURS = 25.0
 GC_EVERY_SECONDS = 3600
 NAME_CHARS = frozenset("0123456789abcdef")
+CONTROL_CHARS = frozenset(chr(i) for i in range(32)) | frozenset("\x7f")  # refused in metadata
 MARKER = os.path.join("conda-meta", "conda-execute")  # JSON, but not *.json: conda reads those as package records
 LOG_NAME = "usage.jsonl"
 GC_STAMP = ".gc-stamp"
@@ -243,13 +244,10 @@ class Field(NamedTuple):
     value: object  # str or List[Item]
 
 
-def _is_control(ch: str) -> bool:
-    return (ch < " " and ch != "\t") or ch == "\x7f"
-
-
 def _check_text(text: str, label: str, line: int) -> None:
+    """A block line or item may hold tabs, but no other control character."""
     for ch in text:
-        if _is_control(ch):
+        if ch in CONTROL_CHARS and ch != "\t":
             raise UsageError(f"control character {ch!r} in metadata", label, line)
 
 
@@ -509,7 +507,6 @@ PEP440_VERSION_RE = (r"[0-9]+(?:\.[0-9]+)*(?:(?:a|b|rc)[0-9]+)?")
 PEP440_PREFIX_RE = (r"[0-9]+(?:\.[0-9]+)*\.\*")
 # The package name of a conda match spec, after an optional `channel::`.
 CONDA_SPEC_NAME_RE = (r"(?:[^\s:]+::)?([A-Za-z0-9_][A-Za-z0-9_.-]*)")
-CONTROL_CHARS = frozenset(chr(i) for i in range(32)) | frozenset("\x7f")
 
 
 def _pep723_line(lineno: int, line: str) -> str:
@@ -611,6 +608,9 @@ def parse_toml(text: str, path: str, first_line: int) -> dict[str, Any]:
         return toml_subset(text, path, first_line)
     try:
         return tomllib.loads(text)
+    except RecursionError:
+        raise UsageError("invalid TOML in script block: nested too deeply", path,
+                         first_line) from None
     except tomllib.TOMLDecodeError as exc:
         message = str(exc)
         match = _rx(TOML_LINE_RE).search(message)
@@ -680,6 +680,9 @@ def toml_subset(text: str, path: str, first_line: int) -> dict[str, Any]:
     src = text.replace("\r\n", "\n")
     try:
         return _toml_document(src)
+    except RecursionError:
+        raise UsageError("invalid TOML in script block: nested too deeply", path,
+                         first_line) from None
     except _TomlError as exc:
         line = first_line + src.count("\n", 0, exc.pos)
         raise UsageError(f"invalid TOML in script block: {exc.message}", path, line) from None
@@ -1341,7 +1344,7 @@ def read_lock(path: str) -> Optional[Lock]:
         if key == "# conda-execute-metadata":
             metadata, meta_line = value, n
         elif key == "# conda-execute-pip":
-            if not value or value.startswith("-") or any(_is_control(c) for c in value):
+            if not value or value.startswith("-") or not CONTROL_CHARS.isdisjoint(value):
                 raise UsageError(f"bad pip pin {value!r}", path, n)
             pip.append(value)
         elif key == "# platform":
@@ -2250,7 +2253,8 @@ def ensure_env(env: Env, spec: Spec, cfg: Config, force: bool = False, quiet: bo
             raise UsageError(f"environment {env.name} is in use by a running script; "
                              "not recreating it (retry when it has finished)",
                              spec.label, code=EXIT_BUSY)
-        _say(f"waiting for another conda-execute to finish creating {env.name} ...")
+        if not quiet:
+            _say(f"waiting for another conda-execute to finish creating {env.name} ...")
         fd = acquire(env.lock, exclusive=True)
         assert fd is not None
     if force or not is_complete(env):
@@ -2428,20 +2432,30 @@ def activate_scripts(prefix: str) -> List[str]:
 def script_argv(spec: Spec, source: Source, args: List[str]) -> List[str]:
     """The command: run_with, then the script (or -c CODE), then the user's arguments."""
     if source.inline:
-        flag = INLINE_FLAGS.get(os.path.basename(spec.run_with[-1]), "-c")
+        flag = INLINE_FLAGS.get(os.path.basename(_interpreter(spec.run_with)), "-c")
         return [*spec.run_with, flag, source.inline, *args]
     path = source.path  # a script named '-x' would be read as an option by the interpreter
     return [*spec.run_with, os.path.join(os.curdir, path) if path.startswith("-") else path,
             *args]
 
 
+def _interpreter(run_with: Tuple[str, ...]) -> str:
+    """run_with's program; through `env [-S] [-u NAME]`, the first word after the options."""
+    words = list(run_with)
+    if len(words) > 1 and os.path.basename(words[0]) == "env":
+        words = words[1:]
+        while len(words) > 1 and words[0].startswith("-"):
+            words = words[2:] if words[0] in ("-u", "--unset") else words[1:]
+    return words[0]
+
+
 def exec_in_env(env: Env, spec: Spec, argv: List[str], lock_fd: int) -> None:
     """Replace this process with ARGV in the activated environment (never returns)."""
     environ = activated_environ(env.prefix, dict(os.environ))
     scripts = activate_scripts(env.prefix)
-    if scripts:  # sourced by /bin/sh, which then execs the command
-        sources = "; ".join(f'. "{s}"' for s in scripts)
-        argv = ["/bin/sh", "-c", f'{sources}; exec "$@"', "sh", *argv]
+    if scripts:  # sourced by /bin/sh, which then execs the command (paths as arguments)
+        loop = 'n=$1; shift; while [ "$n" -gt 0 ]; do . "$1"; shift; n=$((n-1)); done; exec "$@"'
+        argv = ["/bin/sh", "-c", loop, "sh", str(len(scripts)), *scripts, *argv]
         exe = "/bin/sh"
     else:
         found = argv[0] if os.sep in argv[0] else _which(argv[0], environ["PATH"])
