@@ -1650,24 +1650,18 @@ def load_config(env_dir: str = "", conda: str = "", shared_ok: bool = False,
                 if not isinstance(field.value, str):
                     raise UsageError(f"{key} must be a single value", path, field.line)
                 rc[key] = (field.value, path, field.line)
-    hours_text = env.get("CONDA_EXECUTE_REMOVE_IF_UNUSED_FOR")
-    hours = (_number(hours_text, "CONDA_EXECUTE_REMOVE_IF_UNUSED_FOR", "hours") if hours_text
-             else _number(rc["remove-if-unused-for"][0], "remove-if-unused-for", "hours",
-                          *rc["remove-if-unused-for"][1:]) if "remove-if-unused-for" in rc
-             else DEFAULT_UNUSED_HOURS)
-    if not shared_ok and env.get("CONDA_EXECUTE_ALLOW_SHARED_ENV_DIR"):
-        shared_ok = _flag(env["CONDA_EXECUTE_ALLOW_SHARED_ENV_DIR"],
-                          "CONDA_EXECUTE_ALLOW_SHARED_ENV_DIR")
-    elif not shared_ok and "allow-shared-env-dir" in rc:
-        shared_ok = _flag(*rc["allow-shared-env-dir"])
-    chosen = env_dir or env.get("CONDA_EXECUTE_ENV_DIR") or (
-        rc["env-dir"][0] if "env-dir" in rc else "")
-    if not chosen:
-        chosen = default_env_dir(root)
 
     def setting(var: str, key: str) -> Optional[Tuple[str, str, int]]:
+        """(value, where, line): the variable VAR if set, else KEY from the condarc files."""
         return (env[var], var, 0) if env.get(var) else rc.get(key)
 
+    unused = setting("CONDA_EXECUTE_REMOVE_IF_UNUSED_FOR", "remove-if-unused-for")
+    hours = _number(unused[0], "remove-if-unused-for", "hours", *unused[1:]) if unused \
+        else DEFAULT_UNUSED_HOURS
+    shared = setting("CONDA_EXECUTE_ALLOW_SHARED_ENV_DIR", "allow-shared-env-dir")
+    shared_ok = shared_ok or (_flag(*shared) if shared else False)
+    chosen = setting("CONDA_EXECUTE_ENV_DIR", "env-dir")
+    chosen_dir = env_dir or (chosen[0] if chosen else default_env_dir(root))
     flag = setting("CONDA_EXECUTE_BOOTSTRAP", "bootstrap")
     bootstrap = bootstrap or (_flag(*flag) if flag else False)
     url = setting("CONDA_EXECUTE_MICROMAMBA_URL", "micromamba-url")
@@ -1675,7 +1669,7 @@ def load_config(env_dir: str = "", conda: str = "", shared_ok: bool = False,
     timeout = setting("CONDA_EXECUTE_BOOTSTRAP_TIMEOUT", "bootstrap-timeout")
     seconds = _number(timeout[0], "bootstrap-timeout", "seconds", *timeout[1:]) if timeout \
         else BOOTSTRAP_TIMEOUT
-    return Config(os.path.abspath(_expand(chosen)), hours, conda, shared_ok, bootstrap,
+    return Config(os.path.abspath(_expand(chosen_dir)), hours, conda, shared_ok, bootstrap,
                   _expand(url[0]) if url else "", pin[0] if pin else "", seconds or 0.001,
                   manager or "")
 

@@ -813,3 +813,184 @@ def test_gc_creates_no_lock_files(ce):
         assert os.path.isdir(busy) and os.path.exists(busy + ".lock")
     finally:
         os.close(held)
+
+
+###############################################################################
+# Review fixes: errors that escaped, bad --conda, quoting, -c flags, GC and locks #
+###############################################################################
+
+
+def one_line_error(proc, code):
+    assert proc.returncode == code, proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+    return proc.stderr
+
+
+def test_lock_file_that_cannot_be_written_is_one_line(shared, tmp_path):
+    script = write(tmp_path / "s.py", PY)
+    os.mkdir(script + ".conda-lock")  # the lock file's name is taken by a directory
+    err = one_line_error(shared.tool.run("--lock", script), 2)
+    assert err.startswith(f"{script}: cannot write {script}.conda-lock: "), err
+    assert sorted(os.listdir(tmp_path)) == ["s.py", "s.py.conda-lock"]  # no .tmp left
+
+
+def test_pip_pins_errors_are_usage_errors(tmp_path):
+    bindir = tmp_path / "bin"
+    with pytest.raises(conda_execute.UsageError, match="pip inspect"):
+        conda_execute.pip_pins(str(tmp_path))  # no python at all: OSError from the start
+    bindir.mkdir()
+    write(bindir / "python", """
+        #!/bin/sh
+        echo '{"installed": [{"installer": "pip"}, 3]}'
+    """, 0o755)
+    with pytest.raises(conda_execute.UsageError, match="pip inspect"):
+        conda_execute.pip_pins(str(tmp_path))  # no metadata: KeyError
+
+
+def test_deeply_nested_toml_is_a_usage_error(shared, tmp_path):
+    script = tmp_path / "deep.py"
+    script.write_text("# /// script\n# x = " + "[" * 3000 + "\n# ///\nprint(1)\n")
+    err = one_line_error(shared.tool.run(str(script)), 2)
+    assert err.startswith(f"{script}:2: invalid TOML") and "nested too deeply" in err, err
+
+
+def test_fork_failure_skips_background_gc(tmp_path, monkeypatch):
+    def no_fork():
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    cfg = conda_execute.load_config(str(tmp_path))
+    conda_execute.maybe_collect_in_background(cfg)  # no exception: GC is just skipped
+    assert os.path.exists(os.path.join(str(tmp_path), conda_execute.GC_STAMP))
+
+
+@pytest.mark.parametrize("how", ["option", "variable"])
+def test_bad_conda_given_is_an_error_when_creating(ce, tmp_path, how):
+    script = write(tmp_path / "s.sh", "# conda execute\n# env: [mylib]\necho hi\n")
+    bad = str(tmp_path / "no-such-conda")
+    args, env = (["--conda", bad], ce.env) if how == "option" else \
+        ([], dict(ce.env, CONDA_EXECUTE_CONDA=bad))
+    err = one_line_error(ce.run(*args, script, env=env), 69)
+    assert bad in err, err
+    plain = write(tmp_path / "plain", "not executable\n")
+    args, env = (["--conda", plain], ce.env) if how == "option" else \
+        ([], dict(ce.env, CONDA_EXECUTE_CONDA=plain))
+    err = one_line_error(ce.run(*args, script, env=env), 69)
+    assert plain in err, err
+    assert not [e for e in os.listdir(ce.env_dir) if len(e) == 20]  # nothing created
+
+
+def test_activate_d_in_an_env_dir_with_shell_characters(ce, tmp_path):
+    weird = tmp_path / 'we"ird $HOME `echo x` \\ dir'
+    weird.mkdir()
+    env_dir = str(weird / "envs")
+    script = write(tmp_path / "a.sh", """
+        # conda execute
+        # env: [activator]
+        echo "ACTIVATOR_VAR=$ACTIVATOR_VAR"
+        echo "CONDA_PREFIX=$CONDA_PREFIX"
+    """)
+    env = dict(ce.env, CONDA_EXECUTE_ENV_DIR=env_dir)
+    proc = ce.run(script, env=env)
+    assert proc.returncode == 0, proc.stderr
+    values = dict(line.split("=", 1) for line in proc.stdout.splitlines())
+    assert values["CONDA_PREFIX"] == ce.prefix_of(script, env=env) and '"' in env_dir, values
+    assert values["ACTIVATOR_VAR"] and values["CONDA_PREFIX"] in values["ACTIVATOR_VAR"]
+
+
+def test_inline_code_flag_follows_the_interpreter_not_its_last_option(shared, tmp_path):
+    fake = tmp_path / "fakebin"
+    fake.mkdir()
+    write(fake / "node", """
+        #!/bin/sh
+        printf '%s|' "$@"
+    """, 0o755)
+    env = dict(shared.tool.env, PATH=f"{fake}{os.pathsep}{shared.tool.env['PATH']}")
+    code = "# conda execute\n# env: [python]\n# run_with: [node, --no-warnings]\nx"
+    proc = shared.tool.run("-c", code, "a1", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("|") == ["--no-warnings", "-e", code, "a1", ""]
+    code = "# conda execute\n# env: [python]\n# run_with: [/usr/bin/env, -S, node, --x]\nx"
+    proc = shared.tool.run("-c", code, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("|") == ["--x", "-e", code, ""]
+
+
+def test_gc_keeps_an_env_created_less_than_a_minute_ago(ce, tmp_path):
+    script = write(tmp_path / "s.sh", "# conda execute\n# env: [mylib]\necho hi\n")
+    prefix = ce.run("--prefix", script).stdout.strip()
+    name = os.path.basename(prefix)
+    gc = ce.run("--gc", "--older-than", "0")
+    assert gc.returncode == 0, gc.stderr
+    assert gc.stdout == f"created less than a minute ago, kept: {name}\n"
+    assert os.path.isfile(os.path.join(prefix, MARKER))
+    age_env(ce.env_dir, name, 1)
+    with open(os.path.join(prefix, MARKER)) as f:
+        marker = json.load(f)
+    marker["created"] -= 3600
+    with open(os.path.join(prefix, MARKER), "w") as f:
+        json.dump(marker, f)
+    gc = ce.run("--gc", "--older-than", "0")
+    assert gc.stdout == f"removed: {name} mylib\n" and not os.path.exists(prefix)
+
+
+PEP723_PIP = """
+    # /// script
+    # dependencies = ["somepkg"]
+    # ///
+    print("hi")
+"""
+
+
+def test_pip_step_that_cannot_start_exits_70_and_keeps_nothing(ce, conda_root, tmp_path):
+    wrap = tmp_path / "wrap"
+    wrap.mkdir()
+    write(wrap / "conda", f"""
+        #!/bin/sh
+        "{conda_root.conda}" "$@" || exit $?
+        if [ "$1" = create ]; then rm -f "$3/bin/python"*; fi
+    """, 0o755)
+    script = write(tmp_path / "p.py", PEP723_PIP)
+    prefix = ce.prefix_of(script)
+    proc = ce.run("--conda", str(wrap / "conda"), script)
+    err = proc.stderr
+    assert proc.returncode == 70 and "Traceback" not in err, err
+    assert err.splitlines()[-1].startswith("conda-execute: error: cannot run "), err
+    assert not os.path.exists(prefix) and not [
+        e for e in os.listdir(ce.env_dir) if e.startswith(".trash-")]
+
+
+def _blocked_on_a_lock(pid):
+    with open("/proc/locks") as f:
+        return any("->" in line and line.split()[5] == str(pid) for line in f)
+
+
+def test_quiet_hides_the_waiting_message(ce, tmp_path):
+    script = write(tmp_path / "s.sh", "# conda execute\n# env: [mylib]\necho hi\n")
+    name = os.path.basename(ce.prefix_of(script))
+    held = os.open(os.path.join(ce.env_dir, name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(held, fcntl.LOCK_SH)  # as a script starting on the env holds it
+        proc = subprocess.Popen(ce.cmd("-q", script), env=ce.env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        wait_until(lambda: _blocked_on_a_lock(proc.pid) or proc.poll() is not None,
+                   "conda-execute to wait for the lock")
+        assert proc.poll() is None
+    finally:
+        os.close(held)
+    out, err = proc.communicate(timeout=60)
+    assert (proc.returncode, out, err) == (0, "hi\n", "")
+
+
+def test_flags_that_do_not_belong_are_refused(shared, tmp_path):
+    script = write(tmp_path / "s.py", PY)
+    for manage in ("--list", "--gc"):
+        for flag in ("--upgrade", "--locked", "--force-env", "--prefix", "--lock"):
+            err = one_line_error(shared.tool.run(manage, flag), 2)
+            assert flag in err and manage in err, err
+    err = one_line_error(shared.tool.run("--list", "--older-than", "1"), 2)
+    assert "--older-than" in err
+    err = one_line_error(shared.tool.run("--lock", "--upgrade", "--locked", script), 2)
+    assert "--locked" in err and "--upgrade" in err
+    usage = shared.tool.run("--help").stdout
+    assert "--lock [--upgrade] SCRIPT" in usage and "-e for perl" in usage

@@ -586,3 +586,22 @@ def test_disk_full_when_logging_still_runs_the_script(tool, tmp_path):
     assert proc.returncode == 3, err
     assert "cannot record use" in err and "No space left on device" in err, err
     assert tool.creates() == 1
+
+
+def test_gc_on_a_read_only_env_dir_is_one_line(tool, tmp_path):
+    script = write(tmp_path / "s.py", EXIT3)
+    assert tool.run(script).returncode == 3
+    name = next(e for e in tool.entries() if len(e) == 20)
+    old = time.time() - 7200  # old enough for any GC rule
+    os.utime(os.path.join(tool.env_dir, name), (old, old))
+    with open(os.path.join(tool.env_dir, "usage.jsonl"), "w") as f:
+        f.write(json.dumps({"time": old, "env": name, "script": script, "pid": 1}) + "\n")
+    ro = f"mount --bind '{tool.env_dir}' '{tool.env_dir}'; " \
+         f"mount -o remount,ro,bind '{tool.env_dir}'"
+    for args in (("--gc", "--older-than", "0"), ("--gc",)):
+        proc = _in_mount_ns(ro, tool, *args)
+        err = no_traceback(proc)
+        figure(f"gc_read_only exit={proc.returncode} stderr={err.strip()!r}")
+        assert proc.returncode == 73 and err.count("\n") == 1, err
+        assert "Read-only file system" in err and tool.env_dir in err, err
+    assert os.path.isdir(os.path.join(tool.env_dir, name, "conda-meta"))
