@@ -1393,14 +1393,21 @@ def write_lock(cfg: Config, env: Env, spec: Spec, script: str) -> str:
     import subprocess
 
     mgr = manager_for(cfg)
-    proc = subprocess.run([mgr.exe, "list", "-p", env.prefix, "--explicit", "--md5"],
-                          stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    try:
+        proc = subprocess.run([mgr.exe, "list", "-p", env.prefix, "--explicit", "--md5"],
+                              stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    except OSError as e:
+        raise UsageError(f"cannot run {mgr.exe}: {e.strerror}", spec.label,
+                         code=EXIT_CREATE_FAILED) from None
     if proc.returncode != 0 or "@EXPLICIT" not in proc.stdout:
         raise UsageError(f"{os.path.basename(mgr.exe)} list --explicit failed (exit "
                          f"{proc.returncode})", spec.label, code=EXIT_CREATE_FAILED)
     path = script + LOCK_SUFFIX
-    _atomic_write(path, lock_text(spec, proc.stdout, pip_pins(env.prefix) if spec.pip else []),
-                  0o666)  # a file of the project, like the script: the umask decides
+    text = lock_text(spec, proc.stdout, pip_pins(env.prefix) if spec.pip else [])
+    try:  # a file of the project, like the script: the umask decides its mode
+        _atomic_write(path, text, 0o666)
+    except OSError as e:
+        raise UsageError(f"cannot write {path}: {e.strerror}", spec.label) from None
     _say(f"wrote {path}")
     return path
 
@@ -1410,16 +1417,20 @@ def pip_pins(prefix: str) -> List[str]:
     import json
     import subprocess
 
-    proc = subprocess.run([os.path.join(prefix, "bin", "python"), "-m", "pip", "inspect",
-                           "--disable-pip-version-check"], stdout=subprocess.PIPE,
-                          stdin=subprocess.DEVNULL, text=True)
+    try:
+        proc = subprocess.run([os.path.join(prefix, "bin", "python"), "-m", "pip", "inspect",
+                               "--disable-pip-version-check"], stdout=subprocess.PIPE,
+                              stdin=subprocess.DEVNULL, text=True)
+    except OSError as e:
+        raise UsageError(f"pip inspect failed in {prefix}: {e.strerror}",
+                         code=EXIT_CREATE_FAILED) from None
     try:
         installed = json.loads(proc.stdout)["installed"]
-    except (ValueError, KeyError, TypeError):
+        return sorted(f"{d['metadata']['name']}=={d['metadata']['version']}" for d in installed
+                      if d.get("installer") == "pip")
+    except (ValueError, KeyError, TypeError, AttributeError):
         raise UsageError(f"pip inspect failed in {prefix} (exit {proc.returncode})",
                          code=EXIT_CREATE_FAILED) from None
-    return sorted(f"{d['metadata']['name']}=={d['metadata']['version']}" for d in installed
-                  if d.get("installer") == "pip")
 
 
 def _atomic_write(path: str, data: str | bytes, mode: int = 0o600) -> None:
@@ -2109,6 +2120,11 @@ class Manager(NamedTuple):
 
 def manager_for(cfg: Config, quiet: bool = False) -> Manager:
     """The package manager to create with; with cfg.bootstrap, download micromamba if none."""
+    if cfg.conda:  # given by the user: used, or an error (never silently another one)
+        given = cfg.conda if os.sep in cfg.conda else _which(cfg.conda)
+        if not (given and os.path.isfile(given) and os.access(given, os.X_OK)):
+            raise UsageError(f"the package manager given (--conda or CONDA_EXECUTE_CONDA), "
+                             f"{cfg.conda!r}, is not an executable file", code=EXIT_NO_CONDA)
     exe = cfg.manager or find_manager(cfg.conda)
     if not exe and cfg.bootstrap:
         exe = bootstrap_micromamba(cfg, quiet)
@@ -2181,7 +2197,8 @@ def tree_size(path: str) -> int:
     return total
 
 
-def run_step(cmd: List[str], prefix: str, lock_fd: int, quiet: bool) -> int:
+def run_step(cmd: List[str], prefix: str, lock_fd: int, quiet: bool,
+             code: int = EXIT_NO_CONDA) -> int:
     """Run one creation step with its output on our stderr; clean up on failure or signal.
 
     The lock descriptor is passed to the package manager, so even if we are killed the lock is
@@ -2208,8 +2225,9 @@ def run_step(cmd: List[str], prefix: str, lock_fd: int, quiet: bool) -> int:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
                                     stdout=log or sys.stderr.fileno(), stderr=log or None,
                                     pass_fds=(lock_fd,) if os.name != "nt" else ())
-        except OSError as e:
-            raise UsageError(f"cannot run {cmd[0]}: {e.strerror}", code=EXIT_NO_CONDA) from None
+        except OSError as e:  # CODE: 69 for the package manager, 70 for pip
+            remove_tree(prefix)
+            raise UsageError(f"cannot run {cmd[0]}: {e.strerror}", code=code) from None
         procs.append(proc)
         if got:
             proc.terminate()
@@ -2284,7 +2302,7 @@ def create(env: Env, spec: Spec, cfg: Config, lock_fd: int, quiet: bool = False,
     if pip:
         if verbose:
             _say("running: " + " ".join(pip))
-        rc = run_step(pip, env.prefix, lock_fd, quiet)
+        rc = run_step(pip, env.prefix, lock_fd, quiet, EXIT_CREATE_FAILED)
         if rc != 0:
             raise UsageError(f"could not create environment {env.name}: pip install exited "
                              f"with {rc} (see above)", spec.label, spec.line,
@@ -2692,7 +2710,10 @@ def maybe_collect_in_background(cfg: Config, keep_fds: Tuple[int, ...] = ()) -> 
         return
     sys.stdout.flush()
     sys.stderr.flush()
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError:  # e.g. too many processes: collect another time
+        return
     if pid:
         os.waitpid(pid, 0)
         return
@@ -2955,8 +2976,8 @@ def _main(argv: List[str]) -> int:
     if "--dry-run" in opts:
         return _print_dry_run(spec, env, argv_)
     force = "--force-env" in opts or "--upgrade" in opts
-    if not (cfg.manager or cfg.bootstrap) and (force or not is_complete(env)):
-        manager_for(cfg)  # no package manager: fail (exit 69) before creating anything
+    if (cfg.conda or not (cfg.manager or cfg.bootstrap)) and (force or not is_complete(env)):
+        manager_for(cfg)  # no (usable) package manager: fail (exit 69) before creating anything
     ensure_env_dir(cfg)
     fd = ensure_env(env, spec, cfg, force=force, quiet=quiet, verbose=verbose)
     script_path = os.path.abspath(source.path) if is_file else source.label
@@ -2996,7 +3017,11 @@ def _manage(cfg: Config, opts: Dict[str, str]) -> int:
         return 0
     hours = _number(opts["--older-than"], "--older-than", "hours") if "--older-than" in opts \
         else cfg.unused_hours
-    collect_garbage(cfg, hours, dry_run="--dry-run" in opts, out=sys.stdout)
+    try:
+        collect_garbage(cfg, hours, dry_run="--dry-run" in opts, out=sys.stdout)
+    except OSError as e:  # a read-only file system, no write permission, ...
+        raise UsageError(f"cannot collect garbage in the env dir: {e.strerror}", cfg.env_dir,
+                         code=EXIT_ENV_DIR) from None
     return 0
 
 

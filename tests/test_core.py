@@ -826,12 +826,12 @@ def one_line_error(proc, code):
     return proc.stderr
 
 
-def test_lock_file_that_cannot_be_written_is_one_line(shared, tmp_path):
+def test_lock_file_that_cannot_be_written_is_one_line(ce, tmp_path):
     script = write(tmp_path / "s.py", PY)
     os.mkdir(script + ".conda-lock")  # the lock file's name is taken by a directory
-    err = one_line_error(shared.tool.run("--lock", script), 2)
+    err = one_line_error(ce.run("-q", "--lock", "--upgrade", script), 2)
     assert err.startswith(f"{script}: cannot write {script}.conda-lock: "), err
-    assert sorted(os.listdir(tmp_path)) == ["s.py", "s.py.conda-lock"]  # no .tmp left
+    assert not [e for e in os.listdir(tmp_path) if e.endswith(".tmp")]  # no temp file left
 
 
 def test_pip_pins_errors_are_usage_errors(tmp_path):
