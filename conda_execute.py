@@ -117,6 +117,7 @@ MAX_BOOTSTRAP_BYTES = 128 * 1024 * 1024  # the archive, and bin/micromamba in it
 BOOTSTRAP_TIMEOUT = 60.0  # seconds without data; the whole download gets 10 times that
 DEFAULT_UNUSED_HOURS = 25.0
 GC_EVERY_SECONDS = 3600
+GC_GRACE_SECONDS = 60  # GC keeps an env created this recently (a run may be about to use it)
 NAME_CHARS = frozenset("0123456789abcdef")
 CONTROL_CHARS = frozenset(chr(i) for i in range(32)) | frozenset("\x7f")  # refused in metadata
 MARKER = os.path.join("conda-meta", "conda-execute")  # JSON, but not *.json: conda reads those as package records
@@ -446,17 +447,34 @@ def _words(field: Optional[Field], key: str, label: str, split: bool = False,
     items = _items(field, key, label, split)
     if not items:
         raise UsageError(f"{key} is empty", label, field.line)
-    out = []
-    for line, text in items:
-        _check_text(text, label, line)
-        text = " ".join(text.split())
-        if not text:
-            raise UsageError(f"empty item in {key}", label, line)
-        if text.startswith("-") and not (key == "run_with" and out):
-            raise UsageError(f"{key} item {text!r} starts with '-' (it would be read as an "
-                             "option)", label, line)
-        out.append(text)
-    return tuple(out)
+
+    def fail(problem: str, detail: str, line: int) -> UsageError:
+        message = {"control": f"control character {detail!r} in metadata",
+                   "empty": f"empty item in {key}",
+                   "option": f"{key} item {detail!r} starts with '-' (it would be read as an "
+                             "option)"}[problem]
+        return UsageError(message, label, line)
+
+    return tuple(_list_item(text, line, key == "run_with" and i > 0, True, fail)
+                 for i, (line, text) in enumerate(items))
+
+
+def _list_item(text: str, at: Any, option_ok: bool, tab_ok: bool, fail: Any) -> str:
+    """One item of a metadata list (a spec, a channel, a word of run_with), checked the same
+    way in both formats: no control character (a tab only where TAB_OK), whitespace collapsed
+    to single spaces (so 'numpy  >=1' and 'numpy >=1' name one env), not empty, and no leading
+    '-' (it would be read as an option) unless OPTION_OK. Errors are FAIL(problem, detail, AT):
+    problem "control" (detail: the character), "empty" or "option" (detail: the item).
+    """
+    for ch in text:
+        if ch in CONTROL_CHARS and not (tab_ok and ch == "\t"):
+            raise fail("control", ch, at)
+    item = " ".join(text.split())
+    if not item:
+        raise fail("empty", item, at)
+    if item.startswith("-") and not option_ok:
+        raise fail("option", item, at)
+    return item
 
 
 def spec_from_fields(fields: Dict[str, Field], label: str, line: int) -> Spec:
@@ -1160,23 +1178,23 @@ def _table(parent: dict[str, Any], key: str, where: str, fail: Any) -> dict[str,
 
 
 def _strings(value: Any, where: str, fail: Any, options_after_first: bool = False) -> tuple[str, ...]:
-    """A list of non-empty one-line strings, stripped; none may start with '-' (it
-    would become an option of conda or pip), except, for a command, after the first.
+    """A list of strings checked by _list_item (no tabs: TOML spells one \\t on purpose); none
+    may start with '-' (it would become an option of conda or pip), except, for a command,
+    after the first.
     """
     if not isinstance(value, list):
         raise fail(f"{where}: expected an array of strings, got {_toml_type(value)}")
+
+    def problem(kind: str, detail: str, index: int) -> UsageError:
+        message = {"control": f"control character in {value[index].strip()!r}",
+                   "empty": "empty string", "option": f"{detail!r} starts with '-'"}[kind]
+        return fail(f"{where}[{index}]: {message}")
+
     items = []
     for index, item in enumerate(value):
         if not isinstance(item, str):
             raise fail(f"{where}[{index}]: expected a string, got {_toml_type(item)}")
-        item = item.strip()
-        if not item:
-            raise fail(f"{where}[{index}]: empty string")
-        if not CONTROL_CHARS.isdisjoint(item):
-            raise fail(f"{where}[{index}]: control character in {item!r}")
-        if item.startswith("-") and not (options_after_first and index):
-            raise fail(f"{where}[{index}]: {item!r} starts with '-'")
-        items.append(item)
+        items.append(_list_item(item, index, options_after_first and index > 0, False, problem))
     return tuple(items)
 
 
@@ -2589,6 +2607,17 @@ def collect_garbage(cfg: Config, older_than_hours: float, dry_run: bool = False,
     latest: Optional[Dict[str, dict]] = None
     for info in scan_envs(cfg.env_dir):
         if now - info.last_used < horizon:
+            continue
+        # Where flock cannot turn an exclusive lock into a shared one atomically (BSD, macOS),
+        # a run that has just created an env holds no lock for an instant: keep new envs.
+        created = info.marker.get("created")
+        try:
+            created = float(created) if created else os.stat(info.prefix).st_mtime
+        except (OSError, TypeError, ValueError):
+            created = 0.0
+        if now - created < GC_GRACE_SECONDS:
+            if out:
+                out.write(f"created less than a minute ago, kept: {info.name}\n")
             continue
         # A missing lock file is held by no one (a running script always has its own): a dry
         # run leaves it missing; a real one creates it (a run may be starting) and, if the env
