@@ -401,13 +401,21 @@ def _block_lines(lines: Iterator[Item], label: str) -> List[Item]:
     """Collect the block's lines (text after the first '#') up to the first non-comment line."""
     block: List[Item] = []
     for line, text in lines:
-        stripped = text.strip()
-        if not stripped.startswith("#"):
+        if not _block_line(block, line, text, label):
             break
-        if len(block) >= MAX_BLOCK_LINES:
-            raise UsageError(f"metadata block longer than {MAX_BLOCK_LINES} lines", label, line)
-        block.append((line, stripped[1:]))
     return block
+
+
+def _block_line(block: List[Item], line: int, text: str, label: str) -> bool:
+    """Add one line to BLOCK; False if it ends the block (it is no comment). At most
+    MAX_BLOCK_LINES lines: a longer block is an error at its first line too many."""
+    stripped = text.strip()
+    if not stripped.startswith("#"):
+        return False
+    if len(block) >= MAX_BLOCK_LINES:
+        raise UsageError(f"metadata block longer than {MAX_BLOCK_LINES} lines", label, line)
+    block.append((line, stripped[1:]))
+    return True
 
 
 ###############################################################################
@@ -1209,18 +1217,15 @@ HOW_TO = ("no '# conda execute' metadata block; add one at the top, e.g.\n"
 class _Watch:
     """Passes lines through, keeping the first '# conda execute' block it sees on the way."""
 
-    def __init__(self, lines: Iterator[Item]) -> None:
-        self.lines, self.header, self.block = lines, 0, []  # type: List[Item]
+    def __init__(self, lines: Iterator[Item], label: str) -> None:
+        self.lines, self.label, self.header, self.block = lines, label, 0, []  # type: List[Item]
 
     def __iter__(self) -> Iterator[Item]:
         inside = False
         for line, text in self.lines:
-            stripped = text.strip()
-            if inside and stripped.startswith("#") and len(self.block) < MAX_BLOCK_LINES:
-                self.block.append((line, stripped[1:]))
-            else:
-                inside = False
-            if not self.header and stripped in BLOCK_HEADERS:
+            if inside:  # collected as read_spec's _block_lines does, with its length limit
+                inside = _block_line(self.block, line, text, self.label)
+            elif not self.header and text.strip() in BLOCK_HEADERS:
                 self.header, inside = line, True
             yield line, text
 
@@ -1253,7 +1258,7 @@ def _prepend(first: Item, rest: Iterator[Item]) -> Iterator[Item]:
 
 def _read_pep723(lines: Iterator[Item], label: str, shebang: str, filename: str) -> Spec:
     """The Spec of a script whose first metadata is a '# /// TYPE' line (maybe no script block)."""
-    watch = _Watch(lines)
+    watch = _Watch(lines, label)
     found = find_pep723(watch, label)
     if found and watch.header:
         raise UsageError(f"both a '# conda execute' block (line {watch.header}) and a PEP 723 "

@@ -183,3 +183,25 @@ def test_json_string_matches_json_dumps():
 
     for s in ["plain", 'q"uote', "back\\slash", "tab\tnl\n", "\x00\x1f\x7f", "ünï", "\udcff"]:
         assert json.loads(ce._json_string(s)) == s
+
+
+def test_both_formats_give_one_env_name_for_the_same_specs():
+    # whitespace inside an item is collapsed by both (it was kept by PEP 723 only)
+    block = '# conda execute\n# env: ["numpy  >=1.20", "python \t3.11.*"]\n# channels: [conda-forge]\n'
+    pep723 = ('# /// script\n# [tool.conda]\n# dependencies = ["numpy  >=1.20", " python   3.11.* "]\n'
+              '# channels = ["conda-forge"]\n# ///\n')
+    yaml_spec, toml_spec = spec_of(block), spec_of(pep723)
+    assert yaml_spec.env == toml_spec.env == ("numpy >=1.20", "python 3.11.*")
+    assert ce.env_name(yaml_spec) == ce.env_name(toml_spec)
+
+
+def test_conda_execute_block_after_another_pep723_block_has_the_same_length_limit():
+    body = "".join(f"#  - pkg{i}\n" for i in range(1200))
+    text = "# /// other\n# x = 1\n# ///\n# conda execute\n# env:\n" + body
+    err = error_of(text)
+    assert "longer than 1000 lines" in err.message
+    assert (err.path, err.line) == ("s.py", 4 + ce.MAX_BLOCK_LINES + 1)
+    assert str(err).startswith(f"s.py:{err.line}: ")
+    # the same block without the other one before it: the same error at the same line
+    plain = error_of("\n\n\n# conda execute\n# env:\n" + body)
+    assert (plain.message, plain.line) == (err.message, err.line)
