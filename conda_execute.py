@@ -516,7 +516,7 @@ def default_run_with(shebang: str, filename: str, label: str, line: int) -> Tupl
 #
 # Flow: find_pep723 (lines -> TOML text) -> parse_toml (tomllib, or toml_subset
 # before 3.11) -> pep723_fields (dict -> conda specs, channels, pip requirements,
-# run_with). pep723_metadata chains the three.
+# run_with); _read_pep723 chains the three (and also watches for a '# conda execute' block).
 
 # The spec's reference regex, one line at a time: the opener, and the closer.
 PEP723_OPENER_RE = (r"# /// ([a-zA-Z0-9-]+)")
@@ -536,7 +536,12 @@ CONDA_SPEC_NAME_RE = (r"(?:[^\s:]+::)?([A-Za-z0-9_][A-Za-z0-9_.-]*)")
 
 
 def _pep723_line(lineno: int, line: str) -> str:
-    """One script line as the spec's regex sees it: no BOM, no line ending."""
+    """One script line as the spec's regex sees it: no BOM, no line ending.
+
+    iter_lines has already done this for a script file; find_pep723 does it again because it
+    also stands alone and takes raw lines (the PEP 723 tests pass CRLF and keepends lines). It
+    runs only on candidate lines (line 1 and '# /// ' lines) and inside blocks.
+    """
     if lineno == 1 and line.startswith("\ufeff"):
         line = line[1:]
     if line.endswith("\n"):
@@ -1111,17 +1116,6 @@ def pep723_fields(
         python_spec(requires, path, line)  # still report a bad one
     extra_pip = ("pip",) if pip and "pip" not in names else ()
     return python + specs + extra_pip, channels, pip, run_with
-
-
-def pep723_metadata(
-    lines: Iterable[tuple[int, str]], path: str
-) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...]] | None:
-    """find_pep723, parse_toml and pep723_fields in one call; None without a block."""
-    block = find_pep723(lines, path)
-    if block is None:
-        return None
-    opener, text = block
-    return pep723_fields(parse_toml(text, path, opener + 1), path, opener)
 
 
 def python_spec(requires_python: str, path: str, line: int) -> str:

@@ -57,6 +57,15 @@ def find(text: str):
     return m.find_pep723(numbered(text), "s.py")
 
 
+def pep723_metadata(lines, path: str):
+    """find_pep723, parse_toml and pep723_fields in one call; None without a block."""
+    block = m.find_pep723(lines, path)
+    if block is None:
+        return None
+    opener, text = block
+    return m.pep723_fields(m.parse_toml(text, path, opener + 1), path, opener)
+
+
 # Block finding: the specification's examples and rules #######################
 
 PEP_EXAMPLE = """\
@@ -303,7 +312,7 @@ def test_toml_error_lines_are_script_lines():
         with raises("invalid TOML", line=5 + 2):
             parse(text, "s.py", 5)
     with raises("invalid TOML", line=4):  # end of document: the closer's line
-        m.pep723_metadata(numbered("#!/bin/python\n# /// script\n# x = [1,\n# ///\n"), "s.py")
+        pep723_metadata(numbered("#!/bin/python\n# /// script\n# x = [1,\n# ///\n"), "s.py")
 
 
 def test_toml_subset_unsupported():
@@ -530,12 +539,12 @@ def test_end_to_end():
 # ///
 print(1)
 """
-    assert m.pep723_metadata(numbered(text), "s.py") == (
+    assert pep723_metadata(numbered(text), "s.py") == (
         ("python >=3.9,<3.13", "numpy >=1.24", "pip"), ("conda-forge",), ("rich>=13",), ()
     )
-    assert m.pep723_metadata(numbered("print(1)\n"), "s.py") is None
+    assert pep723_metadata(numbered("print(1)\n"), "s.py") is None
     with raises("unknown key 'channel'", line=2):
-        m.pep723_metadata(numbered("\n# /// script\n# [tool.conda]\n# channel = []\n# ///\n"), "s.py")
+        pep723_metadata(numbered("\n# /// script\n# [tool.conda]\n# channel = []\n# ///\n"), "s.py")
 
 
 if __name__ == "__main__":  # plain run, for a Python without pytest
