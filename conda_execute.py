@@ -2075,12 +2075,12 @@ def _install_micromamba(url: str, pin: str, target: str, timeout: float, quiet: 
 # it is detected (the path no longer names the locked inode) and opened again.
 
 
-def acquire(path: str, exclusive: bool, wait: bool = True, create: bool = True) -> Optional[int]:
-    """Open and flock PATH; return the descriptor, or None if WAIT is false and it is taken.
-
-    Without CREATE, a missing PATH raises FileNotFoundError instead of being created.
+def acquire(path: str, exclusive: bool, wait: bool = True, create: bool = True,
+            flags: int = os.O_RDWR) -> Optional[int]:
+    """Open PATH with FLAGS and flock it; return the descriptor, or None if WAIT is false and
+    it is taken. Without CREATE, a missing PATH raises FileNotFoundError instead of being created.
     """
-    flags = os.O_RDWR | (os.O_CREAT if create else 0)
+    flags |= os.O_CREAT if create else 0
     if os.name == "nt":  # no flock on Windows: environments are not protected there
         return os.open(path, flags, 0o600)
     import fcntl
@@ -2368,28 +2368,18 @@ def record_use(cfg: Config, env: Env, script: str) -> None:
 
     path = os.path.join(cfg.env_dir, LOG_NAME)
     data = log_line(time.time(), env.name, script, os.getpid()).encode("utf-8", "surrogatepass")
-    while True:
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except OSError as e:
-            _say(f"warning: cannot record use in {path}: {e.strerror}")
-            return
-        try:
-            if os.name != "nt":
-                import fcntl
-
-                fcntl.flock(fd, fcntl.LOCK_SH)
-                if not os.path.samestat(os.fstat(fd), os.stat(path)):
-                    continue  # compacted and replaced while we waited: write to the new one
-            os.write(fd, data)
-            return
-        except FileNotFoundError:
-            continue
-        except OSError as e:
-            _say(f"warning: cannot record use in {path}: {e.strerror}")
-            return
-        finally:
-            os.close(fd)
+    try:  # acquire opens the log anew if compaction replaced it while we waited
+        fd = acquire(path, exclusive=False, flags=os.O_WRONLY | os.O_APPEND)
+        assert fd is not None
+    except OSError as e:
+        _say(f"warning: cannot record use in {path}: {e.strerror}")
+        return
+    try:
+        os.write(fd, data)
+    except OSError as e:
+        _say(f"warning: cannot record use in {path}: {e.strerror}")
+    finally:
+        os.close(fd)
 
 
 ###############################################################################
