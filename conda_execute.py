@@ -2423,21 +2423,23 @@ def env_vars(prefix: str) -> Dict[str, str]:
         files.append(state)
     found: Dict[str, str] = {}
     for path in files:
-        found.update(_json_vars(path, nested=path == state))
+        data = _read_json_object(path)
+        data = data.get("env_vars", {}) if path == state else data
+        if isinstance(data, dict):
+            found.update({str(k): str(v) for k, v in data.items()})
     return {k.upper(): v for k, v in found.items() if v != UNSET}
 
 
-def _json_vars(path: str, nested: bool) -> Dict[str, str]:
-    """The {name: value} object of a JSON file (under "env_vars" when NESTED); bad files: {}."""
+def _read_json_object(path: str) -> dict:
+    """The JSON object in PATH; {} if it cannot be read or holds something else."""
     import json
 
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
-        data = data.get("env_vars", {}) if nested else data
-        return {str(k): str(v) for k, v in data.items()}
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, RecursionError):
         return {}
+    return data if isinstance(data, dict) else {}
 
 
 def activate_scripts(prefix: str) -> List[str]:
@@ -2547,17 +2549,6 @@ class EnvInfo(NamedTuple):
     script: str  # the last script that used it
 
 
-def _read_marker(prefix: str) -> dict:
-    import json
-
-    try:
-        with open(os.path.join(prefix, MARKER), encoding="utf-8") as f:
-            data = json.load(f)
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
 def scan_envs(env_dir: str) -> List[EnvInfo]:
     """Every environment under ENV_DIR, with its last use."""
     latest = read_log(env_dir)
@@ -2569,7 +2560,7 @@ def scan_envs(env_dir: str) -> List[EnvInfo]:
     for entry in entries:
         if not is_env_name(entry.name) or not entry.is_dir(follow_symlinks=False):
             continue
-        marker = _read_marker(entry.path)
+        marker = _read_json_object(os.path.join(entry.path, MARKER))
         rec = latest.get(entry.name, {})
         when = rec.get("time")
         if when is None:
