@@ -1721,8 +1721,12 @@ class Env(NamedTuple):
 
 
 def env_for(spec: Spec, cfg: Config) -> Env:
-    name = env_name(spec)
-    return Env(name, os.path.join(cfg.env_dir, name), os.path.join(cfg.env_dir, name + ".lock"))
+    return env_named(env_name(spec), cfg.env_dir)
+
+
+def env_named(name: str, env_dir: str) -> Env:
+    """The environment NAME under ENV_DIR (GC and listing know envs by name only)."""
+    return Env(name, os.path.join(env_dir, name), os.path.join(env_dir, name + ".lock"))
 
 
 def ensure_env_dir(cfg: Config) -> None:
@@ -2602,7 +2606,7 @@ def collect_garbage(cfg: Config, older_than_hours: float, dry_run: bool = False,
         # A missing lock file is held by no one (a running script always has its own): a dry
         # run leaves it missing; a real one creates it (a run may be starting) and, if the env
         # is kept, removes it again (safe under our exclusive lock: a waiter opens it anew).
-        lock = os.path.join(cfg.env_dir, info.name + ".lock")
+        lock = env_named(info.name, cfg.env_dir).lock
         made = not dry_run and not os.path.exists(lock)
         try:
             fd = acquire(lock, exclusive=True, wait=False, create=not dry_run)
