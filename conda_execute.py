@@ -60,19 +60,9 @@ else:
                 raise TypeError(f"{cls.__name__}() got unexpected arguments {sorted(kwargs)}")
             return tuple.__new__(cls, values)
 
-        @classmethod
-        def _make(cls, iterable):
-            return cls(*iterable)
-
         def _replace(self, **changes):
             return type(self)(*[changes.pop(f, v) for f, v in zip(self._fields, self)],
                               **changes)
-
-        def _asdict(self):
-            return dict(zip(self._fields, self))
-
-        def __getnewargs__(self):
-            return tuple(self)
 
         def __repr__(self):
             items = ", ".join(f"{f}={v!r}" for f, v in zip(self._fields, self))

@@ -140,6 +140,13 @@ def age_env(env_dir, name, hours):
             if rec["env"] == name:
                 rec["time"] = when
             f.write(json.dumps(rec) + "\n")
+    marker = os.path.join(env_dir, name, MARKER)  # and its creation (GC keeps new envs)
+    if os.path.exists(marker):
+        with open(marker) as f:
+            rec = json.load(f)
+        rec["created"] = when
+        with open(marker, "w") as f:
+            json.dump(rec, f)
     os.utime(os.path.join(env_dir, name), (when, when))
 
 
@@ -393,6 +400,7 @@ def test_gc_removes_only_old_envs_dry_run_first(ce, tmp_path):
     old_prefix, new_prefix = (ce.run("--prefix", s).stdout.strip() for s in (old, new))
     old_name = os.path.basename(old_prefix)
     age_env(ce.env_dir, old_name, 26)  # older than the default 25 h
+    age_env(ce.env_dir, os.path.basename(new_prefix), 1)  # not new: GC keeps envs < 1 min old
     proc = ce.run("--gc", "--older-than", "0", "--dry-run")
     assert proc.returncode == 0 and proc.stdout.count("would remove") == 2
     assert os.path.isdir(old_prefix) and os.path.isdir(new_prefix)
@@ -419,6 +427,7 @@ def test_gc_keeps_an_env_in_use(ce, tmp_path):
     try:
         wait_until(lambda: ready.exists() or proc.poll() is not None, "the script to start")
         assert proc.poll() is None
+        age_env(ce.env_dir, os.path.basename(prefix), 1)  # GC keeps envs created < 1 min ago
         gc = ce.run("--gc", "--older-than", "0")
         assert gc.returncode == 0 and gc.stdout == f"in use, kept: {os.path.basename(prefix)}\n"
         assert os.path.isfile(os.path.join(prefix, MARKER))
@@ -429,6 +438,7 @@ def test_gc_keeps_an_env_in_use(ce, tmp_path):
         go.touch()
         out, _ = proc.communicate(timeout=60)
     assert (proc.returncode, out) == (0, "done\n")
+    age_env(ce.env_dir, os.path.basename(prefix), 1)  # GC keeps envs created < 1 min ago
     gc = ce.run("--gc", "--older-than", "0")
     assert gc.stdout.startswith("removed: ") and not os.path.exists(prefix)
 
@@ -925,11 +935,6 @@ def test_gc_keeps_an_env_created_less_than_a_minute_ago(ce, tmp_path):
     assert gc.stdout == f"created less than a minute ago, kept: {name}\n"
     assert os.path.isfile(os.path.join(prefix, MARKER))
     age_env(ce.env_dir, name, 1)
-    with open(os.path.join(prefix, MARKER)) as f:
-        marker = json.load(f)
-    marker["created"] -= 3600
-    with open(os.path.join(prefix, MARKER), "w") as f:
-        json.dump(marker, f)
     gc = ce.run("--gc", "--older-than", "0")
     assert gc.stdout == f"removed: {name} mylib\n" and not os.path.exists(prefix)
 

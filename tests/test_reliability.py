@@ -254,18 +254,38 @@ def test_signal_during_create_stops_conda_and_removes_prefix(tool, tmp_path, sig
     assert again.returncode == 3 and tool.creates() == 2, again.stderr
 
 
+def _age_envs(env_dir):
+    """Make every env look created an hour ago (GC keeps envs created < 1 min ago)."""
+    old = time.time() - 3600
+    for name in os.listdir(env_dir) if os.path.isdir(env_dir) else []:
+        marker = os.path.join(env_dir, name, ce.MARKER)
+        try:  # (an env that a racing GC removes meanwhile needs no ageing)
+            if len(name) == 20 and os.path.exists(marker):
+                with open(marker) as f:
+                    rec = json.load(f)
+                rec["created"] = old
+                with open(marker, "w") as f:
+                    json.dump(rec, f)
+            if len(name) == 20:
+                os.utime(os.path.join(env_dir, name), (old, old))
+        except FileNotFoundError:
+            pass
+
+
 def test_gc_racing_running_scripts(tool, tmp_path):
     """100 iterations: a run starts while --gc --older-than 0 runs; then GC while it runs."""
     iterations = int(os.environ.get("CE_GC_RACE_ITERATIONS", "100"))
     script = write(tmp_path / "h.py", HOLDER)
     removed_idle = kept_in_use = 0
     for i in range(iterations):
+        _age_envs(tool.env_dir)
         ready = tmp_path / f"ready{i}"
         run = tool.start(script, str(ready), stdin=subprocess.PIPE)
         gc1 = tool.run("--gc", "--older-than", "0")  # races the run's start
         assert gc1.returncode == 0, gc1.stderr
         removed_idle += "removed:" in gc1.stdout
         wait_for(ready.exists, "the script", run)
+        _age_envs(tool.env_dir)
         gc2 = tool.run("--gc", "--older-than", "0")  # the env is in use now
         assert gc2.returncode == 0 and "in use, kept" in gc2.stdout, gc2.stdout + gc2.stderr
         kept_in_use += 1
@@ -281,6 +301,7 @@ def test_gc_never_collects_an_env_being_created(tool, tmp_path):
     proc = tool.start(script, fault="hold")
     tool.wait_paused(proc)
     name = next(e for e in tool.entries() if len(e) == 20)
+    _age_envs(tool.env_dir)
     for _ in range(3):
         gc = tool.run("--gc", "--older-than", "0")
         assert gc.returncode == 0 and f"in use, kept: {name}" in gc.stdout, gc.stdout
