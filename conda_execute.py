@@ -436,11 +436,11 @@ def _items(field: Field, key: str, label: str, split: bool = False) -> Tuple[Ite
 
 
 def _words(field: Optional[Field], key: str, label: str, split: bool = False,
-           required: bool = False) -> Tuple[str, ...]:
+           required: bool = False, line: int = 0) -> Tuple[str, ...]:
     """Validate a list field: non-empty items that cannot be read as command-line options."""
     if field is None:
-        if required:
-            raise UsageError(f"the metadata block has no '{key}:' list", label)
+        if required:  # LINE: the block's header
+            raise UsageError(f"the metadata block has no '{key}:' list", label, line)
         return ()
     items = _items(field, key, label, split)
     if not items:
@@ -477,7 +477,7 @@ def _list_item(text: str, at: Any, option_ok: bool, tab_ok: bool, fail: Any) -> 
 
 def spec_from_fields(fields: Dict[str, Field], label: str, line: int) -> Spec:
     """Turn parsed block fields into a Spec (run_with may still be empty: see default_run_with)."""
-    env = _words(fields.get("env"), "env", label, required=True)
+    env = _words(fields.get("env"), "env", label, required=True, line=line)
     channels = _words(fields.get("channels"), "channels", label)
     run_with = _words(fields.get("run_with"), "run_with", label, split=True)
     return Spec(env, channels, run_with, label, line)
@@ -1296,7 +1296,6 @@ class Lock(NamedTuple):
     digest: str  # sha256 of the file's bytes: part of the env's identity
     metadata: str  # the metadata hash it was made from
     platform: str  # e.g. linux-64
-    urls: int  # how many packages it pins
     pip: Tuple[str, ...]  # name==version pins installed with pip --no-deps
     line: int  # the line of the metadata hash, for messages
 
@@ -1343,8 +1342,8 @@ def read_lock(path: str) -> Optional[Lock]:
         raise UsageError(f"not a conda-execute lock file (first line must be {LOCK_MAGIC!r}); "
                          "remake it with --lock --upgrade", path, 1)
     metadata = platform = ""
-    meta_line, urls, pip = 0, 0, []
-    explicit = False
+    meta_line, pip = 0, []
+    explicit = urls = False
     for n, line in enumerate(lines, 1):
         key, _, value = line.partition(":")
         value = value.strip()
@@ -1359,11 +1358,11 @@ def read_lock(path: str) -> Optional[Lock]:
         elif line.strip() == "@EXPLICIT":
             explicit = True
         elif explicit and line.strip() and not line.startswith("#"):
-            urls += 1
+            urls = True  # it pins at least one package
     if not (metadata and platform and explicit and urls):
         raise UsageError("incomplete lock file (no metadata hash, platform or package URLs); "
                          "remake it with --lock --upgrade", path)
-    return Lock(path, _sha256_bytes(data), metadata, platform, urls, tuple(pip), meta_line)
+    return Lock(path, _sha256_bytes(data), metadata, platform, tuple(pip), meta_line)
 
 
 def apply_lock(spec: Spec, script: str, locked: bool) -> Spec:
@@ -2663,6 +2662,8 @@ def _remove_leftovers(env_dir: str) -> None:
 
 
 def _alive(pid: int) -> bool:
+    if os.name == "nt":  # os.kill(pid, 0) would terminate the process there
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -2791,25 +2792,24 @@ def source_from_stdin() -> Source:
     return Source("<stdin>", f"/dev/fd/{fd}", fd=fd)
 
 
-def source_from_url(url: str, timeout: float = 0.0) -> Source:
+def source_from_url(url: str) -> Source:
     """Download an http(s) script completely (size cap, time limit) before anything runs.
 
-    The limit is TIMEOUT seconds, else CONDA_EXECUTE_DOWNLOAD_TIMEOUT, else 30 (checked between
-    reads; one read waits at most that long). Redirects may only lead to http(s) URLs.
+    The limit is CONDA_EXECUTE_DOWNLOAD_TIMEOUT seconds, else 30 (checked between reads; one
+    read waits at most that long). Redirects may only lead to http(s) URLs.
     """
     import io
 
     if not url.lower().startswith(("http://", "https://")):
         raise UsageError("only http:// and https:// URLs are supported", url)
-    if not timeout:
-        text = os.environ.get("CONDA_EXECUTE_DOWNLOAD_TIMEOUT", "") or "30"
-        try:
-            timeout = float(text)
-        except ValueError:
-            timeout = -1.0
-        if not 0 < timeout < 1e6:
-            raise UsageError("CONDA_EXECUTE_DOWNLOAD_TIMEOUT must be a number of seconds > 0, "
-                             f"got {text!r}")
+    text = os.environ.get("CONDA_EXECUTE_DOWNLOAD_TIMEOUT", "") or "30"
+    try:
+        timeout = float(text)
+    except ValueError:
+        timeout = -1.0
+    if not 0 < timeout < 1e6:
+        raise UsageError("CONDA_EXECUTE_DOWNLOAD_TIMEOUT must be a number of seconds > 0, "
+                         f"got {text!r}")
 
     def http_only(new: str) -> None:
         if not new.lower().startswith(("http://", "https://")):
@@ -2832,7 +2832,7 @@ usage: conda-execute [OPTIONS] SCRIPT [ARGS...]
        conda-execute [OPTIONS] -c CODE [ARGS...]
        conda-execute [OPTIONS] - [ARGS...]          (script read from stdin)
        conda-execute --list | --gc [--older-than HOURS] [--dry-run]
-       conda-execute --prefix SCRIPT | --dry-run SCRIPT
+       conda-execute --prefix SCRIPT | --dry-run SCRIPT | --lock [--upgrade] SCRIPT
 
 Run SCRIPT in the conda environment its '# conda execute' block describes, creating it on
 first use. SCRIPT may be a file, '-' for stdin, or an http(s):// URL. Everything after SCRIPT
@@ -2840,11 +2840,13 @@ is passed to it unchanged.
 
 options:
   -f, --force-env          remove and recreate the script's environment
-  -c CODE                  run CODE (with its own metadata block) instead of a file
+  -c CODE                  run CODE (with its own metadata block) instead of a file;
+                           passed with -c, or -e for perl, ruby, node, julia, Rscript
   --prefix SCRIPT          create the environment if needed and print its prefix
   --dry-run SCRIPT         print what would run, as JSON; create nothing
   --lock SCRIPT            create the environment if needed and write SCRIPT.conda-lock
-    --upgrade              with --lock: solve afresh (newest builds) and rewrite the lock
+    --upgrade              with --lock: solve afresh (newest builds) and rewrite the lock;
+                           recreates the environment (exit 75 while a script uses it)
   --locked                 fail unless SCRIPT.conda-lock exists and matches the metadata
   --list                   list environments: name, last use, size, specs, script
   --gc                     remove environments unused for remove-if-unused-for hours
@@ -2960,6 +2962,10 @@ def _main(argv: List[str]) -> int:
             raise UsageError("--list and --gc take no script")
         if "--list" in opts and "--gc" in opts:
             raise UsageError("use --list or --gc, not both")
+        for flag in ("--upgrade", "--locked", "--force-env", "--prefix", "--lock") + (
+                ("--older-than",) if "--list" in opts else ()):
+            if flag in opts:
+                raise UsageError(f"{flag} does not go with {'--list' if '--list' in opts else '--gc'}")
         return _manage(cfg, opts)
     if args.script is None and "-c" not in opts:
         raise UsageError("no script given (see --help)")
@@ -2967,6 +2973,8 @@ def _main(argv: List[str]) -> int:
         raise UsageError("--older-than goes with --gc")
     if "--upgrade" in opts and "--lock" not in opts:
         raise UsageError("--upgrade goes with --lock")
+    if "--upgrade" in opts and "--locked" in opts:
+        raise UsageError("--locked does not go with --lock --upgrade (which rewrites the lock)")
     source = make_source(args)
     spec = load_spec(source)
     is_file = not (source.inline or source.fd >= 0)
