@@ -1,6 +1,6 @@
 """Build dist/conda-execute.pyz: conda_execute.py, a small __main__.py, and their bytecode.
 
-    python build_zipapp.py [--python INTERPRETER] [--output PATH]
+    python build_zipapp.py [--python INTERPRETER] [--output PATH] [--no-bytecode]
 
 zipimport never writes bytecode, so a pyz holding only source compiles the whole module on
 every run (twice, in fact: zipimport's find_spec loads the code once to learn the file name):
@@ -17,7 +17,8 @@ plainly).
 
 The archive is byte-for-byte reproducible: fixed member order, timestamps and permissions,
 hash-based bytecode, so two builds of the same source with the same Python give the same sha256
-(printed with the size).
+(printed with the size). With --no-bytecode the archive holds only the two sources (smaller,
+and every run compiles both).
 """
 
 from __future__ import annotations
@@ -60,11 +61,10 @@ def bytecode(module_source: bytes, filename: str = "conda_execute.py") -> bytes:
     SipHash (what importlib would compute), then the marshalled code. Nothing in it depends on
     the time or the build directory, so it is as reproducible as the source.
     """
-    import _imp
     import marshal
 
     code = compile(module_source, filename, "exec", dont_inherit=True)
-    source_hash = _imp.source_hash(importlib.util._RAW_MAGIC_NUMBER, module_source)
+    source_hash = importlib.util.source_hash(module_source)
     return (importlib.util.MAGIC_NUMBER + (0b01).to_bytes(4, "little") + source_hash
             + marshal.dumps(code))
 
@@ -92,15 +92,29 @@ def archive_bytes(module_source: bytes, interpreter: str, with_bytecode: bool = 
 
 
 def build(output: str, interpreter: str = DEFAULT_PYTHON, with_bytecode: bool = True) -> str:
-    """Write the archive to OUTPUT (atomically, mode 0755) and return its sha256."""
+    """Write the archive to OUTPUT (atomically, mode 0755) and return its sha256.
+
+    It is written to a temp file of its own beside OUTPUT (concurrent builds do not mix), which
+    is removed if anything fails.
+    """
+    import tempfile
+
     with open(os.path.join(HERE, "conda_execute.py"), "rb") as f:
         data = archive_bytes(f.read(), interpreter, with_bytecode)
-    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    tmp = output + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.chmod(tmp, 0o755)
-    os.replace(tmp, output)
+    folder = os.path.dirname(os.path.abspath(output))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(output)}.", suffix=".tmp", dir=folder)
+    try:
+        with open(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, output)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
     return hashlib.sha256(data).hexdigest()
 
 
@@ -112,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
                              "Linux passes one argument)")
     parser.add_argument("--output", "-o", default=os.path.join(HERE, "dist", "conda-execute.pyz"))
     parser.add_argument("--no-bytecode", action="store_true",
-                        help="leave out conda_execute.pyc (smaller; every run compiles the module)")
+                        help="leave out both .pyc files (smaller; every run compiles the module "
+                             "and __main__.py)")
     args = parser.parse_args(argv)
     if "\n" in args.python or not args.python.strip():
         parser.error("--python must be one non-empty line")
