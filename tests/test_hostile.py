@@ -63,7 +63,7 @@ CASES = [
     ("run_with-option-first", H + "# env: [python]\n# run_with: [-c]\n", 3, "starts with '-'"),
     ("env-empty", H + "# env: []\n", 2, "env is empty"),
     ("env-scalar", H + "# env: python\n", 2, "env must be a list"),
-    ("env-missing", H + "# channels: [conda-forge]\n", None, "no 'env:' list"),
+    ("env-missing", H + "# channels: [conda-forge]\n", 1, "no 'env:' list"),
     ("item-without-key", H + "#  - python\n", 2, "list item without a 'key:'"),
     ("empty-item", H + "# env:\n#  -\n", 3, "empty list item"),
     ("blank-quoted-item", H + '# env: ["   "]\n', 2, "empty item in env"),

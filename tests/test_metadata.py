@@ -106,7 +106,7 @@ def test_quoted_scalars_and_escapes():
     ("# conda execute\n# env: [python]\n# chanels: [x]\n", 3, "unknown key"),
     ("# conda execute\n# env: []\n", 2, "empty"),
     ("# conda execute\n# env:\n", 2, "empty"),
-    ("# conda execute\n# channels: [x]\n", 0, "no 'env:'"),
+    ("# conda execute\n# channels: [x]\n", 1, "no 'env:'"),
     ("# conda execute\n# env: python\n", 2, "must be a list"),
     ("# conda execute\n# env:\n#  - --override-channels\n", 3, "starts with '-'"),
     ("# conda execute\n# env: [python]\n# channels: [-c]\n", 3, "starts with '-'"),
