@@ -2702,12 +2702,13 @@ def maybe_collect_in_background(cfg: Config, keep_fds: Tuple[int, ...] = ()) -> 
     try:
         if time.time() - os.stat(stamp).st_mtime < GC_EVERY_SECONDS:
             return
-    except OSError:
-        pass
-    try:
-        with open(stamp, "a"):
-            pass
         os.utime(stamp)
+    except FileNotFoundError:  # a new env dir: its first hour starts now
+        try:
+            os.close(os.open(stamp, os.O_WRONLY | os.O_CREAT, 0o600))
+        except OSError:
+            pass
+        return
     except OSError:
         return
     if not hasattr(os, "fork"):
