@@ -16,10 +16,12 @@ The environment is named by a hash of that spec, created once under an env dir, 
 is then exec'd in it with its arguments, stdin, stdout, signals and exit code untouched.
 Environments unused for a while are garbage-collected. Standard library only, Python 3.8+.
 
-The module follows the data: metadata block -> Spec -> env name and prefix -> create under a
-lock -> record use -> activate and exec; then GC and listing; the command line last.
-The warm path (the environment exists) imports nothing beyond what a zipapp has already loaded
-(os, sys, operator) plus _sha256 and fcntl: heavy modules are imported inside the functions that need them.
+The module follows the data: the script and its sources -> its metadata ('# conda execute'
+block or PEP 723) -> Spec -> configuration -> lock file -> env name and prefix -> package
+manager -> create under a lock -> record use -> activate and exec; then GC and listing; the
+command line last, and a conda plugin. The warm path (the environment exists) imports nothing
+beyond what a zipapp has already loaded (os, sys, operator) plus _sha256 and fcntl: heavy
+modules are imported inside the functions that need them.
 """
 
 from __future__ import annotations
@@ -213,6 +215,118 @@ def iter_lines(f: IO[bytes], label: str) -> Iterator[Tuple[int, str]]:
         if lineno == 1 and text.startswith("\ufeff"):
             text = text[1:]
         yield lineno, text.rstrip("\r\n")
+
+
+###############################################################################
+# Script sources: stdin and URLs ###############################################
+###############################################################################
+
+
+def _memfile(data: bytes) -> int:
+    """An unnamed temporary file holding DATA; its /dev/fd path outlives exec."""
+    import tempfile
+
+    with tempfile.TemporaryFile() as f:
+        f.write(data)
+        f.flush()
+        fd = os.dup(f.fileno())
+    os.lseek(fd, 0, os.SEEK_SET)
+    os.set_inheritable(fd, True)
+    return fd
+
+
+def source_from_stdin() -> Source:
+    data = sys.stdin.buffer.read(MAX_REMOTE_BYTES + 1)
+    if len(data) > MAX_REMOTE_BYTES:
+        raise UsageError(f"script on stdin is larger than {MAX_REMOTE_BYTES} bytes", "<stdin>")
+    fd = _memfile(data)
+    return Source("<stdin>", f"/dev/fd/{fd}", fd=fd)
+
+
+def source_from_url(url: str) -> Source:
+    """Download an http(s) script completely (size cap, time limit) before anything runs.
+
+    The limit is CONDA_EXECUTE_DOWNLOAD_TIMEOUT seconds, else 30 (checked between reads; one
+    read waits at most that long). Redirects may only lead to http(s) URLs.
+    """
+    import io
+
+    if not url.lower().startswith(("http://", "https://")):
+        raise UsageError("only http:// and https:// URLs are supported", url)
+    text = os.environ.get("CONDA_EXECUTE_DOWNLOAD_TIMEOUT", "") or "30"
+    try:
+        timeout = float(text)
+    except ValueError:
+        timeout = -1.0
+    if not 0 < timeout < 1e6:
+        raise UsageError("CONDA_EXECUTE_DOWNLOAD_TIMEOUT must be a number of seconds > 0, "
+                         f"got {text!r}")
+
+    def http_only(new: str) -> None:
+        if not new.lower().startswith(("http://", "https://")):
+            raise UsageError(f"download failed: redirected to {new!r}; only http:// and "
+                             "https:// URLs are supported", url)
+
+    buf = io.BytesIO()
+    download(url, buf, "script", MAX_REMOTE_BYTES, timeout, timeout, http_only,
+             lambda reason: UsageError(reason, url))
+    fd = _memfile(buf.getvalue())
+    return Source(url, f"/dev/fd/{fd}", fd=fd)
+
+
+def download(url: str, out: IO[bytes], what: str, cap: int, timeout: float, deadline: float,
+             check_url: Any, fail: Any, progress: Any = None) -> str:
+    """Stream URL into OUT; return the sha256 of its bytes. Shared by scripts and the bootstrap.
+
+    TIMEOUT bounds each read, DEADLINE (seconds) the whole download. Each redirect target is
+    given to CHECK_URL(new_url) before it is followed (it raises to refuse it). More than CAP
+    bytes (announced or received) and fewer than Content-Length are errors, reported as
+    FAIL(reason), e.g. "download failed: HTTP 404 Not Found" ("WHAT is larger than ...").
+    PROGRESS(done, total), if given, is called after each chunk.
+    """
+    import time
+    import urllib.error
+    import urllib.request
+
+    class Checked(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore
+            check_url(newurl)
+            return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+    digest, done, total = _sha256(), 0, None
+    end = time.monotonic() + deadline
+    too_big = f"{what} is larger than {cap} bytes"
+    try:
+        with urllib.request.build_opener(Checked).open(url, timeout=timeout) as response:
+            length = response.headers.get("Content-Length")
+            total = int(length) if length and length.isdigit() else None
+            if total is not None and total > cap:
+                raise fail(too_big)
+            while True:
+                if time.monotonic() > end:
+                    raise fail(f"download failed: timed out after {deadline:g} s")
+                chunk = response.read1(1 << 16)  # what has arrived: a trickle cannot hide
+                if not chunk:
+                    break
+                done += len(chunk)
+                if done > cap:
+                    raise fail(too_big)
+                digest.update(chunk)
+                out.write(chunk)
+                if progress:
+                    progress(done, total)
+    except UsageError:
+        raise
+    except urllib.error.HTTPError as e:
+        raise fail(f"download failed: HTTP {e.code} {e.reason}") from None
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        raise fail(f"download failed: {getattr(e, 'reason', None) or e}") from None
+    except Exception as e:  # http.client.IncompleteRead and friends
+        reason = "truncated" if type(e).__name__ == "IncompleteRead" else type(e).__name__
+        raise fail(f"download failed: {reason}") from None
+    if total is not None and done != total:
+        raise fail(f"download truncated ({done} of {total} bytes)")
+    return digest.hexdigest()
 
 
 ###############################################################################
@@ -1275,6 +1389,205 @@ def load_spec(source: Source) -> Spec:
 
 
 ###############################################################################
+# Configuration: env dir, package manager, condarc ############################
+###############################################################################
+
+
+class Config(NamedTuple):
+    """Where environments live and how long unused ones are kept."""
+
+    env_dir: str
+    unused_hours: float
+    conda: str  # the package manager given by the user ("" = search for one)
+    shared_ok: bool  # accept an env dir other users can write to
+    bootstrap: bool = False  # no package manager found: download micromamba
+    micromamba_url: str = ""  # where to download it from ("" = MICROMAMBA_URL)
+    micromamba_sha256: str = ""  # the archive's sha256 pin ("" = not pinned)
+    bootstrap_timeout: float = BOOTSTRAP_TIMEOUT
+    manager: str = ""  # the package manager load_config found ("" = none: search again)
+
+
+def _which(name: str, path: Optional[str] = None) -> Optional[str]:
+    """Like shutil.which, without importing shutil."""
+    for d in (path if path is not None else os.environ.get("PATH", "")).split(os.pathsep):
+        candidate = os.path.join(d or ".", name)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+MANAGERS = ("conda", "mamba", "micromamba")
+
+
+def find_manager(given: str = "") -> Optional[str]:
+    """The package manager: --conda/CONDA_EXECUTE_CONDA, CONDA_EXE, MAMBA_EXE, then PATH."""
+    env = os.environ
+    for candidate in (given, env.get("CONDA_EXECUTE_CONDA"), env.get("CONDA_EXE"),
+                      env.get("MAMBA_EXE")):
+        if candidate:
+            found = candidate if os.sep in candidate else _which(candidate)
+            if found and os.access(found, os.X_OK):
+                return found
+    for name in MANAGERS:
+        found = _which(name)
+        if found:
+            return found
+    found = bootstrapped_micromamba()  # from an earlier --bootstrap
+    return found if os.access(found, os.X_OK) else None
+
+
+def conda_root(manager: Optional[str]) -> Optional[str]:
+    """conda's root prefix, found without running conda (conda info costs 0.5 s)."""
+    env = os.environ
+    if manager and manager == bootstrapped_micromamba():
+        return None  # its root is private; envs go where they went before it was bootstrapped
+    for var in ("CONDA_ROOT", "_CONDA_ROOT"):  # conda exports _CONDA_ROOT when activated
+        if env.get(var):
+            return env[var]
+    if manager and "micromamba" in os.path.basename(manager) and env.get("MAMBA_ROOT_PREFIX"):
+        return env["MAMBA_ROOT_PREFIX"]
+    if manager:
+        bindir = os.path.dirname(os.path.realpath(manager))
+        if os.path.basename(bindir) in ("bin", "condabin", "Scripts"):
+            return os.path.dirname(bindir)
+    return env.get("MAMBA_ROOT_PREFIX") or None
+
+
+def condarc_paths(root: Optional[str]) -> List[str]:
+    """conda's condarc search path (conda/base/constants.py SEARCH_PATH), later wins."""
+    env, home = os.environ, os.path.expanduser("~")
+    bases = ["/etc/conda", "/var/lib/conda"]
+    if root:
+        bases.append(root)
+    if env.get("XDG_CONFIG_HOME"):
+        bases.append(os.path.join(env["XDG_CONFIG_HOME"], "conda"))
+    bases += [os.path.join(home, ".config", "conda"), os.path.join(home, ".conda")]
+    paths = []
+    for base in bases:
+        paths += _rc_files(base)
+    paths.append(os.path.join(home, ".condarc"))
+    if env.get("CONDA_PREFIX"):
+        paths += _rc_files(env["CONDA_PREFIX"])
+    if env.get("CONDARC"):
+        paths.append(env["CONDARC"])
+    return paths
+
+
+def _rc_files(base: str) -> List[str]:
+    paths = [os.path.join(base, ".condarc"), os.path.join(base, "condarc")]
+    d = os.path.join(base, "condarc.d")
+    try:
+        names = sorted(n for n in os.listdir(d) if n.endswith((".yml", ".yaml")))
+    except OSError:
+        names = []
+    return paths + [os.path.join(d, n) for n in names]
+
+
+RC_KEYS = frozenset({"env-dir", "remove-if-unused-for", "allow-shared-env-dir", "bootstrap",
+                     "micromamba-url", "micromamba-sha256", "bootstrap-timeout"})
+
+
+def read_condarc(path: str) -> Dict[str, Field]:
+    """The settings under the top-level 'conda-execute:' key of one condarc file.
+
+    Only that key is read (with the block parser); the rest of the file may be any YAML.
+    """
+    try:
+        with open(path, "rb") as f:
+            lines = list(iter_lines(f, path))
+    except (OSError, UsageError):
+        return {}
+    for i, (line, text) in enumerate(lines):
+        if text.startswith(("conda-execute:", "conda_execute:")):
+            rest = text.partition(":")[2].strip()
+            if rest.startswith("{") and rest.endswith("}"):  # flow mapping on one line
+                body = [(line, part.strip()) for part in rest[1:-1].split(",")]
+            elif rest and not rest.startswith("#"):
+                raise UsageError("conda-execute: must be a mapping", path, line)
+            else:
+                body = []
+                for ln, t in lines[i + 1:]:
+                    if t.strip() and not t[:1].isspace() and not t.startswith("#"):
+                        break
+                    body.append((ln, t))
+            keys = RC_KEYS | {k.replace("-", "_") for k in RC_KEYS}
+            fields = parse_block(body, path, keys)
+            return {k.replace("_", "-"): v for k, v in fields.items()}
+    return {}
+
+
+def _expand(path: str) -> str:
+    path = os.path.expanduser(path)
+    return os.path.expandvars(path) if "$" in path else path
+
+
+def _number(value: str, name: str, unit: str, label: str = "", line: int = 0) -> float:
+    """A number >= 0 for the setting NAME (given at LABEL:LINE, if from a file or variable)."""
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not number >= 0:  # also rejects nan
+        raise UsageError(f"{name} needs a number of {unit} >= 0, got {value!r}", label, line)
+    return number
+
+
+def _flag(value: str, label: str, line: int = 0) -> bool:
+    lowered = value.lower()
+    if lowered not in ("true", "false", "yes", "no", "1", "0", "on", "off"):
+        raise UsageError(f"expected true or false, got {value!r}", label, line)
+    return lowered in ("true", "yes", "1", "on")
+
+
+def load_config(env_dir: str = "", conda: str = "", shared_ok: bool = False,
+                bootstrap: bool = False) -> Config:
+    """Settings, first set wins: the command line, environment variables, condarc, defaults."""
+    env = os.environ
+    conda = conda or env.get("CONDA_EXECUTE_CONDA", "")
+    manager = find_manager(conda)
+    root = conda_root(manager)
+    rc: Dict[str, Tuple[str, str, int]] = {}
+    for path in condarc_paths(root):
+        if os.path.isfile(path):
+            for key, field in read_condarc(path).items():
+                if not isinstance(field.value, str):
+                    raise UsageError(f"{key} must be a single value", path, field.line)
+                rc[key] = (field.value, path, field.line)
+
+    def setting(var: str, key: str) -> Optional[Tuple[str, str, int]]:
+        """(value, where, line): the variable VAR if set, else KEY from the condarc files."""
+        return (env[var], var, 0) if env.get(var) else rc.get(key)
+
+    unused = setting("CONDA_EXECUTE_REMOVE_IF_UNUSED_FOR", "remove-if-unused-for")
+    hours = _number(unused[0], "remove-if-unused-for", "hours", *unused[1:]) if unused \
+        else DEFAULT_UNUSED_HOURS
+    shared = setting("CONDA_EXECUTE_ALLOW_SHARED_ENV_DIR", "allow-shared-env-dir")
+    shared_ok = shared_ok or (_flag(*shared) if shared else False)
+    chosen = setting("CONDA_EXECUTE_ENV_DIR", "env-dir")
+    chosen_dir = env_dir or (chosen[0] if chosen else default_env_dir(root))
+    flag = setting("CONDA_EXECUTE_BOOTSTRAP", "bootstrap")
+    bootstrap = bootstrap or (_flag(*flag) if flag else False)
+    url = setting("CONDA_EXECUTE_MICROMAMBA_URL", "micromamba-url")
+    pin = setting("CONDA_EXECUTE_MICROMAMBA_SHA256", "micromamba-sha256")
+    timeout = setting("CONDA_EXECUTE_BOOTSTRAP_TIMEOUT", "bootstrap-timeout")
+    seconds = _number(timeout[0], "bootstrap-timeout", "seconds", *timeout[1:]) if timeout \
+        else BOOTSTRAP_TIMEOUT
+    return Config(os.path.abspath(_expand(chosen_dir)), hours, conda, shared_ok, bootstrap,
+                  _expand(url[0]) if url else "", pin[0] if pin else "", seconds or 0.001,
+                  manager or "")
+
+
+def default_env_dir(root: Optional[str]) -> str:
+    """tmp_envs beside conda's envs (<root>/tmp_envs), else ~/.conda/tmp_envs."""
+    if root:
+        candidate = os.path.join(root, "tmp_envs")
+        if os.access(candidate, os.W_OK) or (not os.path.exists(candidate)
+                                              and os.access(root, os.W_OK)):
+            return candidate
+    return os.path.join(os.path.expanduser("~"), ".conda", "tmp_envs")
+
+
+###############################################################################
 # Lock files: SCRIPT.conda-lock ################################################
 ###############################################################################
 # A lock file is conda's own explicit list (`conda list --explicit --md5`: exact package URLs
@@ -1507,200 +1820,6 @@ def env_name(spec: Spec) -> str:
     return _sha256_hex(spec_identity(spec))[:20]
 
 
-class Config(NamedTuple):
-    """Where environments live and how long unused ones are kept."""
-
-    env_dir: str
-    unused_hours: float
-    conda: str  # the package manager given by the user ("" = search for one)
-    shared_ok: bool  # accept an env dir other users can write to
-    bootstrap: bool = False  # no package manager found: download micromamba
-    micromamba_url: str = ""  # where to download it from ("" = MICROMAMBA_URL)
-    micromamba_sha256: str = ""  # the archive's sha256 pin ("" = not pinned)
-    bootstrap_timeout: float = BOOTSTRAP_TIMEOUT
-    manager: str = ""  # the package manager load_config found ("" = none: search again)
-
-
-def _which(name: str, path: Optional[str] = None) -> Optional[str]:
-    """Like shutil.which, without importing shutil."""
-    for d in (path if path is not None else os.environ.get("PATH", "")).split(os.pathsep):
-        candidate = os.path.join(d or ".", name)
-        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            return candidate
-    return None
-
-
-MANAGERS = ("conda", "mamba", "micromamba")
-
-
-def find_manager(given: str = "") -> Optional[str]:
-    """The package manager: --conda/CONDA_EXECUTE_CONDA, CONDA_EXE, MAMBA_EXE, then PATH."""
-    env = os.environ
-    for candidate in (given, env.get("CONDA_EXECUTE_CONDA"), env.get("CONDA_EXE"),
-                      env.get("MAMBA_EXE")):
-        if candidate:
-            found = candidate if os.sep in candidate else _which(candidate)
-            if found and os.access(found, os.X_OK):
-                return found
-    for name in MANAGERS:
-        found = _which(name)
-        if found:
-            return found
-    found = bootstrapped_micromamba()  # from an earlier --bootstrap
-    return found if os.access(found, os.X_OK) else None
-
-
-def conda_root(manager: Optional[str]) -> Optional[str]:
-    """conda's root prefix, found without running conda (conda info costs 0.5 s)."""
-    env = os.environ
-    if manager and manager == bootstrapped_micromamba():
-        return None  # its root is private; envs go where they went before it was bootstrapped
-    for var in ("CONDA_ROOT", "_CONDA_ROOT"):  # conda exports _CONDA_ROOT when activated
-        if env.get(var):
-            return env[var]
-    if manager and "micromamba" in os.path.basename(manager) and env.get("MAMBA_ROOT_PREFIX"):
-        return env["MAMBA_ROOT_PREFIX"]
-    if manager:
-        bindir = os.path.dirname(os.path.realpath(manager))
-        if os.path.basename(bindir) in ("bin", "condabin", "Scripts"):
-            return os.path.dirname(bindir)
-    return env.get("MAMBA_ROOT_PREFIX") or None
-
-
-def condarc_paths(root: Optional[str]) -> List[str]:
-    """conda's condarc search path (conda/base/constants.py SEARCH_PATH), later wins."""
-    env, home = os.environ, os.path.expanduser("~")
-    bases = ["/etc/conda", "/var/lib/conda"]
-    if root:
-        bases.append(root)
-    if env.get("XDG_CONFIG_HOME"):
-        bases.append(os.path.join(env["XDG_CONFIG_HOME"], "conda"))
-    bases += [os.path.join(home, ".config", "conda"), os.path.join(home, ".conda")]
-    paths = []
-    for base in bases:
-        paths += _rc_files(base)
-    paths.append(os.path.join(home, ".condarc"))
-    if env.get("CONDA_PREFIX"):
-        paths += _rc_files(env["CONDA_PREFIX"])
-    if env.get("CONDARC"):
-        paths.append(env["CONDARC"])
-    return paths
-
-
-def _rc_files(base: str) -> List[str]:
-    paths = [os.path.join(base, ".condarc"), os.path.join(base, "condarc")]
-    d = os.path.join(base, "condarc.d")
-    try:
-        names = sorted(n for n in os.listdir(d) if n.endswith((".yml", ".yaml")))
-    except OSError:
-        names = []
-    return paths + [os.path.join(d, n) for n in names]
-
-
-RC_KEYS = frozenset({"env-dir", "remove-if-unused-for", "allow-shared-env-dir", "bootstrap",
-                     "micromamba-url", "micromamba-sha256", "bootstrap-timeout"})
-
-
-def read_condarc(path: str) -> Dict[str, Field]:
-    """The settings under the top-level 'conda-execute:' key of one condarc file.
-
-    Only that key is read (with the block parser); the rest of the file may be any YAML.
-    """
-    try:
-        with open(path, "rb") as f:
-            lines = list(iter_lines(f, path))
-    except (OSError, UsageError):
-        return {}
-    for i, (line, text) in enumerate(lines):
-        if text.startswith(("conda-execute:", "conda_execute:")):
-            rest = text.partition(":")[2].strip()
-            if rest.startswith("{") and rest.endswith("}"):  # flow mapping on one line
-                body = [(line, part.strip()) for part in rest[1:-1].split(",")]
-            elif rest and not rest.startswith("#"):
-                raise UsageError("conda-execute: must be a mapping", path, line)
-            else:
-                body = []
-                for ln, t in lines[i + 1:]:
-                    if t.strip() and not t[:1].isspace() and not t.startswith("#"):
-                        break
-                    body.append((ln, t))
-            keys = RC_KEYS | {k.replace("-", "_") for k in RC_KEYS}
-            fields = parse_block(body, path, keys)
-            return {k.replace("_", "-"): v for k, v in fields.items()}
-    return {}
-
-
-def _expand(path: str) -> str:
-    path = os.path.expanduser(path)
-    return os.path.expandvars(path) if "$" in path else path
-
-
-def _number(value: str, name: str, unit: str, label: str = "", line: int = 0) -> float:
-    """A number >= 0 for the setting NAME (given at LABEL:LINE, if from a file or variable)."""
-    try:
-        number = float(value)
-    except ValueError:
-        number = -1.0
-    if not number >= 0:  # also rejects nan
-        raise UsageError(f"{name} needs a number of {unit} >= 0, got {value!r}", label, line)
-    return number
-
-
-def _flag(value: str, label: str, line: int = 0) -> bool:
-    lowered = value.lower()
-    if lowered not in ("true", "false", "yes", "no", "1", "0", "on", "off"):
-        raise UsageError(f"expected true or false, got {value!r}", label, line)
-    return lowered in ("true", "yes", "1", "on")
-
-
-def load_config(env_dir: str = "", conda: str = "", shared_ok: bool = False,
-                bootstrap: bool = False) -> Config:
-    """Settings, first set wins: the command line, environment variables, condarc, defaults."""
-    env = os.environ
-    conda = conda or env.get("CONDA_EXECUTE_CONDA", "")
-    manager = find_manager(conda)
-    root = conda_root(manager)
-    rc: Dict[str, Tuple[str, str, int]] = {}
-    for path in condarc_paths(root):
-        if os.path.isfile(path):
-            for key, field in read_condarc(path).items():
-                if not isinstance(field.value, str):
-                    raise UsageError(f"{key} must be a single value", path, field.line)
-                rc[key] = (field.value, path, field.line)
-
-    def setting(var: str, key: str) -> Optional[Tuple[str, str, int]]:
-        """(value, where, line): the variable VAR if set, else KEY from the condarc files."""
-        return (env[var], var, 0) if env.get(var) else rc.get(key)
-
-    unused = setting("CONDA_EXECUTE_REMOVE_IF_UNUSED_FOR", "remove-if-unused-for")
-    hours = _number(unused[0], "remove-if-unused-for", "hours", *unused[1:]) if unused \
-        else DEFAULT_UNUSED_HOURS
-    shared = setting("CONDA_EXECUTE_ALLOW_SHARED_ENV_DIR", "allow-shared-env-dir")
-    shared_ok = shared_ok or (_flag(*shared) if shared else False)
-    chosen = setting("CONDA_EXECUTE_ENV_DIR", "env-dir")
-    chosen_dir = env_dir or (chosen[0] if chosen else default_env_dir(root))
-    flag = setting("CONDA_EXECUTE_BOOTSTRAP", "bootstrap")
-    bootstrap = bootstrap or (_flag(*flag) if flag else False)
-    url = setting("CONDA_EXECUTE_MICROMAMBA_URL", "micromamba-url")
-    pin = setting("CONDA_EXECUTE_MICROMAMBA_SHA256", "micromamba-sha256")
-    timeout = setting("CONDA_EXECUTE_BOOTSTRAP_TIMEOUT", "bootstrap-timeout")
-    seconds = _number(timeout[0], "bootstrap-timeout", "seconds", *timeout[1:]) if timeout \
-        else BOOTSTRAP_TIMEOUT
-    return Config(os.path.abspath(_expand(chosen_dir)), hours, conda, shared_ok, bootstrap,
-                  _expand(url[0]) if url else "", pin[0] if pin else "", seconds or 0.001,
-                  manager or "")
-
-
-def default_env_dir(root: Optional[str]) -> str:
-    """tmp_envs beside conda's envs (<root>/tmp_envs), else ~/.conda/tmp_envs."""
-    if root:
-        candidate = os.path.join(root, "tmp_envs")
-        if os.access(candidate, os.W_OK) or (not os.path.exists(candidate)
-                                              and os.access(root, os.W_OK)):
-            return candidate
-    return os.path.join(os.path.expanduser("~"), ".conda", "tmp_envs")
-
-
 class Env(NamedTuple):
     """One environment: its name and prefix under the env dir."""
 
@@ -1746,7 +1865,7 @@ def private_dir(path: str, name: str, code: int, shared_ok: Optional[bool] = Non
 
 
 ###############################################################################
-# Bootstrapping micromamba #####################################################
+# The package manager, and bootstrapping micromamba ###########################
 ###############################################################################
 # With --bootstrap (or CONDA_EXECUTE_BOOTSTRAP=1, or `bootstrap: true` in a condarc) and no
 # conda, mamba or micromamba anywhere, the official static micromamba is downloaded once into a
@@ -1820,61 +1939,6 @@ def _show_progress(done: int, total: Optional[int]) -> None:
     of = f" of {total / mib:.1f}" if total else ""
     sys.stderr.write(f"\rconda-execute: downloading micromamba: {done / mib:.1f}{of} MiB ")
     sys.stderr.flush()
-
-
-def download(url: str, out: IO[bytes], what: str, cap: int, timeout: float, deadline: float,
-             check_url: Any, fail: Any, progress: Any = None) -> str:
-    """Stream URL into OUT; return the sha256 of its bytes. Shared by scripts and the bootstrap.
-
-    TIMEOUT bounds each read, DEADLINE (seconds) the whole download. Each redirect target is
-    given to CHECK_URL(new_url) before it is followed (it raises to refuse it). More than CAP
-    bytes (announced or received) and fewer than Content-Length are errors, reported as
-    FAIL(reason), e.g. "download failed: HTTP 404 Not Found" ("WHAT is larger than ...").
-    PROGRESS(done, total), if given, is called after each chunk.
-    """
-    import time
-    import urllib.error
-    import urllib.request
-
-    class Checked(urllib.request.HTTPRedirectHandler):
-        def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore
-            check_url(newurl)
-            return super().redirect_request(req, fp, code, msg, headers, newurl)
-
-    digest, done, total = _sha256(), 0, None
-    end = time.monotonic() + deadline
-    too_big = f"{what} is larger than {cap} bytes"
-    try:
-        with urllib.request.build_opener(Checked).open(url, timeout=timeout) as response:
-            length = response.headers.get("Content-Length")
-            total = int(length) if length and length.isdigit() else None
-            if total is not None and total > cap:
-                raise fail(too_big)
-            while True:
-                if time.monotonic() > end:
-                    raise fail(f"download failed: timed out after {deadline:g} s")
-                chunk = response.read1(1 << 16)  # what has arrived: a trickle cannot hide
-                if not chunk:
-                    break
-                done += len(chunk)
-                if done > cap:
-                    raise fail(too_big)
-                digest.update(chunk)
-                out.write(chunk)
-                if progress:
-                    progress(done, total)
-    except UsageError:
-        raise
-    except urllib.error.HTTPError as e:
-        raise fail(f"download failed: HTTP {e.code} {e.reason}") from None
-    except (urllib.error.URLError, OSError, ValueError) as e:
-        raise fail(f"download failed: {getattr(e, 'reason', None) or e}") from None
-    except Exception as e:  # http.client.IncompleteRead and friends
-        reason = "truncated" if type(e).__name__ == "IncompleteRead" else type(e).__name__
-        raise fail(f"download failed: {reason}") from None
-    if total is not None and done != total:
-        raise fail(f"download truncated ({done} of {total} bytes)")
-    return digest.hexdigest()
 
 
 def download_to(url: str, out: IO[bytes], timeout: float, pinned: bool, quiet: bool) -> str:
@@ -2059,6 +2123,37 @@ def _install_micromamba(url: str, pin: str, target: str, timeout: float, quiet: 
              "CONDA_EXECUTE_MICROMAMBA_SHA256 or micromamba-sha256)")
 
 
+class Manager(NamedTuple):
+    """A package manager and the dialect it speaks."""
+
+    exe: str
+    kind: str  # "conda" (conda, mamba 1.x) or "micromamba" (micromamba, mamba 2.x)
+    root: str = ""  # a root prefix to pass (-r): only for a bootstrapped micromamba
+
+
+def manager_for(cfg: Config, quiet: bool = False) -> Manager:
+    """The package manager to create with; with cfg.bootstrap, download micromamba if none."""
+    if cfg.conda:  # given by the user: used, or an error (never silently another one)
+        given = cfg.conda if os.sep in cfg.conda else _which(cfg.conda)
+        if not (given and os.path.isfile(given) and os.access(given, os.X_OK)):
+            raise UsageError(f"the package manager given (--conda or CONDA_EXECUTE_CONDA), "
+                             f"{cfg.conda!r}, is not an executable file", code=EXIT_NO_CONDA)
+    exe = cfg.manager or find_manager(cfg.conda)
+    if not exe and cfg.bootstrap:
+        exe = bootstrap_micromamba(cfg, quiet)
+    if not exe:
+        searched = "--conda, CONDA_EXECUTE_CONDA, CONDA_EXE, MAMBA_EXE, and " + \
+            ", ".join(MANAGERS) + " on PATH"
+        raise UsageError(f"no conda, mamba or micromamba found (searched {searched}); to fix: "
+                         "install Miniforge (https://conda-forge.org/download/), or set "
+                         "CONDA_EXE=/path/to/conda, or rerun with --bootstrap to download "
+                         f"micromamba into {os.path.dirname(bootstrapped_micromamba())}",
+                         code=EXIT_NO_CONDA)
+    if exe == bootstrapped_micromamba():
+        return Manager(exe, "micromamba", os.path.join(bootstrap_dir(), "root"))
+    return Manager(exe, "micromamba" if "micromamba" in os.path.basename(exe) else "conda")
+
+
 ###############################################################################
 # Creating the environment, once, under a lock #################################
 ###############################################################################
@@ -2118,37 +2213,6 @@ def remove_tree(path: str) -> None:
     except OSError:
         aside = path
     shutil.rmtree(aside, ignore_errors=True)
-
-
-class Manager(NamedTuple):
-    """A package manager and the dialect it speaks."""
-
-    exe: str
-    kind: str  # "conda" (conda, mamba 1.x) or "micromamba" (micromamba, mamba 2.x)
-    root: str = ""  # a root prefix to pass (-r): only for a bootstrapped micromamba
-
-
-def manager_for(cfg: Config, quiet: bool = False) -> Manager:
-    """The package manager to create with; with cfg.bootstrap, download micromamba if none."""
-    if cfg.conda:  # given by the user: used, or an error (never silently another one)
-        given = cfg.conda if os.sep in cfg.conda else _which(cfg.conda)
-        if not (given and os.path.isfile(given) and os.access(given, os.X_OK)):
-            raise UsageError(f"the package manager given (--conda or CONDA_EXECUTE_CONDA), "
-                             f"{cfg.conda!r}, is not an executable file", code=EXIT_NO_CONDA)
-    exe = cfg.manager or find_manager(cfg.conda)
-    if not exe and cfg.bootstrap:
-        exe = bootstrap_micromamba(cfg, quiet)
-    if not exe:
-        searched = "--conda, CONDA_EXECUTE_CONDA, CONDA_EXE, MAMBA_EXE, and " + \
-            ", ".join(MANAGERS) + " on PATH"
-        raise UsageError(f"no conda, mamba or micromamba found (searched {searched}); to fix: "
-                         "install Miniforge (https://conda-forge.org/download/), or set "
-                         "CONDA_EXE=/path/to/conda, or rerun with --bootstrap to download "
-                         f"micromamba into {os.path.dirname(bootstrapped_micromamba())}",
-                         code=EXIT_NO_CONDA)
-    if exe == bootstrapped_micromamba():
-        return Manager(exe, "micromamba", os.path.join(bootstrap_dir(), "root"))
-    return Manager(exe, "micromamba" if "micromamba" in os.path.basename(exe) else "conda")
 
 
 def create_command(mgr: Manager, spec: Spec, prefix: str, quiet: bool) -> List[str]:
@@ -2765,63 +2829,6 @@ def _human_size(n: int) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{n} B"
-
-
-###############################################################################
-# Script sources: stdin and URLs ###############################################
-###############################################################################
-
-
-def _memfile(data: bytes) -> int:
-    """An unnamed temporary file holding DATA; its /dev/fd path outlives exec."""
-    import tempfile
-
-    with tempfile.TemporaryFile() as f:
-        f.write(data)
-        f.flush()
-        fd = os.dup(f.fileno())
-    os.lseek(fd, 0, os.SEEK_SET)
-    os.set_inheritable(fd, True)
-    return fd
-
-
-def source_from_stdin() -> Source:
-    data = sys.stdin.buffer.read(MAX_REMOTE_BYTES + 1)
-    if len(data) > MAX_REMOTE_BYTES:
-        raise UsageError(f"script on stdin is larger than {MAX_REMOTE_BYTES} bytes", "<stdin>")
-    fd = _memfile(data)
-    return Source("<stdin>", f"/dev/fd/{fd}", fd=fd)
-
-
-def source_from_url(url: str) -> Source:
-    """Download an http(s) script completely (size cap, time limit) before anything runs.
-
-    The limit is CONDA_EXECUTE_DOWNLOAD_TIMEOUT seconds, else 30 (checked between reads; one
-    read waits at most that long). Redirects may only lead to http(s) URLs.
-    """
-    import io
-
-    if not url.lower().startswith(("http://", "https://")):
-        raise UsageError("only http:// and https:// URLs are supported", url)
-    text = os.environ.get("CONDA_EXECUTE_DOWNLOAD_TIMEOUT", "") or "30"
-    try:
-        timeout = float(text)
-    except ValueError:
-        timeout = -1.0
-    if not 0 < timeout < 1e6:
-        raise UsageError("CONDA_EXECUTE_DOWNLOAD_TIMEOUT must be a number of seconds > 0, "
-                         f"got {text!r}")
-
-    def http_only(new: str) -> None:
-        if not new.lower().startswith(("http://", "https://")):
-            raise UsageError(f"download failed: redirected to {new!r}; only http:// and "
-                             "https:// URLs are supported", url)
-
-    buf = io.BytesIO()
-    download(url, buf, "script", MAX_REMOTE_BYTES, timeout, timeout, http_only,
-             lambda reason: UsageError(reason, url))
-    fd = _memfile(buf.getvalue())
-    return Source(url, f"/dev/fd/{fd}", fd=fd)
 
 
 ###############################################################################
