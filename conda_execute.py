@@ -1382,8 +1382,9 @@ def load_spec(source: Source) -> Spec:
             return read_spec(iter_lines(f, source.label), source.label, source.path)
     with os.fdopen(os.dup(source.fd), "rb") as f:  # shares the offset: rewind after reading
         f.seek(0)
+        name = source.label.split("?")[0].split("#")[0]  # a URL's path gives the extension
         try:
-            return read_spec(iter_lines(f, source.label), source.label, source.label)
+            return read_spec(iter_lines(f, source.label), source.label, name)
         finally:
             f.seek(0)
 

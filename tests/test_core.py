@@ -999,3 +999,29 @@ def test_flags_that_do_not_belong_are_refused(shared, tmp_path):
     assert "--locked" in err and "--upgrade" in err
     usage = shared.tool.run("--help").stdout
     assert "--lock [--upgrade] SCRIPT" in usage and "-e for perl" in usage
+
+
+def test_url_with_a_query_string_still_gets_its_runner_from_the_extension(shared, tmp_path):
+    write(tmp_path / "remote.sh", """
+        # conda execute
+        # env: [tool]
+        echo "shell: $0 $1"; tool
+    """)
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, directory=str(tmp_path), **kw)
+
+        def log_message(self, *a):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/remote.sh?raw=1"
+        proc = shared.tool.run(url, "x")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("shell: /dev/fd/") and proc.stdout.endswith(" x\ntool 2.0\n")
