@@ -2843,9 +2843,9 @@ usage: conda-execute [OPTIONS] SCRIPT [ARGS...]
        conda-execute --list | --gc [--older-than HOURS] [--dry-run]
        conda-execute --prefix SCRIPT | --dry-run SCRIPT | --lock [--upgrade] SCRIPT
 
-Run SCRIPT in the conda environment its '# conda execute' block describes, creating it on
-first use. SCRIPT may be a file, '-' for stdin, or an http(s):// URL. Everything after SCRIPT
-is passed to it unchanged.
+Run SCRIPT in the conda environment its '# conda execute' block (or PEP 723 '# /// script'
+block) describes, creating it on first use. SCRIPT may be a file, '-' for stdin, or an
+http(s):// URL. Everything after SCRIPT is passed to it unchanged.
 
 options:
   -f, --force-env          remove and recreate the script's environment
@@ -2873,8 +2873,8 @@ options:
 
 exit codes: the script's own; 2 usage or metadata error; 69 no conda found;
 70 environment creation failed; 73 env dir unusable; 74 micromamba bootstrap failed;
-75 environment busy;
-126/127 run_with not executable/not found; 130/143 interrupted while creating.
+75 environment busy; 126/127 run_with not executable/not found;
+130/143 interrupted while creating.
 """
 
 VALUE_OPTIONS = {"--env-dir", "--conda", "--older-than", "-c"}
