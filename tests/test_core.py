@@ -7,6 +7,7 @@ per test process (`shared`); tests that count creates or remove envs get their o
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import http.server
 import json
@@ -513,25 +514,31 @@ def test_script_from_stdin(shared):
     assert out["argv"] == ["a", "-q"] and out["stdin"] == ""
 
 
-def test_script_from_an_http_url(shared, tmp_path):
-    write(tmp_path / "remote.py", PY)
+@contextlib.contextmanager
+def serving(directory):
+    """A loopback http.server for DIRECTORY; yields its base URL."""
 
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def __init__(self, *a, **kw):
-            super().__init__(*a, directory=str(tmp_path), **kw)
+            super().__init__(*a, directory=str(directory), **kw)
 
         def log_message(self, *a):
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/remote.py"
-        proc = shared.tool.run(url, "arg", input="data")
+        yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_script_from_an_http_url(shared, tmp_path):
+    write(tmp_path / "remote.py", PY)
+    with serving(tmp_path) as base:
+        url = f"{base}/remote.py"
+        proc = shared.tool.run(url, "arg", input="data")
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["argv"] == ["arg"] and out["stdin"] == "data"
@@ -1008,20 +1015,7 @@ def test_url_with_a_query_string_still_gets_its_runner_from_the_extension(shared
         echo "shell: $0 $1"; tool
     """)
 
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *a, **kw):
-            super().__init__(*a, directory=str(tmp_path), **kw)
-
-        def log_message(self, *a):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/remote.sh?raw=1"
-        proc = shared.tool.run(url, "x")
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(tmp_path) as base:
+        proc = shared.tool.run(f"{base}/remote.sh?raw=1", "x")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("shell: /dev/fd/") and proc.stdout.endswith(" x\ntool 2.0\n")
