@@ -10,6 +10,8 @@ import subprocess
 import sys
 import zipfile
 
+from conftest import other_pythons
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODULE = os.path.join(ROOT, "conda_execute.py")
 
@@ -123,25 +125,6 @@ def test_zipapp_interpreter_line_can_carry_flags(tmp_path):
     assert pyz.read_bytes().startswith(f"#!{sys.executable} -IS\n".encode())
     out = subprocess.run([str(pyz), "--version"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-
-
-def other_pythons():
-    """Every Python 3.8+ interpreter this machine has (the running one at least)."""
-    found = {os.path.realpath(sys.executable)}
-    for version in ("3.8", "3.9", "3.10", "3.11", "3.12", "3.13", "3.14"):
-        exe = shutil.which(f"python{version}")
-        if exe and "/shims/" not in exe:  # a pyenv shim fails for versions not selected
-            found.add(os.path.realpath(exe))
-    import pwd  # the real home: the isolated_env fixture points HOME at a temporary dir
-
-    pyenv = os.path.join(os.environ.get("PYENV_ROOT") or os.path.join(
-        pwd.getpwuid(os.getuid()).pw_dir, ".pyenv"), "versions")
-    for d in sorted(os.listdir(pyenv)) if os.path.isdir(pyenv) else []:
-        major_minor = tuple(int(p) for p in d.split(".")[:2] if p.isdigit())
-        exe = os.path.join(pyenv, d, "bin", "python3")
-        if len(major_minor) == 2 and major_minor >= (3, 8) and os.path.exists(exe):
-            found.add(os.path.realpath(exe))
-    return sorted(found)
 
 
 WHICH_FILE = "import sys; sys.path.insert(0, sys.argv[1]); import conda_execute as m; print(m.__file__)"

@@ -176,3 +176,20 @@ def test_activate_d_scripts_and_state_vars(pyz_tool, tmp_path):
     """)
     proc = pyz_tool.run(script2)
     assert proc.stdout == "FROM_STATE=yes GONE=unset\n", proc.stderr
+
+
+def test_full_runs_on_every_python_here_old_ones_included(pyz_tool, tmp_path):
+    """Locked-down servers run the pyz with an old system Python: cold and warm runs on each."""
+    from conftest import other_pythons
+
+    script = write(tmp_path / "s.py", PY_SCRIPT)
+    seen = {}
+    for exe in other_pythons():
+        proc = subprocess.run([exe, pyz_tool.argv0[1], script, exe], input="in", env=pyz_tool.env,
+                              capture_output=True, text=True, timeout=180)
+        assert proc.returncode == 0, (exe, proc.stderr)
+        out = json.loads(proc.stdout)
+        assert out["argv"] == [exe] and out["stdin"] == "in" and out["mylib"] == "1.0"
+        seen[exe] = out["prefix"]
+    print("ran on:", sorted(seen))
+    assert len(set(seen.values())) == 1  # one environment, whatever runs the launcher
