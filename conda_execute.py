@@ -2972,7 +2972,7 @@ def _main(argv: List[str]) -> int:
         if "--list" in opts and "--gc" in opts:
             raise UsageError("use --list or --gc, not both")
         for flag in ("--upgrade", "--locked", "--force-env", "--prefix", "--lock") + (
-                ("--older-than",) if "--list" in opts else ()):
+                ("--older-than", "--dry-run") if "--list" in opts else ()):
             if flag in opts:
                 raise UsageError(f"{flag} does not go with {'--list' if '--list' in opts else '--gc'}")
         return _manage(cfg, opts)

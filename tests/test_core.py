@@ -1000,8 +1000,9 @@ def test_flags_that_do_not_belong_are_refused(shared, tmp_path):
         for flag in ("--upgrade", "--locked", "--force-env", "--prefix", "--lock"):
             err = one_line_error(shared.tool.run(manage, flag), 2)
             assert flag in err and manage in err, err
-    err = one_line_error(shared.tool.run("--list", "--older-than", "1"), 2)
-    assert "--older-than" in err
+    for flag in (("--older-than", "1"), ("--dry-run",)):
+        err = one_line_error(shared.tool.run("--list", *flag), 2)
+        assert flag[0] in err
     err = one_line_error(shared.tool.run("--lock", "--upgrade", "--locked", script), 2)
     assert "--locked" in err and "--upgrade" in err
     usage = shared.tool.run("--help").stdout
