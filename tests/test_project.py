@@ -151,15 +151,25 @@ def test_zipapp_starts_on_every_python_3_8_plus_here(tmp_path):
     assert versions
 
 
-def test_ci_runs_the_test_command_the_readme_shows():
+def readme_commands():
+    """The commands of the README's first code block (its first screen), comments removed."""
     with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
-        readme = f.read()
+        block = f.read().split("```bash\n", 1)[1].split("```", 1)[0]
+    return [line.split("  #")[0].strip() for line in block.splitlines() if line.strip()]
+
+
+def test_ci_runs_the_test_command_the_readme_shows():
     with open(os.path.join(ROOT, ".ci", "run"), encoding="utf-8") as f:
-        ci = f.read()
-    shown = [line.split("#")[0].strip() for line in readme.splitlines()
-             if line.startswith("python -m pytest")]
-    assert shown, "README.md shows no test command"
-    assert shown[0] in ci.splitlines()
+        ci = f.read().splitlines()
+    shown = [c for c in readme_commands() if "test" in c.split()]
+    assert shown == ["python dev.py test"], readme_commands()
+    assert shown[0] in ci
+    # CI's first command after clearing .venv: the README's line sets up everything itself
+    commands = [ln for ln in ci if ln and not ln.startswith(("#", "set ", "cd "))]
+    assert commands[:2] == ["rm -rf .venv  # the README's line must set up everything itself",
+                            shown[0]], commands
+    # pytest's exit 5 (no test collected) is reported, not taken for a failure or a pass
+    assert 'if [ "$rc" -eq 5 ]; then' in ci
 
 
 def test_python_dash_m_works():
