@@ -2833,6 +2833,89 @@ def _human_size(n: int) -> str:
 
 
 ###############################################################################
+# Ad-hoc runs: tool mode (-s SPEC -- CMD) and --with ###########################
+###############################################################################
+# `-s SPEC... [--channel CH...] [--] [CMD ARGS...]` builds a Spec from the command line (its
+# label, `<-s SPEC...>`, stands for a script in messages and the usage log) and runs CMD (by
+# default the first spec's package name, as `pixi exec` does) through the same env/exec path
+# as a script. `--with SPEC` adds specs to a script's (or a tool's) for one run: they are part
+# of the env's identity, so such a run gets its own cached env.
+
+# A conda match spec as we accept one from the command line: [channel::]name, then nothing or
+# a version/build part (after a space, an operator or '[').
+MATCH_SPEC_RE = CONDA_SPEC_NAME_RE + r"(?:[\s=<>!~\[].*)?"
+TOOL_REFUSES = ("-c", "--lock", "--locked", "--upgrade")
+AD_HOC = ("--spec", "--channel", "--with")  # options of a run, refused by --list and --gc
+
+
+def check_match_spec(text: str, fail: Any) -> str:
+    """TEXT as a block item (see _list_item) that also starts with a package name; else
+    FAIL(message). Returns the normalised spec."""
+    def problem(kind: str, detail: str, _at: object) -> UsageError:
+        return fail({"control": f"control character {detail!r}", "empty": "empty spec",
+                     "option": "starts with '-' (it would be read as an option)"}[kind])
+
+    spec = _list_item(text, 0, False, False, problem)
+    if not _rx(MATCH_SPEC_RE).fullmatch(spec):
+        raise fail("not a conda match spec (expected NAME, NAME VERSION or NAME[key=value])")
+    return spec
+
+
+def _cli_specs(option: str, values: List[str]) -> Tuple[str, ...]:
+    """The checked values of a spec option (-s, --with) of the command line."""
+    return tuple(check_match_spec(v, lambda m, v=v: UsageError(f"{option} {v!r}: {m}"))
+                 for v in values)
+
+
+def check_ad_hoc(args: Args) -> bool:
+    """Check how -s, --channel and --with combine with the rest; True in tool mode."""
+    opts = args.options
+    tool = "--spec" in opts
+    if "--channel" in opts and not tool:
+        raise UsageError("--channel goes with -s (a script names its own channels)")
+    for flag in TOOL_REFUSES if tool else ():
+        if flag in opts:
+            raise UsageError(f"{flag} does not go with -s (tool mode runs a command, not a script)")
+    if "--with" in opts and ("--lock" in opts or "--locked" in opts):
+        raise UsageError("--with does not go with --lock or --locked (a lock pins the script's "
+                         "own metadata; add the spec to the script with --add instead)")
+    return tool
+
+
+def tool_source(args: Args) -> Source:
+    """A Source standing for the tool: its label names the specs (no file)."""
+    return Source("<-s " + " -s ".join(" ".join(s.split()) for s in args.lists["--spec"]) + ">",
+                  "")
+
+
+def tool_spec(args: Args, source: Source) -> Spec:
+    """The Spec of tool mode: the -s specs and --channel channels, run_with the command."""
+    env = _cli_specs("-s", args.lists["--spec"])
+    channels = tuple(_list_item(c, 0, False, False, lambda kind, _d, _a, c=c: UsageError(
+        f"--channel {c!r}: bad channel ({kind})")) for c in args.lists.get("--channel", []))
+    command = args.script or _rx(CONDA_SPEC_NAME_RE).match(env[0]).group(1)
+    return Spec(env, channels, (command,), source.label, 0)
+
+
+def tool_argv(spec: Spec, args: Args) -> List[str]:
+    """CMD ARGS: the command (given, or the first spec's name) and its arguments."""
+    return [*spec.run_with, *args.args]
+
+
+def with_specs(spec: Spec, extra: List[str]) -> Spec:
+    """SPEC with the --with specs added (those it already has are not repeated)."""
+    added = tuple(s for s in _cli_specs("--with", extra) if s not in spec.env)
+    return spec._replace(env=spec.env + tuple(dict.fromkeys(added))) if added else spec
+
+
+def _skip_lock(spec: Spec, script: str, quiet: bool) -> Spec:
+    """With --with a lock file cannot apply (it pins other specs): say so, and solve."""
+    if not quiet and os.path.exists(script + LOCK_SUFFIX):
+        _say(f"note: --with: not using {script + LOCK_SUFFIX} (solving with the extra specs)")
+    return spec
+
+
+###############################################################################
 # Command line #################################################################
 ###############################################################################
 
@@ -2840,6 +2923,7 @@ USAGE = """\
 usage: conda-execute [OPTIONS] SCRIPT [ARGS...]
        conda-execute [OPTIONS] -c CODE [ARGS...]
        conda-execute [OPTIONS] - [ARGS...]          (script read from stdin)
+       conda-execute [OPTIONS] -s SPEC [-s SPEC...] [--channel CH...] [--] [CMD ARGS...]
        conda-execute --list | --gc [--older-than HOURS] [--dry-run]
        conda-execute --prefix SCRIPT | --dry-run SCRIPT | --lock [--upgrade] SCRIPT
 
@@ -2851,6 +2935,11 @@ options:
   -f, --force-env          remove and recreate the script's environment
   -c CODE                  run CODE (with its own metadata block) instead of a file;
                            passed with -c, or -e for perl, ruby, node, julia, Rscript
+  -s, --spec SPEC          tool mode: run CMD (default: the first SPEC's name) in a cached
+                           environment of the -s specs (repeatable)
+    --channel CH           with -s: the channels (repeatable; none: your configured ones)
+  --with SPEC              add SPEC to the script's environment for this run (repeatable;
+                           another cached environment; not with --lock or --locked)
   --prefix SCRIPT          create the environment if needed and print its prefix
   --dry-run SCRIPT         print what would run, as JSON; create nothing
   --lock SCRIPT            create the environment if needed and write SCRIPT.conda-lock
@@ -2878,23 +2967,27 @@ exit codes: the script's own; 2 usage or metadata error; 69 no conda found;
 """
 
 VALUE_OPTIONS = {"--env-dir", "--conda", "--older-than", "-c"}
+LIST_OPTIONS = {"--spec", "--channel", "--with"}  # repeatable: every value is kept, in order
 FLAG_OPTIONS = {"-f", "--force-env", "--prefix", "--dry-run", "--list", "--gc", "-q", "--quiet",
                 "-v", "--verbose", "-h", "--help", "--version", "--allow-shared-env-dir",
                 "--lock", "--locked", "--upgrade", "--bootstrap"}
-ALIASES = {"-f": "--force-env", "-q": "--quiet", "-v": "--verbose", "-h": "--help"}
+ALIASES = {"-f": "--force-env", "-q": "--quiet", "-v": "--verbose", "-h": "--help",
+           "-s": "--spec"}
 
 
 class Args(NamedTuple):
     """The parsed command line: options (long names) and the script with its arguments."""
 
-    options: Dict[str, str]
+    options: Dict[str, str]  # a repeatable option maps to its last value
     script: Optional[str]
     args: List[str]
+    lists: Dict[str, List[str]]  # every value of each repeatable option (LIST_OPTIONS)
 
 
 def parse_args(argv: List[str]) -> Args:
     """Options come first; the first other word is the script, and the rest is its own."""
     options: Dict[str, str] = {}
+    lists: Dict[str, List[str]] = {}
     i = 0
     while i < len(argv):
         word = argv[i]
@@ -2905,22 +2998,23 @@ def parse_args(argv: List[str]) -> Args:
             break
         name, eq, value = word.partition("=") if word.startswith("--") else (word, "", "")
         name = ALIASES.get(name, name)
-        if name in VALUE_OPTIONS:
+        if name in VALUE_OPTIONS or name in LIST_OPTIONS:
             if not eq:
                 i += 1
                 if i >= len(argv):
                     raise UsageError(f"option {name} needs a value")
                 value = argv[i]
             options[name] = value
+            lists.setdefault(name, []).append(value)
             if name == "-c":
-                return Args(options, None, argv[i + 1:])
+                return Args(options, None, argv[i + 1:], lists)
         elif name in FLAG_OPTIONS and not eq:
             options[name] = ""
         else:
             raise UsageError(f"unknown option {word!r} (see --help)")
         i += 1
     script = argv[i] if i < len(argv) else None
-    return Args(options, script, argv[i + 1:])
+    return Args(options, script, argv[i + 1:], lists)
 
 
 def make_source(args: Args) -> Source:
@@ -2971,12 +3065,13 @@ def _main(argv: List[str]) -> int:
             raise UsageError("--list and --gc take no script")
         if "--list" in opts and "--gc" in opts:
             raise UsageError("use --list or --gc, not both")
-        for flag in ("--upgrade", "--locked", "--force-env", "--prefix", "--lock") + (
+        for flag in ("--upgrade", "--locked", "--force-env", "--prefix", "--lock") + AD_HOC + (
                 ("--older-than", "--dry-run") if "--list" in opts else ()):
             if flag in opts:
                 raise UsageError(f"{flag} does not go with {'--list' if '--list' in opts else '--gc'}")
         return _manage(cfg, opts)
-    if args.script is None and "-c" not in opts:
+    tool = check_ad_hoc(args)
+    if args.script is None and "-c" not in opts and not tool:
         raise UsageError("no script given (see --help)")
     if "--older-than" in opts:
         raise UsageError("--older-than goes with --gc")
@@ -2984,15 +3079,17 @@ def _main(argv: List[str]) -> int:
         raise UsageError("--upgrade goes with --lock")
     if "--upgrade" in opts and "--locked" in opts:
         raise UsageError("--locked does not go with --lock --upgrade (which rewrites the lock)")
-    source = make_source(args)
-    spec = load_spec(source)
-    is_file = not (source.inline or source.fd >= 0)
+    source = tool_source(args) if tool else make_source(args)
+    spec = tool_spec(args, source) if tool else load_spec(source)
+    is_file = not (tool or source.inline or source.fd >= 0)
     if is_file and not ("--lock" in opts and "--upgrade" in opts):
-        spec = apply_lock(spec, source.path, locked="--locked" in opts)
+        spec = apply_lock(spec, source.path, "--locked" in opts) if not args.lists.get("--with") \
+            else _skip_lock(spec, source.path, quiet)
     elif "--locked" in opts or ("--lock" in opts and not is_file):
         raise UsageError("lock files need a script file (not -c, - or a URL)", source.label)
+    spec = with_specs(spec, args.lists.get("--with", []))
     env = env_for(spec, cfg)
-    argv_ = script_argv(spec, source, args.args)
+    argv_ = tool_argv(spec, args) if tool else script_argv(spec, source, args.args)
     if "--dry-run" in opts:
         return _print_dry_run(spec, env, argv_)
     force = "--force-env" in opts or "--upgrade" in opts
