@@ -99,7 +99,7 @@ EXIT_BUSY = 75  # --force-env on an environment a running script uses
 EXIT_NOT_EXECUTABLE = 126  # run_with[0] exists but cannot be executed
 EXIT_NOT_FOUND = 127  # run_with[0] is neither in the environment nor on PATH
 
-BLOCK_HEADERS = frozenset({"# conda execute", "# conda execute:"})
+BLOCK_WORDS = frozenset({"conda execute", "conda execute:"})  # a header, after its comment prefix
 BLOCK_KEYS = frozenset({"env", "channels", "run_with"})
 MAX_BLOCK_LINES = 1000
 MAX_LINE_BYTES = 64 * 1024
@@ -115,11 +115,14 @@ CONTROL_CHARS = frozenset(chr(i) for i in range(32)) | frozenset("\x7f")  # refu
 MARKER = os.path.join("conda-meta", "conda-execute")  # JSON, but not *.json: conda reads those as package records
 LOG_NAME = "usage.jsonl"
 GC_STAMP = ".gc-stamp"
-EXTENSION_RUNNERS = {
+EXTENSION_RUNNERS = {  # run_with by file extension (words split on spaces)
     ".py": "python", ".pyw": "python", ".sh": "bash", ".bash": "bash", ".zsh": "zsh",
     ".R": "Rscript", ".r": "Rscript", ".pl": "perl", ".rb": "ruby", ".jl": "julia",
-    ".js": "node", ".mjs": "node", ".lua": "lua", ".php": "php", ".tcl": "tclsh",
-    ".fish": "fish", ".ps1": "pwsh",
+    ".js": "node", ".mjs": "node", ".cjs": "node", ".ts": "deno run", ".lua": "lua",
+    ".php": "php", ".tcl": "tclsh", ".fish": "fish", ".ps1": "pwsh", ".awk": "awk -f",
+    ".sed": "sed -f", ".hs": "runghc", ".go": "go run", ".java": "java", ".kts": "kotlin",
+    ".groovy": "groovy", ".swift": "swift", ".exs": "elixir", ".erl": "escript",
+    ".ml": "ocaml", ".raku": "raku", ".scm": "guile", ".el": "emacs --script", ".nu": "nu",
 }
 INLINE_FLAGS = {"perl": "-e", "ruby": "-e", "node": "-e", "julia": "-e", "Rscript": "-e"}
 
@@ -332,8 +335,9 @@ def download(url: str, out: IO[bytes], what: str, cap: int, timeout: float, dead
 ###############################################################################
 # The metadata block: a small YAML subset ######################################
 ###############################################################################
-# A block starts at a line '# conda execute' (or '# conda execute:') and ends at the first line
-# that is not a comment. Inside, each line is one of:
+# A block starts at a line '# conda execute' (or '# conda execute:'), behind any comment prefix
+# ('#', '//', '--', ';', '%'...), and ends at the first line without that prefix. Inside, after
+# the prefix, each line is one of:
 #     key: scalar        key: [flow, list]        key:        - item        # comment
 # Scalars are plain, 'single-quoted' or "double-quoted". Indentation does not matter.
 # Values are kept with their line numbers so later checks can point at the line.
@@ -501,24 +505,41 @@ def parse_block(lines: Iterable[Item], label: str, keys: frozenset = BLOCK_KEYS
     return fields
 
 
-def _block_lines(lines: Iterator[Item], label: str) -> List[Item]:
-    """Collect the block's lines (text after the first '#') up to the first non-comment line."""
+def block_prefix(text: str) -> str:
+    """The comment prefix of a block header line ('# conda execute', '// conda execute',
+    '-- conda execute:', ...), or '' if TEXT is no header. A prefix is a run of characters
+    that are neither letters, digits nor spaces: '#', '//', '--', ';', ';;', '%', '!', "'"...
+    followed by white space.
+
+    >>> block_prefix("  ;; conda execute"), block_prefix("#conda execute")
+    (';;', '')
+    """
+    stripped = text.strip()
+    end = 0
+    while end < len(stripped) and not (stripped[end].isalnum() or stripped[end].isspace()):
+        end += 1
+    rest = stripped[end:]
+    return stripped[:end] if end and rest[:1].isspace() and rest.strip() in BLOCK_WORDS else ""
+
+
+def _block_lines(lines: Iterator[Item], label: str, prefix: str) -> List[Item]:
+    """Collect the block's lines (text after PREFIX) up to the first line without PREFIX."""
     block: List[Item] = []
     for line, text in lines:
-        if not _block_line(block, line, text, label):
+        if not _block_line(block, line, text, label, prefix):
             break
     return block
 
 
-def _block_line(block: List[Item], line: int, text: str, label: str) -> bool:
-    """Add one line to BLOCK; False if it ends the block (it is no comment). At most
-    MAX_BLOCK_LINES lines: a longer block is an error at its first line too many."""
+def _block_line(block: List[Item], line: int, text: str, label: str, prefix: str) -> bool:
+    """Add one line to BLOCK; False if it ends the block (it does not start with PREFIX). At
+    most MAX_BLOCK_LINES lines: a longer block is an error at its first line too many."""
     stripped = text.strip()
-    if not stripped.startswith("#"):
+    if not stripped.startswith(prefix):
         return False
     if len(block) >= MAX_BLOCK_LINES:
         raise UsageError(f"metadata block longer than {MAX_BLOCK_LINES} lines", label, line)
-    block.append((line, stripped[1:]))
+    block.append((line, stripped[len(prefix):]))
     return True
 
 
@@ -609,7 +630,7 @@ def default_run_with(shebang: str, filename: str, label: str, line: int) -> Tupl
         return words
     runner = EXTENSION_RUNNERS.get(os.path.splitext(filename)[1])
     if runner:
-        return (runner,)
+        return tuple(runner.split())
     raise UsageError("cannot tell how to run this script: add 'run_with: [COMMAND]' to its "
                      "metadata block (or give it a known extension or a shebang)", label, line)
 
@@ -1319,12 +1340,14 @@ class _Watch:
         self.lines, self.label, self.header, self.block = lines, label, 0, []  # type: List[Item]
 
     def __iter__(self) -> Iterator[Item]:
-        inside = False
+        prefix = ""
         for line, text in self.lines:
-            if inside:  # collected as read_spec's _block_lines does, with its length limit
-                inside = _block_line(self.block, line, text, self.label)
-            elif not self.header and text.strip() in BLOCK_HEADERS:
-                self.header, inside = line, True
+            if prefix:  # collected as read_spec's _block_lines does, with its length limit
+                if not _block_line(self.block, line, text, self.label, prefix):
+                    prefix = ""
+            elif not self.header and "conda execute" in text:
+                prefix = block_prefix(text)
+                self.header = line if prefix else 0
             yield line, text
 
 
@@ -1339,8 +1362,10 @@ def read_spec(lines: Iterator[Item], label: str, filename: str) -> Spec:
     for line, text in lines:
         if line == 1:
             shebang = text
-        if text.strip() in BLOCK_HEADERS:
-            spec = spec_from_fields(parse_block(_block_lines(lines, label), label), label, line)
+        prefix = block_prefix(text) if "conda execute" in text else ""
+        if prefix:
+            block = parse_block(_block_lines(lines, label, prefix), label)
+            spec = spec_from_fields(block, label, line)
             if not spec.run_with:
                 spec = spec._replace(run_with=default_run_with(shebang, filename, label, line))
             return spec
