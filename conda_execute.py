@@ -2841,6 +2841,24 @@ def format_list(infos: List[EnvInfo], now: float) -> str:
                    for r in rows)
 
 
+def list_json(infos: List[EnvInfo]) -> str:
+    """--list --json: one JSON object per environment and line, most recently used first."""
+    import json
+
+    lines = []
+    for info in sorted(infos, key=lambda i: -i.last_used):
+        m = info.marker
+        size, created = m.get("size"), m.get("created")
+        lines.append(json.dumps({
+            "name": info.name, "prefix": info.prefix, "complete": info.complete,
+            "platform": str(m.get("platform", "")), "specs": list(m.get("env", [])),
+            "channels": list(m.get("channels", [])), "pip": list(m.get("pip", [])),
+            "created": created if isinstance(created, (int, float)) else None,
+            "last_used": info.last_used, "size": size if isinstance(size, int) else None,
+            "last_script": info.script}) + "\n")
+    return "".join(lines)
+
+
 def _ago(seconds: float) -> str:
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
@@ -2949,7 +2967,7 @@ usage: conda-execute [OPTIONS] SCRIPT [ARGS...]
        conda-execute [OPTIONS] -c CODE [ARGS...]
        conda-execute [OPTIONS] - [ARGS...]          (script read from stdin)
        conda-execute [OPTIONS] -s SPEC [-s SPEC...] [--channel CH...] [--] [CMD ARGS...]
-       conda-execute --list | --gc [--older-than HOURS] [--dry-run]
+       conda-execute --list [--json] | --gc [--older-than HOURS] [--dry-run]
        conda-execute --prefix SCRIPT | --dry-run SCRIPT | --lock [--upgrade] SCRIPT
 
 Run SCRIPT in the conda environment its '# conda execute' block (or PEP 723 '# /// script'
@@ -2972,6 +2990,7 @@ options:
                            recreates the environment (exit 75 while a script uses it)
   --locked                 fail unless SCRIPT.conda-lock exists and matches the metadata
   --list                   list environments: name, last use, size, specs, script
+    --json                 with --list: one JSON object per environment and line
   --gc                     remove environments unused for remove-if-unused-for hours
     --older-than HOURS     with --gc: this many hours instead
     --dry-run              with --gc: only say what would be removed
@@ -2995,7 +3014,7 @@ VALUE_OPTIONS = {"--env-dir", "--conda", "--older-than", "-c"}
 LIST_OPTIONS = {"--spec", "--channel", "--with"}  # repeatable: every value is kept, in order
 FLAG_OPTIONS = {"-f", "--force-env", "--prefix", "--dry-run", "--list", "--gc", "-q", "--quiet",
                 "-v", "--verbose", "-h", "--help", "--version", "--allow-shared-env-dir",
-                "--lock", "--locked", "--upgrade", "--bootstrap"}
+                "--lock", "--locked", "--upgrade", "--bootstrap", "--json"}
 ALIASES = {"-f": "--force-env", "-q": "--quiet", "-v": "--verbose", "-h": "--help",
            "-s": "--spec"}
 
@@ -3091,10 +3110,12 @@ def _main(argv: List[str]) -> int:
         if "--list" in opts and "--gc" in opts:
             raise UsageError("use --list or --gc, not both")
         for flag in ("--upgrade", "--locked", "--force-env", "--prefix", "--lock") + AD_HOC + (
-                ("--older-than", "--dry-run") if "--list" in opts else ()):
+                ("--older-than", "--dry-run") if "--list" in opts else ("--json",)):
             if flag in opts:
                 raise UsageError(f"{flag} does not go with {'--list' if '--list' in opts else '--gc'}")
         return _manage(cfg, opts)
+    if "--json" in opts:
+        raise UsageError("--json goes with --list")
     tool = check_ad_hoc(args)
     if args.script is None and "-c" not in opts and not tool:
         raise UsageError("no script given (see --help)")
@@ -3155,7 +3176,8 @@ def _manage(cfg: Config, opts: Dict[str, str]) -> int:
     import time
 
     if "--list" in opts:
-        sys.stdout.write(format_list(scan_envs(cfg.env_dir), time.time()))
+        infos = scan_envs(cfg.env_dir)
+        sys.stdout.write(list_json(infos) if "--json" in opts else format_list(infos, time.time()))
         return 0
     hours = _number(opts["--older-than"], "--older-than", "hours") if "--older-than" in opts \
         else cfg.unused_hours

@@ -130,3 +130,40 @@ def test_with_refuses_locks_and_bad_specs(ce, conda_root, tmp_path):
     assert "--with '-x'" in one_error_line(ce.run("--with", "-x", str(script)))
     assert "--with 'a\\x01'" in one_error_line(ce.run("--with", "a\x01", str(script)))
     assert conda_root.calls("create") == [] and script.read_text() == SCRIPT
+
+
+# --list --json ################################################################
+
+LIST_KEYS = {"name": str, "prefix": str, "complete": bool, "platform": str, "specs": list,
+             "channels": list, "pip": list, "created": float, "last_used": float, "size": int,
+             "last_script": str}
+
+
+def test_list_json_one_object_per_env(ce, channel, tmp_path):
+    script = tmp_path / "s.py"
+    script.write_text(SCRIPT)
+    assert ce.run("-q", str(script)).returncode == 0
+    assert ce.run("-q", "-s", "tool 1.0", "--channel", channel.url).returncode == 0
+    proc = ce.run("--list", "--json")
+    assert proc.returncode == 0, proc.stderr
+    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert len(records) == 2
+    for rec in records:
+        assert set(rec) == set(LIST_KEYS)
+        for key, kind in LIST_KEYS.items():
+            assert isinstance(rec[key], kind) or (kind is float and isinstance(rec[key], int)), key
+        assert rec["complete"] and rec["size"] > 0 and rec["created"] <= rec["last_used"]
+        assert rec["prefix"] == os.path.join(ce.env_dir, rec["name"])
+    tool, plain = records  # most recently used first
+    assert tool["specs"] == ["tool 1.0"] and tool["channels"] == [channel.url]
+    assert tool["last_script"] == "<-s tool 1.0>"
+    assert plain["specs"] == ["python"] and plain["channels"] == [] and plain["pip"] == []
+    assert plain["last_script"] == str(script)
+    assert ce.run("--list").stdout.count("\n") == 3  # the table: header and two rows
+
+
+def test_list_json_empty_and_misplaced(ce, tmp_path):
+    proc = ce.run("--list", "--json")
+    assert proc.returncode == 0 and proc.stdout == ""
+    assert "--json goes with --list" in one_error_line(ce.run("--json", str(tmp_path / "s.py")))
+    assert "--json does not go with --gc" in one_error_line(ce.run("--gc", "--json"))
