@@ -1,40 +1,48 @@
-"""Benchmarks of conda-execute's start-up (issue 6): numbers to read, never thresholds.
+"""Benchmarks of conda-execute's start-up (issues 6, 10): numbers to read, never thresholds.
 
-    python benchmarks/bench_warm.py            # full mode, a few minutes
-    python benchmarks/bench_warm.py --quick    # small counts (CI runs this), well under a minute
+    python benchmarks/bench_warm.py            # full mode, several minutes
+    python benchmarks/bench_warm.py --quick    # small counts (CI runs this)
 
 Run it with a Python that has py-rattler (the test venv: `pip install -e '.[test]'`); for the
 uv comparison also `pip install uv` (without it that row is skipped with a note). Everything is
 built in a temporary directory, which is removed at the end (`--keep` keeps it):
 
-- the pyz, built from a snapshot of conda_execute.py by build_zipapp.py's own code, with the
-  real interpreter (`os.path.realpath(sys._base_executable)`, never a version-manager shim);
+- the pyz, built from a snapshot of conda_execute.py by build_zipapp.py's own code: bytecode
+  for every Python 3.8+ it finds (build_zipapp.find_pythons), __main__.pyc for the real
+  interpreter running this (`os.path.realpath(sys._base_executable)`, never a shim);
 - a stand-in conda root exactly like the tests' (tests/conftest.py's `make_conda_root`, the
   test channel of tests/standin/channel.py, the isolated environment of `isolated_environ`);
 - one environment (`env: [python]`), created by a first run of the pyz;
 - null launchers: the floor any launcher has. Each is started the same way as the
   conda-execute it is compared with and only does `os.execv(ENV/bin/python, [.., script])`:
-  a zipapp (same archive layout: __main__.py and its __main__.pyc, stored; one more row without
-  the .pyc, the naive zipapp), a module for `python -m`, and a console script in a venv
-  (pip's wrapper text, the modules installed in site-packages and byte-compiled as pip does).
+  a zipapp (__main__.py and its __main__.pyc compiled by the Python that runs it, stored; a
+  variant without the .pyc, the naive zipapp), a module for `python -m`, and a console script
+  in a venv (pip's wrapper text, the modules installed in site-packages and byte-compiled by
+  that venv's Python, as pip does).
 
 Each table is measured side by side: all its rows run once per round, in a shuffled order,
 after warm-up rounds; a time is one whole process (posix_spawn to exit, the exec'd script
 included), the table shows the median. Sections:
 
-1. warm run of a trivial script through each invocation, against its null launcher, against
+1. warm run on every Python found: the pyz and `-I -S`, each against a null launcher zipapp
+   run by that Python, and `python -m conda_execute` from a pip install (a venv of it);
+2. warm run through each invocation on this Python, against its null launcher, against
    `ENV/bin/python script`, and the fastest documented invocation against `uv run --script`;
-2. what the warm path imports (`-X importtime`, modules beyond the null launcher's) and what
+3. what the warm path imports (`-X importtime`, modules beyond the null launcher's) and what
    the bytecode in the pyz saves (compile time of the module);
-3. the warm run with a 100,000-line usage log and with 1,000 environments in the env dir;
-4. `--list` and `--gc --dry-run` over 1,000 environments, `--dry-run` alone;
-5. create overhead: a cold run against the bare stand-in `conda create` it runs.
+4. the warm run with a 100,000-line usage log and with 1,000 environments in the env dir;
+5. `--list` and `--gc --dry-run` over 1,000 environments, `--dry-run` alone;
+6. the newest Python found, left out of a build: its first run (it compiles the module into the
+   user cache), its later runs, against the release pyz and a null launcher;
+7. create overhead: cold runs against the bare stand-in `micromamba create` they run, for a
+   one-file env and a 10,000-file env.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import io
 import json
 import os
 import platform
@@ -148,7 +156,7 @@ class Bench:
         self.tmp, self.quick = tmp, quick
         conftest = load("_ce_bench_conftest", TESTS / "conftest.py")
         self.ce = None  # the module snapshot, loaded in build()
-        channel = conftest.channel_builder.build_test_channel(tmp / "channel")
+        channel = self.channel = conftest.channel_builder.build_test_channel(tmp / "channel")
         self.root = conftest.make_conda_root(tmp / "root", [channel.as_uri()], tmp / "pkgs")
         base = conftest.isolated_environ(os.environ, tmp / "isolated")
         self.env = self.root.env_with_conda_on_path(base)
@@ -161,7 +169,7 @@ class Bench:
         self.uv_script.write_text(UV_SCRIPT)
 
     def build(self) -> None:
-        """The pyz variants from one snapshot of the module, and the null launchers."""
+        """The pyz variants from one snapshot of the module, with bytecode for every Python."""
         src_dir = self.tmp / "src"
         src_dir.mkdir()
         shutil.copy2(ROOT / "conda_execute.py", src_dir / "conda_execute.py")
@@ -169,22 +177,35 @@ class Bench:
         # byte-compiled like an installed module (PYTHONDONTWRITEBYTECODE may be set here)
         subprocess.run([REALPY, "-m", "compileall", "-q", str(src_dir)], check=True)
         self.ce = load("_ce_bench_module", src_dir / "conda_execute.py")
-        builder = load("_ce_bench_build", ROOT / "build_zipapp.py")
-        self.source_dir = src_dir
-
-        def pyz(name: str, interpreter: str, bytecode: bool = True) -> str:
-            path = self.tmp / name
-            path.write_bytes(builder.archive_bytes(source, interpreter, bytecode))
-            path.chmod(0o755)
-            return str(path)
-
-        self.pyz = pyz("conda-execute.pyz", REALPY)
-        self.pyz_src = pyz("conda-execute-source-only.pyz", REALPY, bytecode=False)
-        self.pyz_fast = pyz("conda-execute-fast.pyz", f"{REALPY} -IS")
-        self.pyz_env_s = pyz("conda-execute-env-s.pyz", "/usr/bin/env -S python3 -I -S")
+        builder = self.builder = load("_ce_bench_build", ROOT / "build_zipapp.py")
+        self.source_dir, self.source = src_dir, source
+        # One interpreter per magic number, as the release build picks them (REALPY first).
+        self.pycs: Dict[str, object] = {}
+        self.pythons: List[Tuple[str, str, str]] = []  # (version, interpreter, magic hex)
+        for exe in builder.find_pythons():
+            compiled = builder.compile_with(exe, source)
+            if compiled is not None and compiled.pyc[:4].hex() not in self.pycs:
+                self.pycs[compiled.pyc[:4].hex()] = compiled
+                self.pythons.append((compiled.version, exe, compiled.pyc[:4].hex()))
+        self.pythons.sort(key=lambda p: tuple(map(int, p[0].split("."))))
+        self.main_pyc = builder.compile_with(REALPY, builder.MAIN, "__main__.py").pyc
+        self.pyz = self.pyz_file("conda-execute.pyz", REALPY)
+        self.pyz_src = self.pyz_file("conda-execute-source-only.pyz", REALPY, {}, None)
+        self.pyz_fast = self.pyz_file("conda-execute-fast.pyz", f"{REALPY} -IS")
+        self.pyz_env_s = self.pyz_file("conda-execute-env-s.pyz", "/usr/bin/env -S python3 -I -S")
         # with PATH starting at the real interpreter's directory, for the env -S shebang
         self.env_s = dict(self.env, PATH=os.pathsep.join([os.path.dirname(REALPY),
                                                           self.env["PATH"]]))
+
+    def pyz_file(self, name: str, interpreter: str, pycs: Optional[dict] = None,
+                 main_pyc: Optional[bytes] = b"") -> str:
+        """A pyz as build_zipapp.py writes it (default: bytecode for every Python found)."""
+        path = self.tmp / name
+        path.write_bytes(self.builder.archive_bytes(
+            self.source, interpreter, self.pycs if pycs is None else pycs,
+            self.main_pyc if main_pyc == b"" else main_pyc))
+        path.chmod(0o755)
+        return str(path)
 
     def create_env(self) -> None:
         """The one environment: a cold run of the pyz (verbose, to learn the create command)."""
@@ -200,47 +221,49 @@ class Bench:
         self.prefix = Path(prefix)
         self.env_python = str(self.prefix / "bin" / "python")
 
-    def null_launchers(self) -> None:
+    def null_pyz(self, name: str, interpreter: str, python: Optional[str] = REALPY) -> str:
+        """A null launcher zipapp, with __main__.pyc compiled by PYTHON (None: source only)."""
         main = NULL_MAIN.format(python=self.env_python).encode()
-        builder = sys.modules["_ce_bench_build"]
-        import io
+        members = {"__main__.py": main}
+        if python:  # like conda-execute's pyz on the Python that built it
+            members["__main__.pyc"] = self.builder.compile_with(python, main, "__main__.py").pyc
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            for member, data in members.items():  # stored, like conda-execute's
+                zf.writestr(zipfile.ZipInfo(member, date_time=self.builder.EPOCH), data)
+        path = self.tmp / name
+        path.write_bytes(b"#!" + interpreter.encode() + b"\n" + buf.getvalue())
+        path.chmod(0o755)
+        return str(path)
 
-        def null_pyz(name: str, interpreter: str, bytecode: bool = True) -> str:
-            members = {"__main__.py": main}
-            if bytecode:  # like conda-execute's pyz: compiling even this costs ~1 ms a run
-                members["__main__.pyc"] = builder.bytecode(main, "__main__.py")
-            buf = io.BytesIO()
-            with zipfile.ZipFile(buf, "w") as zf:
-                for member, data in members.items():  # stored, like conda-execute's
-                    zf.writestr(zipfile.ZipInfo(member, date_time=builder.EPOCH), data)
-            path = self.tmp / name
-            path.write_bytes(b"#!" + interpreter.encode() + b"\n" + buf.getvalue())
+    def venv(self, name: str, python: str) -> Path:
+        """A venv of PYTHON with conda_execute and null_launcher installed as pip installs
+        them (in site-packages, byte-compiled by that Python), and their console scripts."""
+        venv = self.tmp / name
+        subprocess.run([python, "-m", "venv", "--without-pip", str(venv)], check=True)
+        site = next(venv.glob("lib/python*/site-packages"))
+        shutil.copy2(self.source_dir / "conda_execute.py", site)
+        shutil.copy2(self.null_dir / "null_launcher.py", site)
+        subprocess.run([str(venv / "bin" / "python"), "-m", "compileall", "-q", str(site)],
+                       check=True)
+        for script, module, func in (("conda-execute", "conda_execute", "console_main"),
+                                     ("null-launcher", "null_launcher", "console_main")):
+            path = venv / "bin" / script
+            path.write_text(PIP_WRAPPER.format(python=venv / "bin" / "python", module=module,
+                                               func=func))
             path.chmod(0o755)
-            return str(path)
+        return venv
 
-        self.null_pyz = null_pyz("null.pyz", REALPY)
-        self.null_pyz_fast = null_pyz("null-fast.pyz", f"{REALPY} -IS")
-        self.null_pyz_src = null_pyz("null-source.pyz", REALPY, bytecode=False)
+    def null_launchers(self) -> None:
+        self.null_pyz_main = self.null_pyz("null.pyz", REALPY)
+        self.null_pyz_fast = self.null_pyz("null-fast.pyz", f"{REALPY} -IS")
+        self.null_pyz_src = self.null_pyz("null-source.pyz", REALPY, None)
         null_dir = self.tmp / "nullmod"
         null_dir.mkdir()
         (null_dir / "null_launcher.py").write_text(NULL_MODULE.format(python=self.env_python))
         subprocess.run([REALPY, "-m", "compileall", "-q", str(null_dir)], check=True)
         self.null_dir = null_dir
-        # A venv with both modules installed the way pip installs them.
-        venv = self.tmp / "venv"
-        subprocess.run([REALPY, "-m", "venv", "--without-pip", str(venv)], check=True)
-        site = next(venv.glob("lib/python*/site-packages"))
-        shutil.copy2(self.source_dir / "conda_execute.py", site)
-        shutil.copy2(null_dir / "null_launcher.py", site)
-        subprocess.run([str(venv / "bin" / "python"), "-m", "compileall", "-q", str(site)],
-                       check=True)
-        for name, module, func in (("conda-execute", "conda_execute", "console_main"),
-                                   ("null-launcher", "null_launcher", "console_main")):
-            path = venv / "bin" / name
-            path.write_text(PIP_WRAPPER.format(python=venv / "bin" / "python", module=module,
-                                               func=func))
-            path.chmod(0o755)
-        self.venv = venv
+        self.venv_dir = self.venv("venv", REALPY)
 
     def env_dir_copy(self, name: str) -> Tuple[Path, Dict[str, str]]:
         """Another env dir holding a copy of the environment (and its lock, log, GC stamp)."""
@@ -296,20 +319,84 @@ def uv_binary() -> Optional[str]:
     return uv.find_uv_bin()
 
 
+def every_python(b: Bench, rounds: int, warmup: int) -> None:
+    """The release pyz (bytecode for every Python found) run by each Python, against a null
+    launcher zipapp run by the same Python with its own __main__.pyc (the floor: our pyz has
+    __main__.pyc for one Python only), plainly and with -I -S; and `python -m` from a pip
+    install of each (a venv of that Python) against `python -m null_launcher` there."""
+    s = str(b.script)
+    rows = []
+    for version, exe, _magic in b.pythons:
+        null = b.null_pyz(f"null-{version}.pyz", exe, exe)
+        venv = b.venv(f"venv-{version}", exe) / "bin" / "python"
+        cases = {"pyz": [exe, b.pyz, s], "null": [exe, null, s],
+                 "pyz -I -S": [exe, "-I", "-S", b.pyz, s], "null -I -S": [exe, "-I", "-S", null, s],
+                 "-m": [str(venv), "-m", "conda_execute", s],
+                 "-m null": [str(venv), "-m", "null_launcher", s]}
+        med = measure([(k, v, b.env) for k, v in cases.items()], rounds, warmup)
+        load = module_load_us(b, [], exe)
+        rows.append([version, ms(med["pyz"]), ms(med["null"]), f"{med['pyz'] / med['null']:.3f}",
+                     ms(med["pyz -I -S"]), ms(med["null -I -S"]),
+                     f"{med['pyz -I -S'] / med['null -I -S']:.3f}", ms(med["-m"]),
+                     ms(med["-m null"]), f"{med['-m'] / med['-m null']:.3f}", str(load)])
+    print("\n### 1. Warm run on every Python found (medians of whole processes)\n")
+    print(table(["Python", "python X.pyz ms", "null ms", "ratio", "-I -S X.pyz ms",
+                 "-I -S null ms", "ratio", "python -m (pip) ms", "-m null ms", "ratio",
+                 "module load µs"], rows))
+    print(f"\nOne pyz (bytecode for {len(b.pythons)} Pythons, __main__.pyc for "
+          f"{platform.python_version()}); each row's cases interleaved, {rounds} rounds. "
+          "`module load`: __main__ reading, unmarshalling and running conda_execute's "
+          "bytecode (median of 21 runs).")
+
+
+def no_bytecode_python(b: Bench, samples: int) -> None:
+    """A Python the pyz has no bytecode for (the newest found, left out of the build as
+    `--pythons` would): its first run (empty user cache), later runs, the full pyz, null."""
+    version, exe, magic = b.pythons[-1]
+    others = {m: c for m, c in b.pycs.items() if m != magic}
+    main_python = next((e for _, e, m in b.pythons if m != magic), None)
+    main_pyc = b.builder.compile_with(main_python, b.builder.MAIN, "__main__.py").pyc \
+        if main_python else None
+    partial = b.pyz_file("conda-execute-partial.pyz", REALPY, others, main_pyc)
+    null = b.null_pyz(f"null-{version}-source.pyz", exe, None)  # compiles __main__.py too
+    s = str(b.script)
+    warm_cache = dict(b.env, XDG_CACHE_HOME=str(b.tmp / "pyc-cache-warm"))
+    subprocess.run([exe, partial, s], env=warm_cache, check=True, capture_output=True)
+    times: Dict[str, List[float]] = {k: [] for k in ("first", "later", "full", "null")}
+    for i in range(samples):
+        jobs = [("first", [exe, partial, s],
+                 dict(b.env, XDG_CACHE_HOME=str(b.tmp / f"pyc-cache-{i}"))),
+                ("later", [exe, partial, s], warm_cache), ("full", [exe, b.pyz, s], b.env),
+                ("null", [exe, null, s], b.env)]
+        random.shuffle(jobs)
+        for kind, cmd, env in jobs:
+            times[kind].append(spawn(cmd, env))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print(f"\n### 6. Python {version}, left out of the build ({samples} interleaved samples)\n")
+    print(table(["run", "ms", "× null"], [
+        ["first run: compiles the module, writes the user cache", ms(med["first"]),
+         f"{med['first'] / med['null']:.2f}"],
+        ["later runs: the module from the user cache", ms(med["later"]),
+         f"{med['later'] / med['null']:.2f}"],
+        ["the release pyz, bytecode for this Python included", ms(med["full"]),
+         f"{med['full'] / med['null']:.2f}"],
+        ["null launcher zipapp, source __main__.py only", ms(med["null"]), "1.00"]]))
+
+
 def warm_runs(b: Bench, rounds: int, warmup: int) -> None:
     s = str(b.script)
     mod_env = dict(b.env, PYTHONPATH=str(b.source_dir))
     null_env = dict(b.env, PYTHONPATH=str(b.null_dir))
-    venv_bin = b.venv / "bin"
+    venv_bin = b.venv_dir / "bin"
     pairs = [  # (label, command, env, null label, null command, null env)
         ("python3 conda-execute.pyz", [REALPY, b.pyz, s], b.env,
-         "python3 null.pyz", [REALPY, b.null_pyz, s], b.env),
+         "python3 null.pyz", [REALPY, b.null_pyz_main, s], b.env),
         ("python3 -m conda_execute", [REALPY, "-m", "conda_execute", s], mod_env,
          "python3 -m null_launcher", [REALPY, "-m", "null_launcher", s], null_env),
         ("conda-execute (console script)", [str(venv_bin / "conda-execute"), s], b.env,
          "null-launcher (console script)", [str(venv_bin / "null-launcher"), s], b.env),
         ("python3 -I -S conda-execute.pyz", [REALPY, "-I", "-S", b.pyz, s], b.env,
-         "python3 -I -S null.pyz", [REALPY, "-I", "-S", b.null_pyz, s], b.env),
+         "python3 -I -S null.pyz", [REALPY, "-I", "-S", b.null_pyz_main, s], b.env),
         ("./conda-execute.pyz (#!python3 -IS)", [b.pyz_fast, s], b.env,
          "./null.pyz (#!python3 -IS)", [b.null_pyz_fast, s], b.env),
     ]
@@ -336,7 +423,8 @@ def warm_runs(b: Bench, rounds: int, warmup: int) -> None:
     for label, _, _, null_label, _, _ in pairs:
         rows.append([label, ms(med[label]), null_label, ms(med[null_label]),
                      f"{med[label] / med[null_label]:.3f}", f"{(med[label] - med[null_label]) * 1000:+.1f}"])
-    print("\n### 1. Warm run of a trivial script (medians of whole processes)\n")
+    print(f"\n### 2. Warm run on Python {platform.python_version()}, every invocation "
+          "(medians of whole processes)\n")
     print(table(["invocation", "ms", "null launcher started the same way", "ms",
                  "ratio", "Δ ms"], rows))
     print()
@@ -371,11 +459,11 @@ def imports(b: Bench) -> None:
                 found[m.group(4)] = (int(m.group(1)), int(m.group(2)))
         return found
 
-    print("\n### 2. What the warm path imports (python3 -X importtime, one run)\n")
+    print("\n### 3. What the warm path imports (python3 -X importtime, one run)\n")
     s = str(b.script)
     for flags in ([], ["-I", "-S"]):
         ours = imported([REALPY, "-X", "importtime", *flags, b.pyz, s])
-        null = imported([REALPY, "-X", "importtime", *flags, b.null_pyz, s])
+        null = imported([REALPY, "-X", "importtime", *flags, b.null_pyz_main, s])
         extra = [name for name in ours if name not in null]
         total = sum(ours[n][0] for n in extra)
         shown = ", ".join(f"{n} ({ours[n][0]} µs)" for n in extra)
@@ -391,29 +479,30 @@ def imports(b: Bench) -> None:
     for _ in range(5):
         compile(src, "conda_execute.py", "exec", dont_inherit=True)
     per = (time.perf_counter() - start) / 5
-    print(f"- compiling conda_execute.py ({src.count(NEWLINE)} lines) takes {ms(per)} ms; "
-          "zipimport never caches bytecode and a plain import loads a module's code twice "
-          "(find_spec asks for the file name), so a source-only pyz pays it twice on every run; "
-          "the pyz's conda_execute.pyc removes that on the build Python, and its __main__ "
-          "imports the module with the file name given, so the code is unmarshalled once "
-          "(Python 3.10+)")
+    print(f"- compiling conda_execute.py ({src.count(NEWLINE)} lines) takes {ms(per)} ms "
+          "(zipimport never caches bytecode); the pyz carries the module's bytecode for every "
+          "Python found and its __main__ executes the one for the running Python's magic "
+          "number, so no Python with a member compiles the module")
 
 
-def module_load_us(b: Bench, flags: List[str], runs: int = 21) -> int:
-    """Median µs the pyz's __main__ takes to load conda_execute (read, unmarshal, top level)."""
-    builder = sys.modules["_ce_bench_build"]
+def module_load_us(b: Bench, flags: List[str], python: str = REALPY, runs: int = 21) -> int:
+    """Median µs the pyz's __main__ takes on PYTHON to load conda_execute (read its bytecode,
+    unmarshal, run the top level)."""
+    builder = b.builder
     run = b"raise SystemExit(conda_execute.console_main())\n"
     assert builder.MAIN.endswith(run), "build_zipapp.MAIN changed: update module_load_us"
     main = (b"import time\nt = time.perf_counter()\n" + builder.MAIN[:-len(run)]
             + b"print(round((time.perf_counter() - t) * 1e6))\n")
-    source = (b.source_dir / "conda_execute.py").read_bytes()
-    members = {"__main__.py": main, "__main__.pyc": builder.bytecode(main, "__main__.py"),
-               "conda_execute.py": source, "conda_execute.pyc": builder.bytecode(source)}
-    path = b.tmp / "load-timer.pyz"
+    magic = importlib.util.MAGIC_NUMBER.hex() if python == REALPY else \
+        next(m for _, exe, m in b.pythons if exe == python)
+    members = {"__main__.py": main,
+               "__main__.pyc": builder.compile_with(python, main, "__main__.py").pyc,
+               f"conda_execute.{magic}.pyc": b.pycs[magic].pyc}
+    path = b.tmp / f"load-timer-{magic}.pyz"
     with zipfile.ZipFile(path, "w") as zf:  # the pyz's layout, stored
         for member, data in members.items():
             zf.writestr(zipfile.ZipInfo(member, date_time=builder.EPOCH), data)
-    times = [int(subprocess.run([REALPY, *flags, str(path)], env=b.env, capture_output=True,
+    times = [int(subprocess.run([python, *flags, str(path)], env=b.env, capture_output=True,
                                 text=True, check=True).stdout) for _ in range(runs)]
     return int(statistics.median(times))
 
@@ -430,7 +519,7 @@ def history(b: Bench, rounds: int, warmup: int, n_envs: int, n_lines: int) -> Pa
              (f"{n_envs:,} environments", [REALPY, b.pyz, s], many_env)]
     med = measure(cases, rounds, warmup)
     base = med["fresh env dir"]
-    print("\n### 3. Warm run (python3 conda-execute.pyz) against history\n")
+    print("\n### 4. Warm run (python3 conda-execute.pyz) against history\n")
     print(table(["env dir", "ms", "change"],
                 [[k, ms(v), f"{(v / base - 1) * 100:+.1f}%"] for k, v in med.items()]))
     return many_dir
@@ -448,43 +537,69 @@ def management(b: Bench, many_dir: Path, rounds: int, warmup: int, n_envs: int) 
     listing = subprocess.run(cases[0][1], env=env, capture_output=True, text=True, check=True)
     assert len(listing.stdout.splitlines()) >= n_envs, "--list did not list the envs"
     med = measure(cases, rounds, warmup)
-    print("\n### 4. Management commands (python3 conda-execute.pyz)\n")
+    print("\n### 5. Management commands (python3 conda-execute.pyz)\n")
     print(table(["command", "ms"], [[k, ms(v)] for k, v in med.items()]))
 
 
-def cold(b: Bench, samples: int) -> None:
-    """Cold runs (a fresh env dir each) interleaved with the bare create command they run.
+COLD_SCRIPT = "# conda execute\n# env: [{pkg}]\n# run_with: [true]\n"
 
-    A cold run also starts Python, creates the env dir, writes the marker (it sizes the env)
-    and runs the script, so its overhead includes a warm run's cost.
+
+def cold(b: Bench, samples: int, n_files: int) -> None:
+    """Cold runs (a fresh env dir each) against the bare create command they run, with the
+    stand-in's micromamba personality, for a one-file env and an N_FILES-file env. The script
+    is `true` (from PATH): the overhead is starting, parsing, locking, the marker and the log.
     """
-    s = str(b.script)
-    times: Dict[str, List[float]] = {"cold": [], "cold -I -S": [], "bare": []}
+    builder = sys.modules["_ce_bench_conftest"].channel_builder
+    builder.add_package(b.channel, "smallpkg", "1.0", files={"share/small/one.txt": "1\n"})
+    builder.add_package(b.channel, "bigpkg", "1.0", files={
+        f"share/big/{i // 100:03d}/{i:05d}.txt": f"{i}\n" for i in range(n_files)})
+    env = b.root.env_with_micromamba_on_path(
+        {k: v for k, v in b.env.items() if k != "CONDA_EXECUTE_ENV_DIR"})
+    kinds = {"small": "smallpkg", "big": "bigpkg"}
+    scripts, creates = {}, {}
+    for kind, pkg in kinds.items():
+        path = b.tmp / f"cold-{kind}.sh"
+        path.write_text(COLD_SCRIPT.format(pkg=pkg))
+        scripts[kind] = str(path)
+        probe = dict(env, CONDA_EXECUTE_ENV_DIR=str(b.tmp / f"cold-probe-{kind}"))
+        proc = subprocess.run([REALPY, b.pyz, "-v", str(path)], env=probe, capture_output=True,
+                              text=True)  # also fills the package cache
+        found = re.search(r"running: (\S+ create .*)", proc.stderr)
+        assert proc.returncode == 0 and found, proc.stderr
+        prefix = re.search(r" -p (\S+)", found.group(1)).group(1)
+        creates[kind] = (found.group(1).split(" "), prefix)
+    times: Dict[str, List[float]] = {}
     for i in range(samples):
-        bare_prefix = str(b.tmp / f"bare-{i}" / "env")
-        os.makedirs(os.path.dirname(bare_prefix))
-        bare = [bare_prefix if a == str(b.prefix) else a for a in b.create_cmd]
-        assert bare_prefix in bare, b.create_cmd
-        jobs = [("cold", [REALPY, b.pyz, s],
-                 dict(b.env, CONDA_EXECUTE_ENV_DIR=str(b.tmp / f"cold-{i}"))),
-                ("cold -I -S", [REALPY, "-I", "-S", b.pyz, s],
-                 dict(b.env, CONDA_EXECUTE_ENV_DIR=str(b.tmp / f"cold-IS-{i}"))),
-                ("bare", bare, b.env)]
+        jobs = []
+        for kind in kinds:
+            cmd, prefix = creates[kind]
+            bare_prefix = str(b.tmp / f"bare-{kind}-{i}" / "env")
+            os.makedirs(os.path.dirname(bare_prefix))
+            jobs += [(f"bare {kind}", [bare_prefix if a == prefix else a for a in cmd], env),
+                     (f"cold {kind}", [REALPY, b.pyz, scripts[kind]],
+                      dict(env, CONDA_EXECUTE_ENV_DIR=str(b.tmp / f"cold-{kind}-{i}"))),
+                     (f"cold -I -S {kind}", [REALPY, "-I", "-S", b.pyz, scripts[kind]],
+                      dict(env, CONDA_EXECUTE_ENV_DIR=str(b.tmp / f"cold-IS-{kind}-{i}")))]
         random.shuffle(jobs)
-        for kind, cmd, env in jobs:
-            times[kind].append(spawn(cmd, env))
+        for label, cmd, job_env in jobs:
+            times.setdefault(label, []).append(spawn(cmd, job_env))
     med = {k: statistics.median(v) for k, v in times.items()}
-    bare_t = times["bare"]
-    print(f"\n### 5. Create overhead ({samples} interleaved triples, medians)\n")
-    print(table(["", "ms", "overhead"], [
-        ["cold run: python3 conda-execute.pyz script", ms(med["cold"]),
-         f"{(med['cold'] - med['bare']) * 1000:+.1f}"],
-        ["cold run: python3 -I -S conda-execute.pyz script", ms(med["cold -I -S"]),
-         f"{(med['cold -I -S'] - med['bare']) * 1000:+.1f}"],
-        [f"bare: {os.path.basename(b.create_cmd[0])} create -p ... --yes -- python (stand-in)",
-         ms(med["bare"]), ""]]))
-    spread = (max(bare_t) - min(bare_t)) * 1000 if len(bare_t) > 1 else float("nan")
-    print(f"\n(the bare create itself varies by {spread:.0f} ms between samples)")
+    rows = []
+    for kind, size in (("small", "1 file"), ("big", f"{n_files:,} files")):
+        bare = med[f"bare {kind}"]
+        rows += [[f"bare: micromamba create -p ... --yes {kinds[kind]} ({size})", ms(bare), ""],
+                 [f"cold run: python3 conda-execute.pyz script ({size})",
+                  ms(med[f"cold {kind}"]), f"{(med[f'cold {kind}'] - bare) * 1000:+.1f}"],
+                 [f"cold run: python3 -I -S conda-execute.pyz script ({size})",
+                  ms(med[f"cold -I -S {kind}"]),
+                  f"{(med[f'cold -I -S {kind}'] - bare) * 1000:+.1f}"]]
+    print(f"\n### 7. Create overhead, stand-in micromamba ({samples} interleaved samples, "
+          "medians)\n")
+    print(table(["", "ms", "overhead"], rows))
+    spread = {k: (max(times[f"bare {k}"]) - min(times[f"bare {k}"])) * 1000 for k in kinds}
+    print(f"\n(the bare creates vary by {spread['small']:.0f} ms and {spread['big']:.0f} ms "
+          "between samples; the overhead includes starting Python, which python3 alone takes "
+          "~15 ms longer here than python3 -I -S: see section 1)")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -493,15 +608,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--rounds", type=int, help="measured rounds per table")
     parser.add_argument("--envs", type=int, help="fake environments (default 1000)")
     parser.add_argument("--log-lines", type=int, help="usage log lines (default 100000)")
-    parser.add_argument("--cold", type=int, help="cold-run/create pairs")
+    parser.add_argument("--cold", type=int, help="cold-run/create samples")
+    parser.add_argument("--files", type=int, help="files in the big env (default 10000)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
-    parser.add_argument("--only", default="12345", help="sections to run, e.g. 13 (default all)")
+    parser.add_argument("--only", default="1234567", help="sections to run, e.g. 13 (default all)")
     args = parser.parse_args(argv)
     rounds = args.rounds or (5 if args.quick else 100)
     warmup = 2 if args.quick else 10
     n_envs = args.envs or (100 if args.quick else 1000)
     n_lines = args.log_lines or (10_000 if args.quick else 100_000)
-    samples = args.cold or (1 if args.quick else 7)
+    samples = args.cold or (1 if args.quick else 9)
+    n_files = args.files or (1000 if args.quick else 10_000)
     tmp = Path(tempfile.mkdtemp(prefix="ce-bench-"))
     cwd = os.getcwd()
     os.chdir(tmp)  # `python -m` searches the working directory first: not a checkout's module
@@ -514,17 +631,21 @@ def main(argv: Optional[List[str]] = None) -> int:
         b.null_launchers()
         print(f"rounds per table: {rounds} (after {warmup} warm-up rounds); pyz "
               f"{os.path.getsize(b.pyz):,} bytes with bytecode for Python "
-              f"{platform.python_version()}")
+              f"{', '.join(v for v, _, _ in b.pythons)}")
         if "1" in args.only:
-            warm_runs(b, rounds, warmup)
+            every_python(b, rounds, warmup)
         if "2" in args.only:
+            warm_runs(b, rounds, warmup)
+        if "3" in args.only:
             imports(b)
-        if "3" in args.only or "4" in args.only:
+        if "4" in args.only or "5" in args.only:
             many = history(b, rounds, warmup, n_envs, n_lines)
-            if "4" in args.only:
+            if "5" in args.only:
                 management(b, many, max(3, rounds // 10), 1, n_envs)
-        if "5" in args.only:
-            cold(b, samples)
+        if "6" in args.only:
+            no_bytecode_python(b, max(3, samples))
+        if "7" in args.only:
+            cold(b, samples, n_files)
         print("\nbenchmarks done")
     finally:
         os.chdir(cwd)

@@ -15,9 +15,18 @@ def test_bench_warm_quick_runs_and_prints_its_tables():
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     out = proc.stdout
     print(out)
-    for heading in ("### 1. Warm run", "### 2. What the warm path imports", "### 3. Warm run",
-                    "### 4. Management commands", "### 5. Create overhead"):
+    for heading in ("### 1. Warm run on every Python found", "### 2. Warm run on Python",
+                    "### 3. What the warm path imports", "### 4. Warm run",
+                    "### 5. Management commands", "### 6. Python 3.", "### 7. Create overhead"):
         assert heading in out, heading
     assert "| python3 conda-execute.pyz " in out and "| python3 null.pyz " in out
     assert "conda_execute (" in out  # the import list names the module and its cost
+    from conftest import other_pythons
+
+    table = out.split("### 1.")[1].split("### 2.")[0]
+    rows = [line for line in table.splitlines() if line.startswith("| 3.")]
+    assert len(rows) == len({r.split("|")[1] for r in rows}) >= min(len(other_pythons()), 2)
+    if os.environ.get("CI") == "true":  # every Python CI has is measured
+        assert {r.split("|")[1].strip().rsplit(".", 1)[0] for r in rows} >= {
+            "3.8", "3.9", "3.10", "3.11", "3.12", "3.13"}, rows
     assert out.rstrip().endswith("benchmarks done")
