@@ -558,6 +558,7 @@ class Spec(NamedTuple):
     line: int  # the line of the block header
     pip: Tuple[str, ...] = ()  # PEP 508 requirements (PEP 723 'dependencies'), installed by pip
     lock: Optional[Lock] = None  # the lock file the env is built from, if one applies
+    entrypoint: Optional[Entrypoint] = None  # a conda-script's commands (run_with is then ())
 
 
 def _items(field: Field, key: str, label: str, split: bool = False) -> Tuple[Item, ...]:
@@ -833,7 +834,7 @@ def toml_subset(text: str, path: str, first_line: int) -> dict[str, Any]:
     Gives the dict tomllib would, or a UsageError at script line `first_line` +
     the TOML line of the problem; dates and times are "unsupported TOML".
     """
-    src = text.replace("\r\n", "\n")
+    src = type(text)(text.replace("\r\n", "\n"))  # keeps a Toml11 a Toml11
     try:
         return _toml_document(src)
     except RecursionError:
@@ -1077,11 +1078,19 @@ def _parse_array(src: str, pos: int) -> tuple[int, list[Any]]:
             return pos + 1, array
 
 
+class Toml11(str):
+    """TOML source to read as TOML 1.1 (conda-script blocks): inline tables may span lines,
+    hold comments and end with a comma; strings know the escapes \\e and \\xHH. The rules
+    check the type of their source, so the 1.0 reader (tomllib's twin) stays as it is."""
+
+
 def _parse_inline_table(src: str, pos: int) -> tuple[int, dict[str, Any]]:
-    """`{k = v, k.k = v}` on one line, no trailing comma (TOML 1.0)."""
+    """`{k = v, k.k = v}` on one line, no trailing comma (TOML 1.0); in TOML 1.1, over any
+    number of lines, with comments and a trailing comma."""
     table: dict[str, Any] = {}
     frozen: set[Key] = set()
-    pos = _skip_chars(src, pos + 1, TOML_WS)
+    v11 = isinstance(src, Toml11)
+    pos = _skip_array_ws(src, pos + 1) if v11 else _skip_chars(src, pos + 1, TOML_WS)
     if src.startswith("}", pos):
         return pos + 1, table
     while True:
@@ -1095,7 +1104,7 @@ def _parse_inline_table(src: str, pos: int) -> tuple[int, dict[str, Any]]:
         if key[-1] in nest:
             raise _TomlError(pos, f"Duplicate inline table key {key[-1]!r}")
         nest[key[-1]] = value
-        pos = _skip_chars(src, pos, TOML_WS)
+        pos = _skip_array_ws(src, pos) if v11 else _skip_chars(src, pos, TOML_WS)
         char = src[pos : pos + 1]
         if char == "}":
             return pos + 1, table
@@ -1103,7 +1112,9 @@ def _parse_inline_table(src: str, pos: int) -> tuple[int, dict[str, Any]]:
             raise _TomlError(pos, "Unclosed inline table")
         if isinstance(value, (dict, list)):
             frozen.add(key)
-        pos = _skip_chars(src, pos + 1, TOML_WS)
+        pos = _skip_array_ws(src, pos + 1) if v11 else _skip_chars(src, pos + 1, TOML_WS)
+        if v11 and src.startswith("}", pos):
+            return pos + 1, table
 
 
 def _parse_literal_str(src: str, pos: int) -> tuple[int, str]:
@@ -1183,6 +1194,13 @@ def _toml_escape(src: str, pos: int, multiline: bool) -> tuple[int, str]:
         return pos, chr(code)
     if escape in TOML_ESCAPES:
         return pos, TOML_ESCAPES[escape]
+    if isinstance(src, Toml11) and escape == "\\e":
+        return pos, "\x1b"
+    if isinstance(src, Toml11) and escape == "\\x":
+        digits = src[pos : pos + 2]
+        if len(digits) != 2 or not HEXDIGIT_CHARS.issuperset(digits):
+            raise _TomlError(pos, "Invalid hex value")
+        return pos + 2, chr(int(digits, 16))
     raise _TomlError(pos, "Unescaped '\\' in a string")
 
 
@@ -1326,7 +1344,407 @@ def _strings(value: Any, where: str, fail: Any, options_after_first: bool = Fals
 
 
 ###############################################################################
-# Finding the metadata: '# conda execute' or PEP 723 '# /// script' ###########
+# conda-script blocks (pixi's format for any language) ########################
+###############################################################################
+# A block as pixi reads it (pixi issue 3751; pixi's crates/pixi_manifest/src/script/conda):
+#     // /// conda-script                   the opener: PREFIX + '/// conda-script'; PREFIX
+#     // channels = ["conda-forge"]         (the text before the marker, spaces included) holds
+#     // entrypoint = "gcc -o ${CACHE}/m ${SCRIPT} && ${CACHE}/m"   no letter or digit
+#     //                                    every line: PREFIX + TOML, or PREFIX alone
+#     // [dependencies]
+#     // gcc = "*"
+#     // /// end-conda-script               the closer; at most one block per file
+# The TOML inside is TOML 1.1 (Toml11). The entrypoint is a small shell language, parsed here
+# (parse_entrypoint) and run by run_entrypoint without any system shell.
+
+SCRIPT_OPENER = "/// conda-script"
+SCRIPT_CLOSER = "/// end-conda-script"
+CONDA_SCRIPT_KEYS = frozenset({"channels", "entrypoint", "dependencies", "tool"})
+DEPENDENCY_KEYS = frozenset({"version", "build", "build-number", "channel", "subdir", "extras",
+                             "flags", "md5", "sha256", "url", "when"})
+DEPENDENCY_NAME_RE = (r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+DEPENDENCY_FIELD_RES = {  # what a match spec can carry unquoted (no space, comma, bracket)
+    "version": r"[A-Za-z0-9_.*+!<>=|~^,-]+", "build": r"[A-Za-z0-9_.*+!]+",
+    "build-number": r"(?:[<>]=?|==|!=)?[0-9]+", "subdir": r"[a-z0-9]+-[a-z0-9_]+|noarch",
+    "md5": r"[0-9a-fA-F]{32}", "sha256": r"[0-9a-fA-F]{64}", "channel": r"[^\s\[\],'\"]+",
+    "url": r"(?:https?|file)://[^\s#]+\.(?:conda|tar\.bz2)"}
+WHEN_FAMILIES = {"__unix": ("linux", "osx"), "__linux": ("linux",), "__osx": ("osx",),
+                 "__win": ("win",)}
+ENTRYPOINT_FAMILIES = {"linux": "linux", "osx": "osx", "win": "win"}
+CONDA_PLATFORMS = frozenset({
+    "linux-32", "linux-64", "linux-aarch64", "linux-armv6l", "linux-armv7l", "linux-ppc64",
+    "linux-ppc64le", "linux-riscv32", "linux-riscv64", "linux-s390x", "osx-64", "osx-arm64",
+    "win-32", "win-64", "win-arm64", "emscripten-wasm32", "wasi-wasm32", "zos-z"})
+
+
+class Block(NamedTuple):
+    """A conda-script block: its opener's line, prefix and content lines (after the prefix)."""
+
+    line: int
+    prefix: str
+    lines: List[Item]
+
+
+class Entrypoint(NamedTuple):
+    """A conda-script's command for this platform: commands joined by '&&', each a tuple of
+    words, each word a tuple of ShellParts."""
+
+    commands: Tuple[Tuple[Tuple[ShellPart, ...], ...], ...]
+    line: int  # where the command is written, for messages
+    text: str
+
+
+def script_opener(text: str) -> str:
+    """The prefix of a line that opens a conda-script block ('// ', '# ', '-- '...), or ''.
+
+    >>> script_opener("// /// conda-script"), script_opener("x = '/// conda-script'")
+    ('// ', '')
+    """
+    line = text.rstrip()
+    if not line.endswith(SCRIPT_OPENER):
+        return ""
+    prefix = line[: -len(SCRIPT_OPENER)]
+    return prefix if prefix and not any(c.isalnum() for c in prefix) else ""
+
+
+def script_block_line(block: Block, line: int, text: str, label: str) -> bool:
+    """Add one line to an open conda-script BLOCK; False when it is the closer. A line without
+    the prefix, a second opener and more than MAX_BLOCK_LINES lines are errors."""
+    prefix = block.prefix
+    if text.startswith(prefix):
+        rest = text[len(prefix):]
+        if rest.rstrip() == SCRIPT_CLOSER:
+            return False
+        if rest.rstrip() == SCRIPT_OPENER:
+            raise UsageError(f"a second conda-script block opens inside the one of line "
+                             f"{block.line}; a file holds at most one", label, line)
+    elif text.rstrip() == prefix.rstrip():
+        rest = ""
+    else:
+        raise UsageError(f"unclosed conda-script block (line {block.line}): this line does not "
+                         f"start with its prefix {prefix!r}; close the block with "
+                         f"'{prefix}{SCRIPT_CLOSER}'", label, line)
+    if len(block.lines) >= MAX_BLOCK_LINES:
+        raise UsageError(f"conda-script block longer than {MAX_BLOCK_LINES} lines", label, line)
+    block.lines.append((line, rest))
+    return True
+
+
+def conda_script_spec(block: Block, label: str, platform: str) -> Spec:
+    """The Spec of a closed conda-script block, for PLATFORM (the entrypoint's key and 'when'
+    conditions): specs from [dependencies], channels in order, the entrypoint parsed."""
+    text = "".join(line_text + "\n" for _, line_text in block.lines)
+    data = toml_subset(Toml11(text), label, block.line + 1)
+
+    def fail(message: str, key: str = "", after: int = 0) -> UsageError:
+        return UsageError(message, label, _key_line(block, key, after) if key else block.line)
+
+    for key in data:
+        if key not in CONDA_SCRIPT_KEYS:
+            raise fail(f"conda-script block: unknown key {key!r} (known: "
+                       f"{', '.join(sorted(CONDA_SCRIPT_KEYS))}; other tools' settings go "
+                       "under [tool.NAME])", key)
+    _table(data, "tool", "conda-script block: tool", lambda m: fail(m, "tool"))
+    if "channels" not in data:
+        raise fail("conda-script block: no 'channels' (e.g. channels = [\"conda-forge\"])")
+    channels = _strings(data["channels"], "channels", lambda m: fail(m, "channels"))
+    if not channels:
+        raise fail("channels: list at least one channel", "channels")
+    deps = _table(data, "dependencies", "[dependencies]", lambda m: fail(m, "dependencies"))
+    after = _key_line(block, "[dependencies]", 0)
+    specs = tuple(spec for name, value in deps.items()
+                  for spec in dependency_spec(name, value, platform,
+                                              lambda m, n=name: fail(m, n, after)))
+    return Spec(specs, channels, (), label, block.line,
+                entrypoint=select_entrypoint(data, block, label, platform))
+
+
+def _key_line(block: Block, key: str, after: int, default: int = 0) -> int:
+    """The script line where KEY is written in BLOCK (at or after line AFTER): the line that
+    starts with it, as 'key =', '"key" =' or '[key]'; else DEFAULT, or the block's opener."""
+    for line, text in block.lines:
+        word = text.strip()
+        if line >= after and (word == key or (word.startswith((key, f'"{key}"', f"'{key}'"))
+                                              and word.lstrip("\"'")[len(key):].lstrip("\"' \t")
+                                              .startswith("="))):
+            return line
+    return default or block.line
+
+
+def dependency_spec(name: str, value: Any, platform: str, fail: Any) -> Tuple[str, ...]:
+    """The conda match spec of one [dependencies] entry (none if its 'when' does not hold here).
+
+    A string is a version ('*' is any): 'numpy = ">=1.26"' -> 'numpy >=1.26'. A table takes
+    pixi's keys: version, build, build-number, channel, subdir, md5, sha256 -> 'channel::name
+    version build' or 'name[...]'; url (with md5) -> the package URL; when: '__unix', '__linux',
+    '__osx' or '__win'. extras and flags have no conda spelling: errors, as is anything else.
+    """
+    if not _rx(DEPENDENCY_NAME_RE).fullmatch(name):
+        raise fail(f"[dependencies]: {name!r} is not a package name (letters, digits, '-', "
+                   "'_', '.')")
+    if isinstance(value, str):
+        value = {"version": value}
+    if not isinstance(value, dict):
+        raise fail(f"[dependencies] {name}: expected a version string or a table, got "
+                   f"{_toml_type(value)}")
+    table = {k: v for k, v in value.items() if k != "when"}
+    _check_keys(table, DEPENDENCY_KEYS - {"when"}, f"[dependencies] {name}", fail)
+    for key, item in table.items():
+        if key in ("extras", "flags"):
+            raise fail(f"[dependencies] {name}: {key!r} has no conda match spec spelling")
+        text = str(item) if key == "build-number" and type(item) is int else item
+        text = "".join(text.split()) if isinstance(text, str) else text
+        if not isinstance(text, str) or not _rx(DEPENDENCY_FIELD_RES[key]).fullmatch(text):
+            raise fail(f"[dependencies] {name}: {key} {item!r} cannot be part of a conda match "
+                       "spec")
+        table[key] = text
+    if "when" in value and not _when_holds(value["when"], platform, name, fail):
+        return ()
+    return (_match_spec(name, table, fail),)
+
+
+def _when_holds(when: Any, platform: str, name: str, fail: Any) -> bool:
+    """Whether a 'when' condition holds on PLATFORM; only the OS virtual packages are known."""
+    if when not in WHEN_FAMILIES:
+        raise fail(f"[dependencies] {name}: when = {when!r}: only "
+                   f"{', '.join(repr(w) for w in WHEN_FAMILIES)} are supported")
+    return platform.split("-")[0] in WHEN_FAMILIES[when]
+
+
+def _match_spec(name: str, table: Dict[str, str], fail: Any) -> str:
+    """One conda match spec from checked fields (see dependency_spec)."""
+    if "url" in table:
+        others = sorted(set(table) - {"url", "md5"})
+        if others:
+            raise fail(f"[dependencies] {name}: url goes with md5 only, not {others[0]!r}")
+        return table["url"] + (f"#{table['md5']}" if "md5" in table else "")
+    channel = f"{table['channel']}::" if "channel" in table else ""
+    version = table.get("version", "*")
+    if version.startswith("-"):
+        raise fail(f"[dependencies] {name}: version {version!r} starts with '-'")
+    extra = [f"{key.replace('-', '_')}={table[key]}"
+             for key in ("build-number", "subdir", "md5", "sha256") if key in table]
+    if extra:
+        fields = [f"version='{version}'"] if version != "*" else []
+        fields += [f"build='{table['build']}'"] if "build" in table else []
+        return f"{channel}{name}[{','.join(fields + extra)}]"
+    words = [channel + name] + ([version] if version != "*" or "build" in table else [])
+    return " ".join(words + ([table["build"]] if "build" in table else []))
+
+
+def select_entrypoint(data: dict, block: Block, label: str, platform: str) -> Entrypoint:
+    """The entrypoint for PLATFORM: a string, or a table whose most specific key matches
+    (linux-64, then linux/osx/win, then unix). Every command in the table is parsed, so a bad
+    one is reported on any machine."""
+    where = _key_line(block, "entrypoint", 0)
+    value = data.get("entrypoint")
+    if value is None:
+        raise UsageError("conda-script block: no 'entrypoint' (e.g. entrypoint = "
+                         "\"python ${SCRIPT}\")", label, block.line)
+    table = value if isinstance(value, dict) else {"": value}
+    if not table:
+        raise UsageError("entrypoint: the table names no platform", label, where)
+    found: Dict[str, Entrypoint] = {}
+    for key, command in table.items():
+        line = _key_line(block, key, where, where) if key else where
+        if key and key != "unix" and key not in ENTRYPOINT_FAMILIES and key not in CONDA_PLATFORMS:
+            raise UsageError(f"entrypoint: {key!r} is neither a platform family (unix, linux, "
+                             "osx, win) nor a conda platform (linux-64, osx-arm64...)", label, line)
+        if not isinstance(command, str):
+            raise UsageError(f"entrypoint{'.' + key if key else ''}: expected a string or a "
+                             f"table of platforms, got {_toml_type(command)}", label, line)
+        found[key] = Entrypoint(parse_entrypoint(command, label, line), line, command)
+    family = platform.split("-")[0]
+    for key in ("", platform, family, "unix" if family != "win" else ""):
+        if key in found:
+            return found[key]
+    raise UsageError(f"entrypoint: no command for this platform ({platform}); add a "
+                     f"'{platform}', '{family}' or 'unix' key", label, where)
+
+
+# The entrypoint's shell language (pixi's: crates/pixi_..._shell): words split on white
+# space; 'single quotes' keep everything; "double quotes" keep everything but ${VAR} and
+# $(...); ${SCRIPT} and ${CACHE} are the only variables; $(commands) is replaced by their
+# output (split into words unless quoted); '&&' runs the next command if this one succeeded.
+# Nothing else: no pipes, redirects, globs, ';', '||', '&', subshells or assignments.
+
+ENTRY_VARIABLES = ("SCRIPT", "CACHE")
+MAX_SUBSTITUTION_DEPTH = 64  # pixi's limit
+SHELL_STOPS = frozenset(" \t\n\r\f\v&)|;<>`")
+SHELL_REFUSED = {
+    "|": "pipes are not supported", ";": "';' is not supported; join commands with '&&'",
+    "<": "redirects are not supported", ">": "redirects are not supported",
+    "`": "backticks are not supported; use $(...)", "(": "subshells are not supported",
+    "*": "globs are not supported; quote the word to pass it as it is",
+    "?": "globs are not supported; quote the word to pass it as it is",
+    ")": "unexpected ')'", "&": "'&' is not supported; join commands with '&&'",
+}
+
+
+class ShellPart(NamedTuple):
+    """A piece of a word: kind "text", "quoted" ('...': kept, may be empty), "var" (value: the
+    name), "double" ("...": value: its parts) or "sub" ($(...): value: its commands)."""
+
+    kind: str
+    value: Any
+    source: str = ""  # a $(...) as written, for --dry-run
+
+
+class _ShellError(Exception):
+    """An entrypoint syntax error at a position of the command."""
+
+    def __init__(self, pos: int, message: str) -> None:
+        super().__init__(message)
+        self.pos, self.message = pos, message
+
+
+def parse_entrypoint(text: str, label: str, line: int) -> Tuple[Tuple[Tuple[ShellPart, ...], ...], ...]:
+    """The commands of an entrypoint, or a UsageError at LINE naming the column."""
+    try:
+        return _shell_sequence(text, 0, 0, -1)[1]
+    except _ShellError as e:
+        raise UsageError(f"entrypoint: {e.message} (column {e.pos + 1} of {text!r})",
+                         label, line) from None
+
+
+def _shell_sequence(src: str, pos: int, depth: int, opened: int) -> Tuple[int, tuple]:
+    """Commands joined by '&&', up to the end, or (inside '$(' at OPENED) up to its ')'."""
+    commands: list = []
+    words: list = []
+    while True:
+        pos = _skip_chars(src, pos, frozenset(" \t\n\r\f\v"))
+        char = src[pos : pos + 1]
+        if not char or (char == ")" and opened >= 0):
+            if not char and opened >= 0:
+                raise _ShellError(opened, "unclosed '$('")
+            if not words:
+                raise _ShellError(pos, "expected a command")
+            commands.append(_shell_command(words, src, pos))
+            return pos, tuple(commands)
+        if src.startswith("&&", pos):
+            if not words:
+                raise _ShellError(pos, "expected a command before '&&'")
+            commands.append(_shell_command(words, src, pos))
+            words, pos = [], pos + 2
+        elif src.startswith("||", pos):
+            raise _ShellError(pos, "'||' is not supported")
+        elif char in SHELL_REFUSED:
+            raise _ShellError(pos, SHELL_REFUSED[char])
+        else:
+            pos, word = _shell_word(src, pos, depth)
+            words.append(word)
+
+
+def _shell_command(words: list, src: str, pos: int) -> tuple:
+    """A command's words; one that starts with NAME=value would be an assignment: refused."""
+    first = words[0][0]
+    if first.kind == "text" and _rx(r"[A-Za-z_][A-Za-z0-9_]*=").match(first.value):
+        raise _ShellError(pos, f"{first.value!r} looks like a variable assignment, which the "
+                               "entrypoint cannot do")
+    return tuple(words)
+
+
+def _shell_word(src: str, pos: int, depth: int) -> Tuple[int, Tuple[ShellPart, ...]]:
+    """One word: text, 'single', "double", ${VAR} and $(...) pieces up to a space or operator."""
+    parts: List[ShellPart] = []
+    while pos < len(src) and src[pos] not in SHELL_STOPS:
+        char = src[pos]
+        if char == "'":
+            end = src.find("'", pos + 1)
+            if end < 0:
+                raise _ShellError(pos, "unclosed ' quote")
+            parts.append(ShellPart("quoted", src[pos + 1 : end]))
+            pos = end + 1
+        elif char == '"':
+            pos, inner = _shell_double(src, pos, depth)
+            parts.append(ShellPart("double", inner))
+        elif char == "$":
+            pos, part = _shell_dollar(src, pos, depth)
+            parts.append(part)
+        elif char in SHELL_REFUSED:
+            raise _ShellError(pos, SHELL_REFUSED[char])
+        else:
+            end = pos
+            while end < len(src) and src[end] not in SHELL_STOPS and src[end] not in "'\"$*?(":
+                end += 1
+            parts.append(ShellPart("text", src[pos:end]))
+            pos = end
+    return pos, tuple(parts)
+
+
+def _shell_double(src: str, pos: int, depth: int) -> Tuple[int, Tuple[ShellPart, ...]]:
+    """A "double-quoted" piece from its opening quote: text, ${VAR} and $(...) parts."""
+    parts: List[ShellPart] = []
+    start, at = pos, pos + 1
+    while True:
+        end = min((i for i in (src.find('"', at), src.find("$", at)) if i >= 0), default=-1)
+        if end < 0:
+            raise _ShellError(start, 'unclosed " quote')
+        if end > at:
+            parts.append(ShellPart("text", src[at:end]))
+        if src[end] == '"':
+            return end + 1, tuple(parts)
+        at, part = _shell_dollar(src, end, depth)
+        parts.append(part)
+
+
+def _shell_dollar(src: str, pos: int, depth: int) -> Tuple[int, ShellPart]:
+    """${NAME} (SCRIPT or CACHE) or $(commands) at src[pos] == '$'."""
+    if src.startswith("${", pos):
+        end = src.find("}", pos)
+        if end < 0:
+            raise _ShellError(pos, "unclosed '${'")
+        name = src[pos + 2 : end]
+        if name not in ENTRY_VARIABLES:
+            raise _ShellError(pos, f"unknown variable ${{{name}}} (the entrypoint has "
+                                   "${SCRIPT} and ${CACHE})")
+        return end + 1, ShellPart("var", name)
+    if src.startswith("$(", pos):
+        if depth >= MAX_SUBSTITUTION_DEPTH:
+            raise _ShellError(pos, f"$(...) nested more than {MAX_SUBSTITUTION_DEPTH} deep")
+        end, commands = _shell_sequence(src, pos + 2, depth + 1, pos)
+        return end + 1, ShellPart("sub", commands, src[pos : end + 1])
+    raise _ShellError(pos, "'$' must be followed by {NAME} or (: write ${SCRIPT}, ${CACHE} "
+                           "or $(command)")
+
+
+def expand_word(word: Tuple[ShellPart, ...], variables: Dict[str, str], substitute: Any
+                ) -> List[str]:
+    """The arguments a word gives: variables and quoted text never split; the output of an
+    unquoted $(...) (SUBSTITUTE(part) -> str) splits on white space and may give none."""
+    args: List[str] = []
+    current, kept = "", False
+    for part in word:
+        if part.kind in ("text", "quoted"):
+            current, kept = current + part.value, kept or part.kind == "quoted"
+        elif part.kind == "var":
+            current += variables[part.value]
+        elif part.kind == "double":
+            kept = True
+            current += "".join(p.value if p.kind == "text" else variables[p.value]
+                               if p.kind == "var" else substitute(p) for p in part.value)
+        else:
+            output = substitute(part)
+            if output[:1].isspace() and current:
+                args, current = [*args, current], ""
+            for i, piece in enumerate(output.split()):
+                if i:
+                    args, current = [*args, current], ""
+                current += piece
+            if output[-1:].isspace() and current:
+                args, current = [*args, current], ""
+    return args + ([current] if current or kept else [])
+
+
+def shown_command(words: tuple, variables: Dict[str, str]) -> List[str]:
+    """A command as --dry-run shows it: variables substituted, each $(...) as written."""
+    return [arg for word in words for arg in expand_word(
+        tuple(ShellPart("quoted", p.source) if p.kind == "sub" else p for p in word),
+        variables, lambda p: p.source)]
+
+
+###############################################################################
+# Finding the metadata: '# conda execute', PEP 723 or conda-script ############
 ###############################################################################
 
 HOW_TO = ("no '# conda execute' metadata block; add one at the top, e.g.\n"
@@ -1334,29 +1752,55 @@ HOW_TO = ("no '# conda execute' metadata block; add one at the top, e.g.\n"
 
 
 class _Watch:
-    """Passes lines through, keeping the first '# conda execute' block it sees on the way."""
+    """Passes lines through, noting on the way the first '# conda execute' block (HEADER, BLOCK),
+    the conda-script block (SCRIPT, checked as it is read) and the first '# /// script' line
+    outside it (PEP723: pixi counts any such line as a PEP 723 block)."""
 
     def __init__(self, lines: Iterator[Item], label: str) -> None:
         self.lines, self.label, self.header, self.block = lines, label, 0, []  # type: List[Item]
+        self.script: Optional[Block] = None
+        self.pep723 = 0
 
     def __iter__(self) -> Iterator[Item]:
-        prefix = ""
+        prefix, inside = "", False
         for line, text in self.lines:
-            if prefix:  # collected as read_spec's _block_lines does, with its length limit
-                if not _block_line(self.block, line, text, self.label, prefix):
-                    prefix = ""
-            elif not self.header and "conda execute" in text:
+            if inside:
+                inside = script_block_line(self.script, line, text, self.label)  # type: ignore
+                yield line, text
+                continue
+            if prefix and not _block_line(self.block, line, text, self.label, prefix):
+                prefix = ""  # collected as read_spec's _block_lines does, with its length limit
+            if "///" in text:
+                inside = self._opens_script(line, text)
+            if not self.header and "conda execute" in text and not inside:
                 prefix = block_prefix(text)
                 self.header = line if prefix else 0
             yield line, text
+        if inside:
+            closer = self.script.prefix + SCRIPT_CLOSER  # type: ignore[union-attr]
+            raise UsageError(f"unclosed conda-script block: no {closer!r} line", self.label,
+                             self.script.line)  # type: ignore[union-attr]
+
+    def _opens_script(self, line: int, text: str) -> bool:
+        """Whether TEXT opens the conda-script block (a second one is an error)."""
+        opener = script_opener(text)
+        if opener and self.script:
+            raise UsageError(f"a second conda-script block (the first starts at line "
+                             f"{self.script.line}); a file holds at most one", self.label, line)
+        if opener:
+            self.script = Block(line, opener, [])
+        elif not self.pep723 and text.rstrip() == "# /// script":
+            self.pep723 = line
+        return bool(opener)
 
 
 def read_spec(lines: Iterator[Item], label: str, filename: str) -> Spec:
     """Find and parse the script's metadata; fill in run_with.
 
-    A '# conda execute' block ends the reading (a huge script is not read whole). A PEP 723
-    '# /// script' block is read per its specification, to the end of the file (a second
-    script block is an error). A script with both kinds of block is an error.
+    A '# conda execute' block (behind any comment prefix) ends the reading (a huge script is
+    not read whole). PEP 723 '# /// script' and conda-script blocks are read per their
+    specifications, to the end of the file (a second block is an error). Two blocks that each
+    describe the environment are an error at the second.
     """
     shebang = ""
     for line, text in lines:
@@ -1369,8 +1813,8 @@ def read_spec(lines: Iterator[Item], label: str, filename: str) -> Spec:
             if not spec.run_with:
                 spec = spec._replace(run_with=default_run_with(shebang, filename, label, line))
             return spec
-        if text.startswith("# /// "):
-            return _read_pep723(_prepend((line, text), lines), label, shebang, filename)
+        if text.startswith("# /// ") or ("///" in text and script_opener(text)):
+            return _read_blocks(_prepend((line, text), lines), label, shebang, filename)
     raise UsageError(HOW_TO, label)
 
 
@@ -1379,17 +1823,26 @@ def _prepend(first: Item, rest: Iterator[Item]) -> Iterator[Item]:
     yield from rest
 
 
-def _read_pep723(lines: Iterator[Item], label: str, shebang: str, filename: str) -> Spec:
-    """The Spec of a script whose first metadata is a '# /// TYPE' line (maybe no script block)."""
+def _read_blocks(lines: Iterator[Item], label: str, shebang: str, filename: str) -> Spec:
+    """The Spec of a script whose first metadata is a '# /// TYPE' line (maybe no script block)
+    or a conda-script block: read to the end, then exactly one block may describe the env."""
     watch = _Watch(lines, label)
     found = find_pep723(watch, label)
-    if found and watch.header:
-        raise UsageError(f"both a '# conda execute' block (line {watch.header}) and a PEP 723 "
-                         "script block; keep one of them", label, found[0])
+    blocks = [("a PEP 723 script block", found[0])] if found else []
+    if watch.script and watch.pep723 and not found:
+        blocks.append(("a PEP 723 '# /// script' line", watch.pep723))
+    blocks += [("a '# conda execute' block", watch.header)] if watch.header else []
+    blocks += [("a conda-script block", watch.script.line)] if watch.script else []
+    blocks.sort(key=lambda b: b[1])
+    if len(blocks) > 1:
+        raise UsageError(f"{blocks[1][0]} after {blocks[0][0]} (line {blocks[0][1]}): only one "
+                         "may describe the environment; keep one of them", label, blocks[1][1])
     if watch.header:  # a '# /// other' block, then a '# conda execute' block
         spec = spec_from_fields(parse_block(watch.block, label), label, watch.header)
         return spec if spec.run_with else spec._replace(
             run_with=default_run_with(shebang, filename, label, watch.header))
+    if watch.script:
+        return conda_script_spec(watch.script, label, conda_platform())
     if not found:
         raise UsageError(HOW_TO, label)
     opener, text = found
@@ -2558,9 +3011,7 @@ def exec_in_env(env: Env, spec: Spec, argv: List[str], lock_fd: int) -> None:
     environ = activated_environ(env.prefix, dict(os.environ))
     scripts = activate_scripts(env.prefix)
     if scripts:  # sourced by /bin/sh, which then execs the command (paths as arguments)
-        loop = 'n=$1; shift; while [ "$n" -gt 0 ]; do . "$1"; shift; n=$((n-1)); done; exec "$@"'
-        argv = ["/bin/sh", "-c", loop, "sh", str(len(scripts)), *scripts, *argv]
-        exe = "/bin/sh"
+        argv, exe = _activating(scripts, argv), "/bin/sh"
     else:
         found = argv[0] if os.sep in argv[0] else _which(argv[0], environ["PATH"])
         if not found:
@@ -2577,6 +3028,112 @@ def exec_in_env(env: Env, spec: Spec, argv: List[str], lock_fd: int) -> None:
         raise UsageError(f"cannot run {exe}: {e.strerror}", spec.label, spec.line,
                          code=code) from None
 
+
+def _activating(scripts: List[str], argv: List[str]) -> List[str]:
+    """ARGV run by /bin/sh after sourcing the activation SCRIPTS (all passed as arguments:
+    /bin/sh interprets only our fixed loop, never the command)."""
+    loop = 'n=$1; shift; while [ "$n" -gt 0 ]; do . "$1"; shift; n=$((n-1)); done; exec "$@"'
+    return ["/bin/sh", "-c", loop, "sh", str(len(scripts)), *scripts, *argv]
+
+
+CACHE_DIR = ".conda-execute-cache"  # in the env's prefix: removed with the env
+
+
+def entry_variables(env: Env, source: Source, create: bool = False) -> Dict[str, str]:
+    """${SCRIPT}, the script's absolute path, and ${CACHE}, a directory kept between runs:
+    PREFIX/.conda-execute-cache/HASH (HASH: of the script's path, or of its URL), created
+    private (0700) when CREATE. It lives and dies with the environment (GC, --force-env)."""
+    script = os.path.abspath(source.path) if source.fd < 0 else source.path
+    key = script if source.fd < 0 else source.label
+    cache = os.path.join(env.prefix, CACHE_DIR, _sha256_hex(key)[:20])
+    for path in (os.path.dirname(cache), cache) if create else ():
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            pass
+        except OSError as e:
+            raise UsageError(f"cannot create {path}: {e.strerror}", code=EXIT_ENV_DIR) from None
+        os.chmod(path, 0o700)  # whatever the umask
+    return {"SCRIPT": script, "CACHE": cache}
+
+
+def run_entrypoint(env: Env, spec: Spec, source: Source, args: List[str], lock_fd: int) -> int:
+    """Run a conda-script's entrypoint in the activated env, without a shell: each command but
+    the last as a child (a failing one ends the run with its exit code), then exec the last
+    with ARGS appended (a last command that expands to nothing runs nothing: exit 0)."""
+    entry = spec.entrypoint
+    assert entry is not None
+    variables = entry_variables(env, source, create=True)
+    environ = activated_environ(env.prefix, dict(os.environ))
+    scripts = activate_scripts(env.prefix)
+
+    def substitute(part: ShellPart) -> str:
+        out = b""
+        for argv in _expanded(part.value, variables, substitute, spec):
+            code, got = _run_in_env(argv, environ, scripts, spec, True)
+            if code:
+                raise UsageError(f"entrypoint: $({' '.join(argv)}) exited with {code}",
+                                 spec.label, entry.line, code=code)
+            out += got
+        text = out.decode("utf-8", "surrogateescape")
+        return text[:-1].rstrip("\r") if text.endswith("\n") else text
+
+    for argv in _expanded(entry.commands[:-1], variables, substitute, spec):
+        code = _run_in_env(argv, environ, scripts, spec, False)[0]
+        if code:  # as after a shell's '&&': the command has said why
+            return code
+    last = next(_expanded(entry.commands[-1:], variables, substitute, spec), [])
+    if not last:
+        return 0
+    _run_in_env(last, environ, scripts, spec, None)  # only checks that it can be found
+    exec_in_env(env, spec, last + list(args), lock_fd)
+    return 0  # not reached
+
+
+def _expanded(commands: tuple, variables: Dict[str, str], substitute: Any, spec: Spec
+              ) -> Iterator[List[str]]:
+    """Each command's arguments (substitutions run as they come); empty commands skipped."""
+    for words in commands:
+        argv = [arg for word in words for arg in expand_word(word, variables, substitute)]
+        if argv and _rx(r"[A-Za-z_][A-Za-z0-9_]*=").match(argv[0]):
+            raise UsageError(f"entrypoint: {argv[0]!r} looks like a variable assignment, which "
+                             "the entrypoint cannot do", spec.label, spec.entrypoint.line)
+        if argv:
+            yield argv
+
+
+def _run_in_env(argv: List[str], environ: Dict[str, str], scripts: List[str], spec: Spec,
+                capture: Optional[bool]) -> Tuple[int, bytes]:
+    """Run ARGV in the activated env: (exit code, 128+N for signal N; its output if CAPTURE,
+    for $(...), whose stdin is closed). CAPTURE None only checks that ARGV[0] can be found."""
+    import signal
+    import subprocess
+
+    where = (spec.label, spec.entrypoint.line)  # type: ignore[union-attr]
+    exe = argv[0] if scripts or os.sep in argv[0] else _which(argv[0], environ.get("PATH"))
+    if not exe:
+        raise UsageError(f"entrypoint: {argv[0]!r} is neither in the environment nor on PATH",
+                         *where, code=EXIT_NOT_FOUND)
+    if capture is None:
+        return 0, b""
+    procs: list = []
+    old = {signal.SIGINT: signal.signal(signal.SIGINT, lambda *_: None),  # the child gets it
+           signal.SIGTERM: signal.signal(signal.SIGTERM, lambda n, _: [p.send_signal(n)
+                                                                       for p in procs])}
+    try:
+        procs.append(subprocess.Popen(_activating(scripts, argv) if scripts else argv,
+                                      executable=exe if not scripts else "/bin/sh", env=environ,
+                                      stdin=subprocess.DEVNULL if capture else None,
+                                      stdout=subprocess.PIPE if capture else None))
+        out = procs[0].communicate()[0] or b""
+    except OSError as e:
+        raise UsageError(f"entrypoint: cannot run {argv[0]!r}: {e.strerror}", *where,
+                         code=EXIT_NOT_EXECUTABLE) from None
+    finally:
+        for signum, handler in old.items():
+            signal.signal(signum, handler)
+    rc = procs[0].returncode
+    return (128 - rc if rc < 0 else rc), out
 
 def run_windows(mgr: Manager, env: Env, argv: List[str]) -> int:
     """On Windows there is no exec: `conda run --no-capture-output` and pass its exit code."""
@@ -2970,8 +3527,8 @@ usage: conda-execute [OPTIONS] SCRIPT [ARGS...]
        conda-execute --list [--json] | --gc [--older-than HOURS] [--dry-run]
        conda-execute --prefix SCRIPT | --dry-run SCRIPT | --lock [--upgrade] SCRIPT
 
-Run SCRIPT in the conda environment its '# conda execute' block (or PEP 723 '# /// script'
-block) describes, creating it on first use. SCRIPT may be a file, '-' for stdin, or an
+Run SCRIPT in the conda environment its '# conda execute' block (behind any comment prefix),
+PEP 723 '# /// script' block or conda-script block describes, creating it on first use. SCRIPT may be a file, '-' for stdin, or an
 http(s):// URL. Everything after SCRIPT is passed to it unchanged.
 
 options:
@@ -3135,9 +3692,15 @@ def _main(argv: List[str]) -> int:
         raise UsageError("lock files need a script file (not -c, - or a URL)", source.label)
     spec = with_specs(spec, args.lists.get("--with", []))
     env = env_for(spec, cfg)
+    if spec.entrypoint and source.inline:
+        raise UsageError("a conda-script block needs a script file (its entrypoint runs "
+                         "${SCRIPT}), not -c", source.label, spec.line)
     argv_ = tool_argv(spec, args) if tool else script_argv(spec, source, args.args)
+    if spec.entrypoint:  # the command exec'd last, as --dry-run and --verbose show it
+        argv_ = shown_command(spec.entrypoint.commands[-1], entry_variables(env, source))
+        argv_ += args.args
     if "--dry-run" in opts:
-        return _print_dry_run(spec, env, argv_)
+        return _print_dry_run(spec, env, argv_, source, args.args)
     force = "--force-env" in opts or "--upgrade" in opts
     if (cfg.conda or not (cfg.manager or cfg.bootstrap)) and (force or not is_complete(env)):
         manager_for(cfg)  # no (usable) package manager: fail (exit 69) before creating anything
@@ -3155,19 +3718,29 @@ def _main(argv: List[str]) -> int:
     if verbose:
         _say(f"environment {env.name} at {env.prefix}")
         _say("running: " + " ".join(argv_))
+    if spec.entrypoint:
+        return run_entrypoint(env, spec, source, args.args, fd)
     if os.name == "nt":
         return run_windows(manager_for(cfg), env, argv_)
     exec_in_env(env, spec, argv_, fd)
     return 0  # not reached
 
 
-def _print_dry_run(spec: Spec, env: Env, argv: List[str]) -> int:
+def _print_dry_run(spec: Spec, env: Env, argv: List[str], source: Source, args: List[str]
+                   ) -> int:
+    """The JSON of --dry-run; "entrypoint": a conda-script's commands as they would run (each
+    $(...) as written, the arguments after the last), else null."""
     import json
 
+    entry = None
+    if spec.entrypoint:
+        variables = entry_variables(env, source)
+        entry = [shown_command(words, variables) for words in spec.entrypoint.commands]
+        entry[-1] += args
     json.dump({"env": list(spec.env), "channels": list(spec.channels),
                "run_with": list(spec.run_with), "name": env.name, "prefix": env.prefix,
                "command": argv, "pip": list(spec.pip),
-               "lock": spec.lock.path if spec.lock else None}, sys.stdout)
+               "lock": spec.lock.path if spec.lock else None, "entrypoint": entry}, sys.stdout)
     sys.stdout.write("\n")
     return 0
 

@@ -177,3 +177,70 @@ def test_file_and_inline_code_read_the_same():
     check()
     figure(f"fuzz file_vs_inline examples={seen[0]}")
     assert seen[0] >= 500
+
+
+# ---------------------------------------------------------------- conda-script blocks
+
+CS_LINE = st.one_of(
+    st.sampled_from(["# /// conda-script", "# /// end-conda-script", "// /// conda-script",
+                     '# channels = ["c"]', '# entrypoint = "x ${SCRIPT}"', "# entrypoint = {",
+                     '#   unix = "a && b",', "# }", "# [dependencies]", '# a = "*"',
+                     "# b = { version = '1.*', build = 'x' }", "#", "", "# /// script",
+                     "# conda execute", "# env: [python]", "# [tool.other]", "# x = 1"]),
+    st.sampled_from(["#", "# # a comment", '# c = { version = "2" }', "#   d = '>=1'"]),
+    TEXT.map(lambda t: "# # " + t),  # a TOML comment
+    TEXT.map(lambda t: "# " + t),
+    TEXT,
+)
+SHELL = st.text(alphabet=st.one_of(st.sampled_from("$(){}'\" &|;<>`*?\\=\t\nab"),
+                                   st.characters()), max_size=40)
+
+
+def test_any_conda_script_lines_give_a_spec_or_a_usage_error():
+    seen = {"ok": 0, "error": 0}
+
+    @settings(max_examples=2500, **SETTINGS)
+    @given(st.lists(CS_LINE, max_size=6), st.booleans())
+    def check(lines, framed):
+        head = ['# channels = ["c"]', '# entrypoint = "x ${SCRIPT}"'] if framed else []
+        tail = ["# /// end-conda-script"] if framed else []
+        try:
+            spec = parse(["# /// conda-script", *head, *lines, *tail], "fuzz.sh")
+        except ce.UsageError as e:
+            assert e.code == ce.EXIT_USAGE and e.message and e.line >= 0
+            seen["error"] += 1
+            return
+        assert isinstance(spec, ce.Spec)
+        assert not any(s.startswith("-") for s in spec.env + spec.channels)
+        seen["ok"] += 1
+
+    check()
+    figure(f"fuzz conda_script examples={sum(seen.values())} accepted={seen['ok']}")
+    assert sum(seen.values()) >= 1000 and seen["ok"] >= 50
+
+
+def test_any_entrypoint_parses_or_is_a_usage_error():
+    seen = {"ok": 0, "error": 0}
+
+    @settings(max_examples=3000, **SETTINGS)
+    @given(SHELL, st.lists(st.text(max_size=6), max_size=3))
+    def check(text, outputs):
+        try:
+            commands = ce.parse_entrypoint(text, "f", 3)
+        except ce.UsageError as e:
+            assert (e.code, e.line) == (ce.EXIT_USAGE, 3) and "column" in e.message
+            seen["error"] += 1
+            return
+        seen["ok"] += 1
+        assert commands and all(words for words in commands)
+        for part in (p for words in commands for word in words for p in word):
+            assert part.kind != "var" or part.value in ce.ENTRY_VARIABLES
+        given_out = iter(outputs * 100)
+        for words in commands:  # expansion never fails, whatever the $(...) print
+            args = [a for w in words for a in ce.expand_word(
+                w, {"SCRIPT": "/s", "CACHE": "/c"}, lambda p: next(given_out, ""))]
+            assert all(isinstance(a, str) for a in args)
+
+    check()
+    figure(f"fuzz entrypoint examples={sum(seen.values())} accepted={seen['ok']}")
+    assert sum(seen.values()) >= 1500 and seen["ok"] >= 100

@@ -35,6 +35,8 @@ def run(pyz, conda_root, isolated_env, tmp_path):
 
 H = "# conda execute\n"
 PY = "#!/usr/bin/env python\n"
+CS = "# /// conda-script\n# channels = ['conda-forge']\n"
+CE = "# /// end-conda-script\n"
 
 # (id, file content (bytes or str), expected line or None, a fragment of the message)
 CASES = [
@@ -82,6 +84,51 @@ CASES = [
      "binary file"),
     ("cr-only-line-ends", (H + "# env: [python]\n").replace("\n", "\r"), None,
      "no '# conda execute' metadata block"),
+    # conda-script blocks (pixi's format): CS opens one, CE closes it
+    ("cs-unclosed", CS + "# entrypoint = 'x'\n", 1, "unclosed conda-script block"),
+    ("cs-line-without-prefix", CS + "// entrypoint = 'x'\n" + CE, 3, "does not start with"),
+    ("cs-two-blocks", CS + "# entrypoint = 'x'\n" + CE + CS, 5, "a second conda-script block"),
+    ("cs-opener-inside", CS + CS, 3, "a second conda-script block"),
+    ("cs-no-entrypoint", CS + CE, 1, "no 'entrypoint'"),
+    ("cs-no-channels", "# /// conda-script\n# entrypoint = 'x'\n" + CE, 1, "no 'channels'"),
+    ("cs-unknown-key", CS + "# entrypoint = 'x'\n# scripts = 1\n" + CE, 4,
+     "unknown key 'scripts'"),
+    ("cs-dependency-number", CS + "# entrypoint = 'x'\n# [dependencies]\n# numpy = 1\n" + CE,
+     5, "expected a version string or a table"),
+    ("cs-dependency-option", CS + "# entrypoint = 'x'\n# [dependencies]\n"
+     "# numpy = { version = '--override-channels' }\n" + CE, 5, "starts with '-'"),
+    ("cs-dependency-name-option", CS + "# entrypoint = 'x'\n# [dependencies]\n# '-c' = '*'\n"
+     + CE, 5, "is not a package name"),
+    ("cs-dependency-extras", CS + "# entrypoint = 'x'\n# [dependencies]\n"
+     "# a = { extras = ['x'] }\n" + CE, 5, "no conda match spec spelling"),
+    ("cs-entrypoint-pipe", CS + "# entrypoint = 'python ${SCRIPT} | tee x'\n" + CE, 3,
+     "pipes are not supported"),
+    ("cs-entrypoint-unclosed-quote", CS + "# entrypoint = \"python '${SCRIPT}\"\n" + CE, 3,
+     "unclosed ' quote"),
+    ("cs-entrypoint-nested-too-deep", CS + "# entrypoint = 'echo " + "$(echo " * 65
+     + ")" * 65 + "'\n" + CE, 3, "nested more than 64 deep"),
+    ("cs-entrypoint-or", CS + "# entrypoint = 'a || b'\n" + CE, 3, "'||' is not supported"),
+    ("cs-entrypoint-semicolon", CS + "# entrypoint = 'a; rm -rf ~'\n" + CE, 3, "';'"),
+    ("cs-entrypoint-redirect", CS + "# entrypoint = 'a > /tmp/x'\n" + CE, 3, "redirects"),
+    ("cs-entrypoint-glob", CS + "# entrypoint = 'ls *.c'\n" + CE, 3, "globs"),
+    ("cs-entrypoint-bare-dollar", CS + "# entrypoint = 'echo $HOME'\n" + CE, 3,
+     "'$' must be followed by"),
+    ("cs-entrypoint-unknown-var", CS + "# entrypoint = 'echo ${HOME}'\n" + CE, 3,
+     "unknown variable ${HOME}"),
+    ("cs-entrypoint-assignment", CS + "# entrypoint = 'X=1 python'\n" + CE, 3,
+     "variable assignment"),
+    ("cs-entrypoint-empty", CS + "# entrypoint = ' && x'\n" + CE, 3, "expected a command"),
+    ("cs-entrypoint-platform", CS + "# entrypoint = { amiga = 'x' }\n" + CE, 3,
+     "neither a platform family"),
+    ("cs-entrypoint-no-platform", CS + "# entrypoint = { win = 'x' }\n" + CE, 3,
+     "no command for this platform"),
+    ("cs-toml-error", CS + "# entrypoint = 'x'\n# [dependencies\n" + CE, 4, "invalid TOML"),
+    ("cs-and-conda-execute", CS + "# entrypoint = 'x'\n" + CE + H + "# env: [python]\n", 5,
+     "a '# conda execute' block after a conda-script block (line 1)"),
+    ("cs-and-pep723", "# /// script\n# dependencies = []\n# ///\n\n" + CS
+     + "# entrypoint = 'x'\n" + CE, 5, "a conda-script block after a PEP 723 script block"),
+    ("cs-and-pep723-line", CS + "# entrypoint = 'x'\n" + CE + "# /// script\n", 5,
+     "a PEP 723 '# /// script' line after a conda-script block"),
     ("shebang-is-us-no-extension", "#!/usr/bin/env conda-execute\n" + H + "# env: [python]\n",
      2, "cannot tell how to run"),
 ]

@@ -133,7 +133,7 @@ def test_both_kinds_of_block_is_an_error(run, tmp_path):
     """)
     proc2 = run(script2)
     assert proc2.returncode == 2 and "keep one" in proc2.stderr
-    assert proc2.stderr.startswith(f"{script2}:1: ")
+    assert proc2.stderr.startswith(f"{script2}:4: ")  # at the second block
     assert run.root.calls() == []
 
 
