@@ -3528,8 +3528,9 @@ usage: conda-execute [OPTIONS] SCRIPT [ARGS...]
        conda-execute --prefix SCRIPT | --dry-run SCRIPT | --lock [--upgrade] SCRIPT
 
 Run SCRIPT in the conda environment its '# conda execute' block (behind any comment prefix),
-PEP 723 '# /// script' block or conda-script block describes, creating it on first use. SCRIPT may be a file, '-' for stdin, or an
-http(s):// URL. Everything after SCRIPT is passed to it unchanged.
+PEP 723 '# /// script' block or conda-script block describes, creating it on first use.
+SCRIPT may be a file, '-' for stdin, or an http(s):// URL. Everything after SCRIPT is passed
+to it unchanged.
 
 options:
   -f, --force-env          remove and recreate the script's environment
