@@ -2729,13 +2729,13 @@ def write_marker(env: Env, spec: Spec) -> None:
 
     data = {"name": env.name, "env": list(spec.env), "channels": list(spec.channels),
             "pip": list(spec.pip), "lock": spec.lock.path if spec.lock else None,
-            "created": round(time.time(), 3), "size": tree_size(env.prefix),
-            "conda_execute": __version__}
+            "created": round(time.time(), 3), "conda_execute": __version__}
     _atomic_write(os.path.join(env.prefix, MARKER), json.dumps(data) + "\n", 0o644)
 
 
 def tree_size(path: str) -> int:
-    """Bytes of regular files under PATH (not following links)."""
+    """Bytes of regular files under PATH (not following links). A walk of the whole env: never
+    on the run path (creating a 10,000-file env would wait for it); --list measures lazily."""
     total, stack = 0, [path]
     while stack:
         try:
@@ -3383,6 +3383,34 @@ def maybe_collect_in_background(cfg: Config, keep_fds: Tuple[int, ...] = ()) -> 
         os._exit(0)
 
 
+def with_size(info: EnvInfo, env_dir: str) -> EnvInfo:
+    """INFO with the env's size in its marker: measured by the first --list that sees the env
+    complete (creating never walks the tree) and recorded in the marker, under the env's lock
+    taken shared without waiting (not while it is being created) and only if the marker is
+    still the one read. A size that cannot be recorded is shown all the same.
+    """
+    if not info.complete or isinstance(info.marker.get("size"), int):
+        return info
+    marker = dict(info.marker, size=tree_size(info.prefix))
+    try:
+        fd = acquire(env_named(info.name, env_dir).lock, exclusive=False, wait=False,
+                     create=False)
+    except OSError:  # no lock file (an env made by hand), or not ours to open
+        fd = None
+    if fd is not None:
+        import json
+
+        path = os.path.join(info.prefix, MARKER)
+        try:
+            if _read_json_object(path) == info.marker:
+                _atomic_write(path, json.dumps(marker) + "\n", 0o644)
+        except OSError:  # e.g. a shared env dir: the size is shown, not recorded
+            pass
+        finally:
+            os.close(fd)
+    return info._replace(marker=marker)
+
+
 def format_list(infos: List[EnvInfo], now: float) -> str:
     """The --list table."""
     rows = [("NAME", "LAST USED", "SIZE", "SPECS", "SCRIPT")]
@@ -3750,7 +3778,7 @@ def _manage(cfg: Config, opts: Dict[str, str]) -> int:
     import time
 
     if "--list" in opts:
-        infos = scan_envs(cfg.env_dir)
+        infos = [with_size(info, cfg.env_dir) for info in scan_envs(cfg.env_dir)]
         sys.stdout.write(list_json(infos) if "--json" in opts else format_list(infos, time.time()))
         return 0
     hours = _number(opts["--older-than"], "--older-than", "hours") if "--older-than" in opts \
