@@ -91,8 +91,15 @@ def test_zipapp_is_reproducible_and_holds_bytecode_for_every_python_here(tmp_pat
         assert pyc[:4].hex() == magic and int.from_bytes(pyc[4:8], "little") == 0b01
     mine = members[f"conda_execute.{importlib.util.MAGIC_NUMBER.hex()}.pyc"]
     assert mine[8:16] == _imp.source_hash(importlib.util._RAW_MAGIC_NUMBER, source)
-    assert marshal.loads(mine[16:]) == compile(source, "conda_execute.py", "exec",
-                                               dont_inherit=True)
+    # compiled with the annotations future as a flag, not an import (the line left blank)
+    import __future__
+
+    future = b"\nfrom __future__ import annotations\n"
+    assert source.count(future) == 1
+    code = marshal.loads(mine[16:])
+    assert code == compile(source.replace(future, b"\n\n"), "conda_execute.py", "exec",
+                           __future__.annotations.compiler_flag, dont_inherit=True)
+    assert "__future__" not in code.co_names
     main_pyc = members["__main__.pyc"]  # the building Python's
     assert main_pyc[:4] == importlib.util.MAGIC_NUMBER
     assert marshal.loads(main_pyc[16:]) == compile(members["__main__.py"], "__main__.py",
