@@ -94,7 +94,7 @@ EXIT_USAGE = 2  # bad command line, bad or missing metadata, unreadable script
 EXIT_NO_CONDA = 69  # no conda, mamba or micromamba found
 EXIT_CREATE_FAILED = 70  # the package manager could not create the environment
 EXIT_ENV_DIR = 73  # the env dir cannot be created, written, or is not private
-EXIT_BOOTSTRAP_FAILED = 74  # --bootstrap could not download, verify or install micromamba
+EXIT_BOOTSTRAP_FAILED = 74  # micromamba (no conda found) could not be downloaded, verified, installed
 EXIT_BUSY = 75  # --force-env on an environment a running script uses
 EXIT_NOT_EXECUTABLE = 126  # run_with[0] exists but cannot be executed
 EXIT_NOT_FOUND = 127  # run_with[0] is neither in the environment nor on PATH
@@ -1879,7 +1879,8 @@ class Config(NamedTuple):
     unused_hours: float
     conda: str  # the package manager given by the user ("" = search for one)
     shared_ok: bool  # accept an env dir other users can write to
-    bootstrap: bool = False  # no package manager found: download micromamba
+    bootstrap: bool = True  # no package manager found: download micromamba
+    refused_by: str = ""  # with bootstrap off: the setting that turned it off, for the error
     micromamba_url: str = ""  # where to download it from ("" = MICROMAMBA_URL)
     micromamba_sha256: str = ""  # the archive's sha256 pin ("" = not pinned)
     bootstrap_timeout: float = BOOTSTRAP_TIMEOUT
@@ -2019,7 +2020,7 @@ def _flag(value: str, label: str, line: int = 0) -> bool:
 
 
 def load_config(env_dir: str = "", conda: str = "", shared_ok: bool = False,
-                bootstrap: bool = False) -> Config:
+                bootstrap: Optional[bool] = None) -> Config:
     """Settings, first set wins: the command line, environment variables, condarc, defaults."""
     env = os.environ
     conda = conda or env.get("CONDA_EXECUTE_CONDA", "")
@@ -2044,16 +2045,27 @@ def load_config(env_dir: str = "", conda: str = "", shared_ok: bool = False,
     shared_ok = shared_ok or (_flag(*shared) if shared else False)
     chosen = setting("CONDA_EXECUTE_ENV_DIR", "env-dir")
     chosen_dir = env_dir or (chosen[0] if chosen else default_env_dir(root))
-    flag = setting("CONDA_EXECUTE_BOOTSTRAP", "bootstrap")
-    bootstrap = bootstrap or (_flag(*flag) if flag else False)
+    bootstrap, refused_by = _bootstrap_setting(bootstrap, setting("CONDA_EXECUTE_BOOTSTRAP",
+                                                                  "bootstrap"))
     url = setting("CONDA_EXECUTE_MICROMAMBA_URL", "micromamba-url")
     pin = setting("CONDA_EXECUTE_MICROMAMBA_SHA256", "micromamba-sha256")
     timeout = setting("CONDA_EXECUTE_BOOTSTRAP_TIMEOUT", "bootstrap-timeout")
     seconds = _number(timeout[0], "bootstrap-timeout", "seconds", *timeout[1:]) if timeout \
         else BOOTSTRAP_TIMEOUT
     return Config(os.path.abspath(_expand(chosen_dir)), hours, conda, shared_ok, bootstrap,
-                  _expand(url[0]) if url else "", pin[0] if pin else "", seconds or 0.001,
-                  manager or "")
+                  refused_by, _expand(url[0]) if url else "", pin[0] if pin else "",
+                  seconds or 0.001, manager or "")
+
+
+def _bootstrap_setting(given: Optional[bool], flag: Optional[Tuple[str, str, int]]
+                       ) -> Tuple[bool, str]:
+    """(bootstrap, refused_by): --bootstrap/--no-bootstrap (GIVEN), else FLAG, else on."""
+    if given is not None:
+        return given, "" if given else "--no-bootstrap"
+    if flag is None or _flag(*flag):
+        return True, ""
+    value, where, line = flag
+    return False, f"{where}={value}" if not line else f"'bootstrap: {value}' at {where}:{line}"
 
 
 def default_env_dir(root: Optional[str]) -> str:
@@ -2559,7 +2571,9 @@ def _install_micromamba(url: str, pin: str, target: str, timeout: float, quiet: 
         if name.startswith(".micromamba-"):
             shutil.rmtree(os.path.join(bindir, name), ignore_errors=True)
     if not quiet:
-        _say(f"no conda found; downloading micromamba from {url} ...")
+        _say(f"no conda, mamba or micromamba found; downloading micromamba from {url} into "
+             f"{os.path.dirname(bindir)} (once; to refuse: --no-bootstrap, "
+             "CONDA_EXECUTE_BOOTSTRAP=0 or 'bootstrap: false' in a condarc)")
     root = os.path.join(os.path.dirname(bindir), "root")
     rc_path, wrote_rc = os.path.join(root, ".condarc"), False
     tmpdir = tempfile.mkdtemp(prefix=".micromamba-", dir=bindir)
@@ -2610,8 +2624,23 @@ class Manager(NamedTuple):
     root: str = ""  # a root prefix to pass (-r): only for a bootstrapped micromamba
 
 
+def no_manager(cfg: Config) -> UsageError:
+    """Exit 69: what was searched, what refused the download, how to allow it again."""
+    searched = f"--conda, CONDA_EXECUTE_CONDA, CONDA_EXE, MAMBA_EXE, {', '.join(MANAGERS)} " \
+        f"on PATH, and {bootstrapped_micromamba()}"
+    refused = cfg.refused_by or "--no-bootstrap"
+    allow = "run without --no-bootstrap" if refused == "--no-bootstrap" else (
+        "unset CONDA_EXECUTE_BOOTSTRAP" if refused.startswith("CONDA_") else
+        f"remove {refused}") + " or add --bootstrap"
+    return UsageError(f"no conda, mamba or micromamba found (searched {searched}) and "
+                      f"downloading micromamba was refused by {refused}; to fix: install "
+                      "Miniforge (https://conda-forge.org/download/), or set "
+                      f"CONDA_EXE=/path/to/conda, or allow the download: {allow}",
+                      code=EXIT_NO_CONDA)
+
+
 def manager_for(cfg: Config, quiet: bool = False) -> Manager:
-    """The package manager to create with; with cfg.bootstrap, download micromamba if none."""
+    """The package manager to create with; unless refused, download micromamba if none."""
     if cfg.conda:  # given by the user: used, or an error (never silently another one)
         given = cfg.conda if os.sep in cfg.conda else _which(cfg.conda)
         if not (given and os.path.isfile(given) and os.access(given, os.X_OK)):
@@ -2621,13 +2650,7 @@ def manager_for(cfg: Config, quiet: bool = False) -> Manager:
     if not exe and cfg.bootstrap:
         exe = bootstrap_micromamba(cfg, quiet)
     if not exe:
-        searched = "--conda, CONDA_EXECUTE_CONDA, CONDA_EXE, MAMBA_EXE, and " + \
-            ", ".join(MANAGERS) + " on PATH"
-        raise UsageError(f"no conda, mamba or micromamba found (searched {searched}); to fix: "
-                         "install Miniforge (https://conda-forge.org/download/), or set "
-                         "CONDA_EXE=/path/to/conda, or rerun with --bootstrap to download "
-                         f"micromamba into {os.path.dirname(bootstrapped_micromamba())}",
-                         code=EXIT_NO_CONDA)
+        raise no_manager(cfg)
     if exe == bootstrapped_micromamba():
         return Manager(exe, "micromamba", os.path.join(bootstrap_dir(), "root"))
     return Manager(exe, "micromamba" if "micromamba" in os.path.basename(exe) else "conda")
@@ -3565,8 +3588,18 @@ usage: conda-execute [OPTIONS] SCRIPT [ARGS...]
        conda-execute --list [--json] | --gc [--older-than HOURS] [--dry-run]
        conda-execute --prefix SCRIPT | --dry-run SCRIPT | --lock [--upgrade] SCRIPT
 
-Run SCRIPT in the conda environment its '# conda execute' block (behind any comment prefix),
-PEP 723 '# /// script' block or conda-script block describes, creating it on first use.
+Run SCRIPT in the conda environment its metadata block describes ('# conda execute' behind
+any comment prefix, PEP 723 '# /// script' or conda-script), creating it on first use.
+For example, hello.py:
+
+    # conda execute
+    # env: [python >=3.8, numpy]
+    import numpy; print(numpy.arange(3))
+
+    $ conda-execute hello.py ARGS...    # creates the env once; later runs start at once
+
+No conda, mamba or micromamba on this machine? Then micromamba is downloaded once into
+~/.cache/conda-execute, announced in one line (--no-bootstrap refuses: exit 69).
 SCRIPT may be a file, '-' for stdin, or an http(s):// URL. Everything after SCRIPT is passed
 to it unchanged.
 
@@ -3592,16 +3625,19 @@ options:
     --dry-run              with --gc: only say what would be removed
   --env-dir DIR            where environments live (also CONDA_EXECUTE_ENV_DIR, condarc)
   --conda EXE              the conda, mamba or micromamba to create with
-  --bootstrap              if no conda, mamba or micromamba is found, download micromamba
-                           once into ~/.cache/conda-execute (also CONDA_EXECUTE_BOOTSTRAP=1)
+  --no-bootstrap           if no conda, mamba or micromamba is found, stop (exit 69) instead
+                           of downloading micromamba (also CONDA_EXECUTE_BOOTSTRAP=0 or
+                           'bootstrap: false' in a condarc)
+  --bootstrap              download it even if CONDA_EXECUTE_BOOTSTRAP or a condarc refuses
   --allow-shared-env-dir   accept an env dir that other users can write to
   -q, --quiet              no progress output (errors still shown)
   -v, --verbose            say what is done
   -h, --help               show this help
   --version                show the version
 
-exit codes: the script's own; 2 usage or metadata error; 69 no conda found;
-70 environment creation failed; 73 env dir unusable; 74 micromamba bootstrap failed;
+exit codes: the script's own; 2 usage or metadata error; 69 no conda found (and the
+download refused); 70 environment creation failed; 73 env dir unusable; 74 micromamba
+download failed;
 75 environment busy; 126/127 run_with not executable/not found;
 130/143 interrupted while creating.
 """
@@ -3610,7 +3646,7 @@ VALUE_OPTIONS = {"--env-dir", "--conda", "--older-than", "-c"}
 LIST_OPTIONS = {"--spec", "--channel", "--with"}  # repeatable: every value is kept, in order
 FLAG_OPTIONS = {"-f", "--force-env", "--prefix", "--dry-run", "--list", "--gc", "-q", "--quiet",
                 "-v", "--verbose", "-h", "--help", "--version", "--allow-shared-env-dir",
-                "--lock", "--locked", "--upgrade", "--bootstrap", "--json"}
+                "--lock", "--locked", "--upgrade", "--bootstrap", "--no-bootstrap", "--json"}
 ALIASES = {"-f": "--force-env", "-q": "--quiet", "-v": "--verbose", "-h": "--help",
            "-s": "--spec"}
 
@@ -3698,8 +3734,12 @@ def _main(argv: List[str]) -> int:
         sys.stdout.write(f"conda-execute {__version__}\n")
         return 0
     quiet, verbose = "--quiet" in opts, "--verbose" in opts
+    if "--bootstrap" in opts and "--no-bootstrap" in opts:
+        raise UsageError("use --bootstrap or --no-bootstrap, not both")
     cfg = load_config(opts.get("--env-dir", ""), opts.get("--conda", ""),
-                      "--allow-shared-env-dir" in opts, "--bootstrap" in opts)
+                      "--allow-shared-env-dir" in opts,
+                      True if "--bootstrap" in opts else False if "--no-bootstrap" in opts
+                      else None)
     if "--list" in opts or "--gc" in opts:
         if args.script is not None or "-c" in opts:
             raise UsageError("--list and --gc take no script")

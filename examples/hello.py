@@ -2,8 +2,6 @@
 # conda execute
 # env:
 #  - python >=3.8
-# channels:
-#  - conda-forge
 # run_with: [python]
 """Print where this script runs: a throw-away conda environment made for it."""
 import sys

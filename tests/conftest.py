@@ -47,7 +47,8 @@ Fixtures
 ``isolated_env`` (function, autouse)
     Every test runs with ``HOME``, ``XDG_{CONFIG,CACHE,DATA,STATE}_HOME`` in tmp dirs,
     ``CONDARC``/``CONDA_*``/``MAMBA_*``/``_CE_*`` removed and no real conda
-    directory on ``PATH`` -- applied to ``os.environ`` itself (monkeypatched) and
+    directory on ``PATH``, and ``CONDA_EXECUTE_BOOTSTRAP=0`` (no download of micromamba from
+    the internet when no conda is found) -- applied to ``os.environ`` itself (monkeypatched) and
     returned as a ``dict`` to pass as ``env=`` to subprocesses.  ``TMPDIR`` is left alone.
 
 ``pyz`` (session)
@@ -294,6 +295,9 @@ def isolated_environ(base: Mapping[str, str], tmp: Path) -> Dict[str, str]:
     env["PATH"] = os.pathsep.join(
         p for p in base.get("PATH", "").split(os.pathsep) if p and not _has_conda(p)
     )
+    # With no conda found, conda-execute downloads micromamba from the internet by default:
+    # refused here, so no test ever goes out (bootstrap tests allow it from a loopback server).
+    env["CONDA_EXECUTE_BOOTSTRAP"] = "0"
     return env
 
 

@@ -1,4 +1,5 @@
-"""--bootstrap on a bare machine: micromamba downloaded from a loopback server, checked, installed.
+"""A bare machine: with no conda found, micromamba is downloaded (by default, announced),
+checked and installed, from a loopback server; or the download is refused, with exit 69.
 
 The served `.tar.bz2` holds a `bin/micromamba` that is a wrapper around the stand-in's
 micromamba personality, so the whole path (download, extract, install, create, exec) is real.
@@ -11,6 +12,7 @@ import hashlib
 import http.server
 import io
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -24,6 +26,8 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STANDIN = os.path.join(ROOT, "tests", "standin", "conda_standin.py")
 sys.path.insert(0, ROOT)
+from test_project import readme_commands  # noqa: E402
+
 import conda_execute  # noqa: E402
 
 SCRIPT = """
@@ -126,11 +130,19 @@ def micromamba_archive(conda_root, extra=()):
                     *extra])
 
 
+DEAD_URL = "http://127.0.0.1:9/no-server-here"  # a test that forgets a URL never goes out
+
+
 class Bare:
-    """A machine with no conda: PATH has none, HOME/XDG/TMPDIR are private to the test."""
+    """A machine with no conda: PATH has none, HOME/XDG/TMPDIR are private to the test.
+
+    As on a user's machine, nothing refuses the download (isolated_env's
+    CONDA_EXECUTE_BOOTSTRAP=0 is removed); the URL defaults to a loopback port with no server.
+    """
 
     def __init__(self, env, tmp_path, pyz):
-        self.env = dict(env)
+        self.env = {k: v for k, v in env.items() if k != "CONDA_EXECUTE_BOOTSTRAP"}
+        self.env["CONDA_EXECUTE_MICROMAMBA_URL"] = DEAD_URL
         self.tmp = tmp_path / "tmpdir"
         self.tmp.mkdir()
         self.env["TMPDIR"] = str(self.tmp)
@@ -165,15 +177,20 @@ def bare(isolated_env, tmp_path, pyz):
     return Bare(isolated_env, tmp_path, pyz)
 
 
-def test_bootstrap_downloads_installs_and_runs_the_script(bare, server, conda_root, tmp_path):
+def test_bootstrap_by_default_downloads_installs_and_runs_the_script(bare, server, conda_root,
+                                                                      tmp_path):
     url = server.add("/mm/linux-64/latest", micromamba_archive(conda_root))
     marker = tmp_path / "ran"
     script = bare.script()
-    proc = bare.run("--bootstrap", script, str(marker),
-                    env={"CONDA_EXECUTE_MICROMAMBA_URL": url})
+    proc = bare.run(script, str(marker), env={"CONDA_EXECUTE_MICROMAMBA_URL": url})
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("ran in ") and marker.read_text() == "ran"
-    assert "downloading micromamba from " + url in proc.stderr
+    # announced in one line: what, from where, into where, how to refuse
+    announced = [ln for ln in proc.stderr.splitlines() if "downloading micromamba" in ln]
+    assert announced == [f"conda-execute: no conda, mamba or micromamba found; downloading "
+                         f"micromamba from {url} into {bare.cache} (once; to refuse: "
+                         "--no-bootstrap, CONDA_EXECUTE_BOOTSTRAP=0 or 'bootstrap: false' in a "
+                         "condarc)"], proc.stderr
     assert server.hits == {"/mm/linux-64/latest": 1}
 
     exe = os.path.join(bare.cache, "bin", "micromamba")
@@ -215,6 +232,7 @@ def test_bootstrap_enabled_by_env_var_or_condarc_with_a_pin(how, bare, server, c
         env = {"CONDA_EXECUTE_BOOTSTRAP": "1", "CONDA_EXECUTE_MICROMAMBA_URL": url,
                "CONDA_EXECUTE_MICROMAMBA_SHA256": pin.upper()}
     else:
+        del bare.env["CONDA_EXECUTE_MICROMAMBA_URL"]  # the condarc's URL, then
         rc = os.path.join(bare.env["HOME"], ".condarc")
         with open(rc, "w") as f:
             f.write(f"channels: [conda-forge]\nconda-execute:\n  bootstrap: true\n"
@@ -234,7 +252,7 @@ def test_eight_concurrent_first_runs_download_once(bare, server, conda_root, tmp
     procs = []
     for i, spec in enumerate(specs):
         script = bare.script(f"s{i}.py", spec)
-        procs.append(subprocess.Popen([sys.executable, bare.pyz, "--bootstrap", script,
+        procs.append(subprocess.Popen([sys.executable, bare.pyz, script,
                                        str(tmp_path / f"ran{i}")], env=env,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     results = [p.communicate(timeout=300) for p in procs]
@@ -288,8 +306,7 @@ def test_bad_download_is_refused_and_leaves_nothing(case, bare, server, conda_ro
     make, kind, env, expected = BAD[case]
     url = server.add("/mm", make(conda_root), kind) if make else server.url("/nothing-here")
     marker = tmp_path / "ran"
-    proc = bare.run("--bootstrap", bare.script(), str(marker),
-                    env={"CONDA_EXECUTE_MICROMAMBA_URL": url, **env})
+    proc = bare.run(bare.script(), str(marker), env={"CONDA_EXECUTE_MICROMAMBA_URL": url, **env})
     assert proc.returncode == conda_execute.EXIT_BOOTSTRAP_FAILED == 74, proc.stderr
     errors = [ln for ln in proc.stderr.splitlines() if "error" in ln]
     assert len(errors) == 1 and len(proc.stderr.splitlines()) <= 2, proc.stderr
@@ -321,18 +338,96 @@ def test_bad_pin_is_a_usage_error(bare, tmp_path):
     assert bare.left_behind() == []
 
 
-def test_without_bootstrap_and_without_conda_says_how_to_fix_it(bare, server, tmp_path):
+REFUSALS = {
+    # how: (command line, environment, condarc text, what the message says refused it, how to allow)
+    "option": (["--no-bootstrap"], {}, "", "--no-bootstrap", "run without --no-bootstrap"),
+    "variable": ([], {"CONDA_EXECUTE_BOOTSTRAP": "0"}, "", "CONDA_EXECUTE_BOOTSTRAP=0",
+                 "unset CONDA_EXECUTE_BOOTSTRAP or add --bootstrap"),
+    "condarc": ([], {}, "conda-execute:\n  bootstrap: false\n", "'bootstrap: false' at {rc}:2",
+                "remove 'bootstrap: false' at {rc}:2 or add --bootstrap"),
+}
+
+
+@pytest.mark.parametrize("how", sorted(REFUSALS))
+def test_refused_download_exits_69_saying_what_was_searched_and_how_to_allow_it(
+        how, bare, server, tmp_path):
+    args, env, condarc, refused_by, allow = REFUSALS[how]
+    rc = os.path.join(bare.env["HOME"], ".condarc")
+    if condarc:
+        with open(rc, "w") as f:
+            f.write(condarc)
     url = server.add("/mm", b"unused")
-    proc = bare.run(bare.script(), str(tmp_path / "ran"),
-                    env={"CONDA_EXECUTE_MICROMAMBA_URL": url})
+    proc = bare.run(*args, bare.script(), str(tmp_path / "ran"),
+                    env={"CONDA_EXECUTE_MICROMAMBA_URL": url, **env})
     assert proc.returncode == conda_execute.EXIT_NO_CONDA == 69
-    assert proc.stderr.count("\n") == 1
+    assert proc.stderr.count("\n") == 1 and proc.stdout == ""
     message = proc.stderr
-    for needle in ("no conda, mamba or micromamba found", "install Miniforge", "CONDA_EXE",
-                   "rerun with --bootstrap", bare.cache):
+    searched = ("(searched --conda, CONDA_EXECUTE_CONDA, CONDA_EXE, MAMBA_EXE, conda, mamba, "
+                f"micromamba on PATH, and {bare.cache}/bin/micromamba)")
+    for needle in ("conda-execute: error: no conda, mamba or micromamba found " + searched,
+                   "downloading micromamba was refused by " + refused_by.format(rc=rc),
+                   "install Miniforge", "CONDA_EXE=/path/to/conda",
+                   "allow the download: " + allow.format(rc=rc)):
         assert needle in message, message
     assert server.hits == {} and bare.left_behind() == []
     assert not (tmp_path / "ran").exists()
+
+
+def test_bootstrap_option_overrides_a_refusal_in_the_environment(bare, server, conda_root,
+                                                                 tmp_path):
+    url = server.add("/mm", micromamba_archive(conda_root))
+    marker = tmp_path / "ran"
+    proc = bare.run("--bootstrap", bare.script(), str(marker),
+                    env={"CONDA_EXECUTE_MICROMAMBA_URL": url, "CONDA_EXECUTE_BOOTSTRAP": "0"})
+    assert proc.returncode == 0, proc.stderr
+    assert marker.read_text() == "ran" and server.hits == {"/mm": 1}
+    both = bare.run("--bootstrap", "--no-bootstrap", bare.script(), str(marker))
+    assert both.returncode == 2
+    assert both.stderr == "conda-execute: error: use --bootstrap or --no-bootstrap, not both\n"
+
+
+def fresh_clone(dest):
+    """A git clone of this checkout, with the working tree's version of each tracked file."""
+    if not os.path.exists(os.path.join(ROOT, ".git")) and not os.environ.get("CI"):
+        pytest.skip("not a git checkout")
+    subprocess.run(["git", "clone", "-q", ROOT, str(dest)], check=True, capture_output=True)
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, check=True,
+                             capture_output=True).stdout.decode().split("\0")
+    for name in filter(None, tracked):
+        here, there = os.path.join(ROOT, name), dest / name
+        if os.path.exists(here):
+            there.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(here, there)
+        elif there.exists():
+            there.unlink()
+    return dest
+
+
+def test_readme_first_command_on_a_fresh_clone_without_conda(bare, server, conda_root, tmp_path):
+    """The README's first line, verbatim, on a bare machine: it builds the pyz, bootstraps
+    micromamba (from a loopback server, set in the condarc as a mirror would be) and runs the
+    example."""
+    first = readme_commands()[0]
+    assert first.startswith("python build_zipapp.py && "), first
+    clone = fresh_clone(tmp_path / "clone")
+    url = server.add("/mm/latest", micromamba_archive(conda_root))
+    with open(os.path.join(bare.env["HOME"], ".condarc"), "w") as f:
+        f.write(f"conda-execute:\n  micromamba-url: {url}\n")
+    bindir = tmp_path / "python-bin"  # `python` is this Python, whatever the machine calls it
+    bindir.mkdir()
+    os.symlink(sys.executable, bindir / "python")
+    env = {k: v for k, v in bare.env.items() if k != "CONDA_EXECUTE_MICROMAMBA_URL"}
+    env["PATH"] = f"{bindir}{os.pathsep}{env['PATH']}"
+    proc = subprocess.run(first, shell=True, cwd=clone, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert (clone / "dist" / "conda-execute.pyz").is_file()
+    prefix = next(ln for ln in proc.stdout.splitlines() if ln.startswith("hello from "))[11:]
+    assert os.path.dirname(prefix) == os.path.join(bare.env["HOME"], ".conda", "tmp_envs")
+    assert proc.stdout.endswith("arguments: ['a', 'b']\n"), proc.stdout
+    assert f"downloading micromamba from {url}" in proc.stderr
+    assert server.hits == {"/mm/latest": 1}
+    assert [c["prog"] for c in conda_root.calls("create")] == ["micromamba"]
 
 
 @pytest.mark.parametrize("system,machine,expected", [

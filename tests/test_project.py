@@ -166,6 +166,36 @@ def test_ci_runs_the_test_command_the_readme_shows():
     assert 'if [ "$rc" -eq 5 ]; then' in ci
 
 
+SCREEN = 24  # lines: what a user sees before scrolling
+
+
+def test_first_screens_of_help_and_readme_show_the_shortest_path(tmp_path):
+    """A script with a block, the one command that runs it, and what happens without conda."""
+    helped = subprocess.run([sys.executable, "-m", "conda_execute", "--help"], cwd=ROOT,
+                            capture_output=True, text=True)
+    screen = helped.stdout.splitlines()[:SCREEN]
+    example = [ln[4:] for ln in screen if ln.startswith(("    #", "    import"))]
+    assert example[:2] == ["# conda execute", "# env: [python >=3.8, numpy]"], screen
+    assert any(ln.strip().startswith("$ conda-execute hello.py") for ln in screen), screen
+    bare = " ".join(screen)
+    assert "No conda, mamba or micromamba" in bare and "downloaded once" in bare
+    assert "--no-bootstrap" in bare and "exit 69" in bare
+    # the example is a real script: its block reads as shown
+    (tmp_path / "hello.py").write_text("\n".join(example) + "\n")
+    dry = subprocess.run([sys.executable, "-m", "conda_execute", "--env-dir", str(tmp_path / "e"),
+                          "--dry-run", str(tmp_path / "hello.py")], cwd=ROOT, capture_output=True,
+                         text=True)
+    assert dry.returncode == 0, dry.stderr
+    assert '"env": ["python >=3.8", "numpy"]' in dry.stdout
+
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        top = "".join(f.readlines()[:30])  # a screen of a README rendered as text
+    assert "```python\n#!/usr/bin/env conda-execute\n# conda execute\n# env:\n" in top
+    assert "```sh\nconda-execute script.py ARGS..." in top
+    assert "no `conda`, `mamba` or `micromamba`" in top and "downloads micromamba" in top
+    assert "`--no-bootstrap` refuses" in top
+
+
 def test_python_dash_m_works():
     out = subprocess.run([sys.executable, "-m", "conda_execute", "--version"], cwd=ROOT,
                          capture_output=True, text=True)

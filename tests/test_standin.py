@@ -885,4 +885,6 @@ def test_isolated_env_hides_real_home_and_conda(isolated_env: Dict[str, str]) ->
     real_home = pwd.getpwuid(os.getuid()).pw_dir
     assert os.environ["HOME"] == isolated_env["HOME"] != real_home
     assert os.path.expanduser("~") == isolated_env["HOME"]
-    assert not any(k.startswith(("CONDA_", "MAMBA_")) for k in os.environ)
+    assert not any(k.startswith(("CONDA_", "MAMBA_")) for k in os.environ
+                   if k != "CONDA_EXECUTE_BOOTSTRAP")
+    assert os.environ["CONDA_EXECUTE_BOOTSTRAP"] == "0"  # no test downloads micromamba
