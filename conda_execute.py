@@ -1853,7 +1853,10 @@ def _read_blocks(lines: Iterator[Item], label: str, shebang: str, filename: str)
 def load_spec(source: Source) -> Spec:
     """Read the Spec of a script from its source."""
     if source.inline:  # inline code runs with python unless run_with says otherwise
-        return read_spec(iter(enumerate(source.inline.splitlines(), 1)), source.label,
+        lines = source.inline.split("\n")  # as in a file: not at \x1e, \u2028 ... (splitlines)
+        if not lines[-1]:
+            lines.pop()
+        return read_spec(((n, t.rstrip("\r")) for n, t in enumerate(lines, 1)), source.label,
                          "inline.py")
     if source.fd < 0:
         with _open_script(source.path) as f:

@@ -322,8 +322,34 @@ def pyz(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(out)
 
 
+def in_ci() -> bool:
+    """CI runs with CI=true: there a missing prerequisite fails instead of skipping."""
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def require(present: object, what: str) -> None:
+    """A test's prerequisite: if missing, fail in CI and skip elsewhere (never a quiet pass)."""
+    if not present:
+        (pytest.fail if in_ci() else pytest.skip)(f"missing prerequisite: {what}")
+
+
+def _python_version(exe: str) -> tuple:
+    out = subprocess.run([exe, "-c", "import sys; print(*sys.version_info[:2])"],
+                         capture_output=True, text=True)
+    return tuple(int(p) for p in out.stdout.split()) if out.returncode == 0 else ()
+
+
 def other_pythons():
-    """Every Python 3.8+ interpreter this machine has (the running one at least)."""
+    """Every Python 3.8+ interpreter this machine has: 3.8 and one newer at least (in CI; a
+    machine with fewer skips the tests that use them)."""
+    found = _pythons_here()
+    versions = sorted(_python_version(exe) for exe in found)
+    require(len(found) > 1 and versions[0] == (3, 8),
+            f"Python 3.8 and a newer one (found {versions})")
+    return found
+
+
+def _pythons_here():
     found = {os.path.realpath(sys.executable)}
     for version in ("3.8", "3.9", "3.10", "3.11", "3.12", "3.13", "3.14"):
         exe = shutil.which(f"python{version}")

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -331,14 +332,16 @@ def test_incomplete_prefix_is_removed_and_recreated(ce, conda_root, tmp_path, le
 def test_force_env_recreates(ce, conda_root, tmp_path):
     script = write(tmp_path / "s.py", PY)
     prefix = ce.run("--prefix", script).stdout.strip()
+    age_env(ce.env_dir, os.path.basename(prefix), 2)  # the marker says: created 2 hours ago
     with open(os.path.join(prefix, MARKER)) as f:
         first = json.load(f)
     open(os.path.join(prefix, "added-by-user"), "w").close()
     proc = ce.run("-f", script)
     assert proc.returncode == 0 and json.loads(proc.stdout)["argv"] == []
-    assert not os.path.exists(os.path.join(prefix, "added-by-user"))
     with open(os.path.join(prefix, MARKER)) as f:
-        assert json.load(f)["created"] >= first["created"]
+        created = json.load(f)["created"]
+    assert created > first["created"] + 3600, "the completion marker was not written anew"
+    assert not os.path.exists(os.path.join(prefix, "added-by-user"))
     assert len(conda_root.calls("create")) == 2
     assert "removing the environment" in proc.stderr
 
@@ -442,6 +445,54 @@ def test_gc_keeps_an_env_in_use(ce, tmp_path):
     age_env(ce.env_dir, os.path.basename(prefix), 1)  # GC keeps envs created < 1 min ago
     gc = ce.run("--gc", "--older-than", "0")
     assert gc.stdout.startswith("removed: ") and not os.path.exists(prefix)
+
+
+def read_line_within(stream, seconds, what):
+    """One line from STREAM, failing with WHAT if none comes within SECONDS (a deadline)."""
+    import select
+
+    ready, _, _ = select.select([stream], [], [], seconds)
+    assert ready, f"timed out after {seconds} s waiting for {what}"
+    return stream.readline()
+
+
+def test_the_run_that_creates_an_env_holds_its_lock_shared_while_the_script_runs(ce, tmp_path):
+    """Creating takes the lock exclusively; the script then runs holding it shared, so other
+    runs of the same env start at once (they must not wait for this script to end)."""
+    script = write(tmp_path / "hold.py", """
+        # conda execute
+        # env: [python]
+        import sys
+        print("running", flush=True)
+        sys.stdin.readline()  # hold the env until the test says so
+        print("done")
+    """)
+    name = os.path.basename(ce.prefix_of(script))
+    first = subprocess.Popen(ce.cmd(script), env=ce.env, stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert read_line_within(first.stdout, 120, "the first (creating) run") == "running\n"
+        fd = os.open(os.path.join(ce.env_dir, name + ".lock"), os.O_RDONLY)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pytest.fail("the script runs with its env locked exclusively: every other run "
+                            "of this env would wait until it ends")
+        finally:
+            os.close(fd)
+        second = subprocess.Popen(ce.cmd(script), env=ce.env, stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True)
+        try:
+            assert read_line_within(second.stdout, 60, "a second run while the first runs") \
+                == "running\n"
+        finally:
+            out, _ = second.communicate("\n", timeout=60)
+        assert second.returncode == 0 and out == "done\n"
+    finally:
+        out, err = first.communicate("\n", timeout=60)
+    assert first.returncode == 0 and out == "done\n", err
+    assert "creating environment" in err
 
 
 def test_automatic_gc_runs_detached_when_the_stamp_is_stale(ce, tmp_path):
@@ -872,13 +923,21 @@ def test_deeply_nested_toml_is_a_usage_error(shared, tmp_path):
 
 
 def test_fork_failure_skips_background_gc(tmp_path, monkeypatch):
+    forks = []
+
     def no_fork():
+        forks.append(1)
         raise BlockingIOError(11, "Resource temporarily unavailable")
 
-    monkeypatch.setattr(os, "fork", no_fork)
     cfg = conda_execute.load_config(str(tmp_path))
+    stamp = os.path.join(str(tmp_path), conda_execute.GC_STAMP)
+    open(stamp, "w").close()
+    two_h = time.time() - 7200  # a stale stamp: this run is the one that collects
+    os.utime(stamp, (two_h, two_h))
+    monkeypatch.setattr(os, "fork", no_fork)
     conda_execute.maybe_collect_in_background(cfg)  # no exception: GC is just skipped
-    assert os.path.exists(os.path.join(str(tmp_path), conda_execute.GC_STAMP))
+    assert forks == [1], "the collector was never forked: the test proves nothing"
+    assert os.stat(stamp).st_mtime > two_h  # the next try is an hour away, not the next run
 
 
 @pytest.mark.parametrize("how", ["option", "variable"])
@@ -970,6 +1029,33 @@ def test_pip_step_that_cannot_start_exits_70_and_keeps_nothing(ce, conda_root, t
     assert err.splitlines()[-1].startswith("conda-execute: error: cannot run "), err
     assert not os.path.exists(prefix) and not [
         e for e in os.listdir(ce.env_dir) if e.startswith(".trash-")]
+
+
+@pytest.mark.parametrize("how", ["fails_after_linking", "killed_after_linking"])
+def test_conda_that_fails_after_linking_leaves_nothing_half_made(ce, conda_root, tmp_path, how):
+    """conda usually removes its own failed prefix; micromamba does not roll back a transaction
+    that fails after linking, and a killed conda cleans nothing: the prefix is ours to remove."""
+    wrap = tmp_path / "wrap"
+    wrap.mkdir()
+    fail = "exit 1" if how == "fails_after_linking" else "kill -KILL $$"
+    write(wrap / "conda", f"""
+        #!/bin/sh
+        "{conda_root.conda}" "$@" || exit $?
+        if [ "$1" = create ]; then {fail}; fi
+    """, 0o755)
+    script = write(tmp_path / "s.sh", "# conda execute\n# env: [mylib]\necho hi\n")
+    prefix = ce.prefix_of(script)
+    proc = ce.run("--conda", str(wrap / "conda"), script)
+    assert proc.returncode == 70 and proc.stdout == "", proc.stderr
+    code = 1 if how == "fails_after_linking" else -signal.SIGKILL
+    assert proc.stderr.splitlines()[-1].startswith(
+        f"{script}:1: could not create environment ") and f"exited with {code}" in proc.stderr
+    assert len(conda_root.calls("create")) == 1  # the stand-in did link the packages
+    assert not os.path.lexists(prefix), os.listdir(prefix)
+    assert not [e for e in os.listdir(ce.env_dir) if e.startswith(".trash-")]
+    proc = ce.run(script)  # and the next run starts afresh
+    assert (proc.returncode, proc.stdout) == (0, "hi\n"), proc.stderr
+    assert "incomplete" not in proc.stderr
 
 
 def _blocked_on_a_lock(pid):

@@ -2,7 +2,8 @@
 
 Also the `conda execute` plugin (conda >= 26.3 finds subcommands only through plugins): the
 installed entry point, the hook as conda's plugin manager (pluggy) calls it, and its action,
-with a stand-in `conda.plugins.types` since conda itself cannot be installed here.
+with pluggy loading the entry point as conda does and a stand-in `conda.plugins.types`
+(only the type) since conda itself cannot be installed here.
 """
 
 from __future__ import annotations
@@ -116,9 +117,17 @@ def test_installed_command_runs_a_script_with_stand_in_conda(venv, conda_root, i
 
 
 def test_conda_before_26_3_finds_the_console_script_on_path(venv):
-    """conda/cli/find_commands.py: `conda-([\\w\\-]+)$` on PATH entries names a subcommand."""
-    found = shutil.which("conda-execute", path=str(venv / "bin"))
-    assert found and re.match(r"conda-([\w\-]+)$", os.path.basename(found)).group(1) == "execute"
+    """conda/cli/find_commands.py: every file of a PATH dir named `conda-([\\w\\-]+)$` is a
+    subcommand, and `conda NAME ARGS` runs `conda-NAME ARGS`: list the dir as conda does."""
+    bindir = str(venv / "bin")
+    found = {}
+    for fn in os.listdir(bindir):
+        m = re.match(r"conda-([\w\-]+)$", fn)
+        if m and os.path.isfile(os.path.join(bindir, fn)):
+            found[m.group(1)] = os.path.join(bindir, fn)
+    assert list(found) == ["execute"], sorted(os.listdir(bindir))
+    proc = subprocess.run([found["execute"], "--version"], capture_output=True, text=True, cwd="/")
+    assert (proc.returncode, proc.stdout) == (0, f"conda-execute {version()}\n"), proc.stderr
 
 
 @pytest.fixture
@@ -132,64 +141,79 @@ def fake_conda(tmp_path):
     return str(tmp_path / "fakeconda")
 
 
-PLUGIN_CHECK = """
+# conda/plugins/manager.py as conda >= 24 has it: a pluggy.PluginManager("conda") with
+# CondaSpecs; load_entrypoints("conda") walks importlib.metadata.distributions(), loads each entry
+# point of the group, registers it under its canonical name (a module's __spec__.name), then
+# get_hook_results("subcommands") flattens hook.conda_subcommands() and sorts by name. conda's
+# main then calls the chosen subcommand's action with the words after its name.
+CONDA_PLUGIN_MANAGER = """
 import sys
-from importlib.metadata import distribution
-eps = [e for e in distribution("conda-execute").entry_points if e.group == "conda"]
-assert [(e.name, e.value) for e in eps] == [("conda-execute", "conda_execute")], eps
-module = eps[0].load()
-hook = module.conda_subcommands
-assert hook.conda_impl == {"wrapper": False, "hookwrapper": False, "optionalhook": False,
-                           "tryfirst": False, "trylast": False, "specname": None}
+from importlib.metadata import distributions
+import pluggy
+
+hookspec = pluggy.HookspecMarker("conda")
+
+class CondaSpecs:
+    @hookspec
+    def conda_subcommands(self):
+        \"\"\"Register external subcommands in conda.\"\"\"
+
+pm = pluggy.PluginManager("conda")
+pm.add_hookspecs(CondaSpecs)
+loaded = []
+for dist in distributions():
+    for entry_point in dist.entry_points:
+        if entry_point.group != "conda":
+            continue
+        plugin = entry_point.load()
+        canonical = plugin.__spec__.name
+        if pm.get_plugin(canonical) or pm.is_blocked(canonical):
+            continue
+        pm.register(plugin, canonical)
+        loaded.append((dist.metadata["Name"], entry_point.name, canonical))
+assert loaded == [("conda-execute", "conda-execute", "conda_execute")], loaded
 assert "conda" not in sys.modules, "conda imported before the hook ran"
-(sub,) = list(hook())
-assert type(sub).__module__ == "conda.plugins.types"
-assert sub.name == "execute" and sub.summary and sub.configure_parser is None
+subcommands = sorted((item for items in pm.hook.conda_subcommands() for item in items),
+                     key=lambda item: item.name)
+assert [s.name for s in subcommands] == ["execute"], subcommands
+(sub,) = subcommands
+assert type(sub).__module__ == "conda.plugins.types" and sub.summary
+assert sub.configure_parser is None
 sys.stdout.flush()
 sys.exit(sub.action(tuple(sys.argv[1:])))
 """
 
 
-def test_plugin_entry_point_hook_and_action_in_the_installed_venv(venv, fake_conda,
-                                                                  conda_root, isolated_env,
-                                                                  tmp_path):
-    env = {**isolated_env, "PYTHONPATH": fake_conda}
+@pytest.fixture
+def pluggy_dir(tmp_path):
+    """A directory holding only pluggy (pure Python), for PYTHONPATH in the wheel's venv."""
+    import pluggy
+
+    deps = tmp_path / "deps"
+    deps.mkdir()
+    (deps / "pluggy").symlink_to(os.path.dirname(pluggy.__file__))
+    return str(deps)
+
+
+def test_conda_plugin_manager_loads_the_entry_point_and_runs_a_script(venv, fake_conda,
+                                                                      pluggy_dir, conda_root,
+                                                                      isolated_env, tmp_path):
+    """`conda execute` on conda >= 26.3: pluggy loads the installed entry point, the hook yields
+    the subcommand, its action runs the script (exec) and passes its exit code."""
+    env = {**isolated_env, "PYTHONPATH": os.pathsep.join([pluggy_dir, fake_conda])}
     python = str(venv / "bin" / "python")
-    proc = subprocess.run([python, "-c", PLUGIN_CHECK, "--version"], capture_output=True,
+    proc = subprocess.run([python, "-c", CONDA_PLUGIN_MANAGER, "--version"], capture_output=True,
                           text=True, env=env, cwd="/")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == f"conda-execute {version()}\n"
 
-    # `conda execute SCRIPT ARGS`: the action runs the script (exec) with its exit code
     script = tmp_path / "s.py"
     script.write_text("# conda execute\n# env: [python]\nimport sys\n"
                       "print('args', sys.argv[1:])\nsys.exit(7)\n")
     env = conda_root.env_with_conda_exe(env)
     env["CONDA_EXECUTE_ENV_DIR"] = str(tmp_path / "envs")
-    proc = subprocess.run([python, "-c", PLUGIN_CHECK, str(script), "-v", "--help"],
+    proc = subprocess.run([python, "-c", CONDA_PLUGIN_MANAGER, str(script), "-v", "--help"],
                           capture_output=True, text=True, env=env, timeout=180, cwd="/")
     assert proc.returncode == 7, proc.stderr
     assert proc.stdout == "args ['-v', '--help']\n"
-
-
-def test_plugin_registers_with_pluggy_as_conda_does(fake_conda):
-    """conda's CondaPluginManager is a pluggy.PluginManager("conda") that register()s the
-    module from the entry point, then calls hook.conda_subcommands() and iterates each result."""
-    code = textwrap.dedent("""
-        import pluggy, conda_execute
-        spec = pluggy.HookspecMarker("conda")
-        class Specs:
-            @spec
-            def conda_subcommands(self):
-                pass
-        pm = pluggy.PluginManager("conda")
-        pm.add_hookspecs(Specs)
-        assert pm.register(conda_execute, "conda_execute") == "conda_execute"
-        items = [item for items in pm.hook.conda_subcommands() for item in items]
-        assert [i.name for i in items] == ["execute"], items
-        print(items[0].action(["--version"]))
-    """)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": os.pathsep.join([fake_conda, ROOT])})
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == f"conda-execute {version()}\n0\n"
+    assert len(conda_root.calls("create")) == 1

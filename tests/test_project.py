@@ -204,11 +204,14 @@ def test_python_dash_m_works():
 
 def test_pep723_reader_on_every_python_here_including_those_without_tomllib():
     """The plain-script mode of tests/test_pep723.py needs no pytest: run it on each Python."""
+    without_tomllib = 0
     for exe in other_pythons():
         out = subprocess.run([exe, os.path.join(ROOT, "tests", "test_pep723.py")],
                              capture_output=True, text=True, cwd=ROOT)
         assert out.returncode == 0, (exe, out.stdout[-2000:], out.stderr[-2000:])
         assert "tests passed" in out.stdout
+        without_tomllib += "test_toml_corpus_tomllib (tomllib" in out.stdout
+    assert without_tomllib, "no Python without tomllib ran the reader (toml_subset)"
 
 
 def test_pyz_reads_a_pep723_script_on_every_python_here(tmp_path):

@@ -118,6 +118,22 @@ def test_killed_by_signal_reports_like_a_shell(pyz_tool, tmp_path):
     assert pyz_tool.run(script).returncode == -signal.SIGTERM
 
 
+def read_until(fd, seen, end, seconds):
+    """Read FD (after SEEN) until it ends with END; fail after SECONDS (a deadline)."""
+    import select
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not seen.endswith(end):
+        left = deadline - time.monotonic()
+        assert left > 0 and select.select([fd], [], [], left)[0], \
+            f"no {end!r} within {seconds} s (output is not live); got {seen!r}"
+        chunk = os.read(fd, 4096)
+        assert chunk, f"output ended before {end!r}: {seen!r}"
+        seen += chunk
+    return seen
+
+
 def test_script_is_the_process_signals_reach_it(pyz_tool, tmp_path):
     ready = tmp_path / "ready"
     script = write(tmp_path / "sig.py", f"""
@@ -153,6 +169,30 @@ def test_stdout_is_binary_clean_and_interleaving_is_live(pyz_tool, tmp_path):
     proc = subprocess.run(pyz_tool.cmd(script), env=pyz_tool.env, capture_output=True)
     assert proc.returncode == 0 and proc.stdout == bytes(range(256))
     assert proc.stderr.endswith(b"err\n")
+    # Live and interleaved: stdout and stderr on one pipe, as a terminal shows them, in the
+    # script's order, while the script still runs (nothing buffers them in between).
+    script = write(tmp_path / "i.py", """
+        # conda execute
+        # env: [python]
+        import sys
+        for n in "12":
+            sys.stdout.write(f"out{n}\\n"); sys.stdout.flush()
+            sys.stderr.write(f"err{n}\\n"); sys.stderr.flush()
+            sys.stdin.readline()
+    """)
+    assert pyz_tool.run("--prefix", script).returncode == 0  # create the env first
+    proc = subprocess.Popen(pyz_tool.cmd("-q", script), env=pyz_tool.env, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        seen = b""
+        for n in (1, 2):  # the script waits for a line after each pair: output must be live
+            seen = read_until(proc.stdout.fileno(), seen, b"err%d\n" % n, 60)
+            proc.stdin.write(b"\n")
+            proc.stdin.flush()
+        assert seen == b"out1\nerr1\nout2\nerr2\n"
+    finally:
+        proc.communicate(timeout=60)
+    assert proc.returncode == 0
 
 
 def test_activate_d_scripts_and_state_vars(pyz_tool, tmp_path):
