@@ -111,28 +111,42 @@ Case = Tuple[str, List[str], Dict[str, str]]  # label, argv (argv[0] absolute), 
 
 def spawn(cmd: Sequence[str], env: Dict[str, str]) -> float:
     """Seconds from posix_spawn to exit, stdio on /dev/null; a failure shows its stderr."""
+    return spawn_cpu(cmd, env)[0]
+
+
+def spawn_cpu(cmd: Sequence[str], env: Dict[str, str]) -> Tuple[float, float]:
+    """spawn()'s wall time, and the CPU seconds (user + system) the process used: the exec'd
+    script included (same process). CPU time hardly moves when other work loads the machine,
+    wall time does."""
     actions = [(os.POSIX_SPAWN_DUP2, DEVNULL, fd) for fd in (0, 1, 2)]
     start = time.perf_counter()
     pid = os.posix_spawn(cmd[0], list(cmd), env, file_actions=actions)
-    _, status = os.waitpid(pid, 0)
+    _, status, usage = os.wait4(pid, 0)
     elapsed = time.perf_counter() - start
     if status != 0:
         proc = subprocess.run(list(cmd), env=env, capture_output=True, text=True)
         raise SystemExit(f"benchmark command failed ({status}): {' '.join(cmd)}\n{proc.stderr}")
-    return elapsed
+    return elapsed, usage.ru_utime + usage.ru_stime
 
 
 def measure(cases: Sequence[Case], rounds: int, warmup: int) -> Dict[str, float]:
     """Median seconds per case, all cases once per round in a shuffled order."""
-    times: Dict[str, List[float]] = {label: [] for label, _, _ in cases}
+    return {label: wall for label, (wall, _) in measure_cpu(cases, rounds, warmup).items()}
+
+
+def measure_cpu(cases: Sequence[Case], rounds: int, warmup: int
+                ) -> Dict[str, Tuple[float, float]]:
+    """Median wall and median CPU seconds per case, all cases once per round, shuffled."""
+    times: Dict[str, List[Tuple[float, float]]] = {label: [] for label, _, _ in cases}
     order = list(cases)
     for i in range(warmup + rounds):
         random.shuffle(order)
         for label, cmd, env in order:
-            elapsed = spawn(cmd, env)
+            sample = spawn_cpu(cmd, env)
             if i >= warmup:
-                times[label].append(elapsed)
-    return {label: statistics.median(ts) for label, ts in times.items()}
+                times[label].append(sample)
+    return {label: (statistics.median(t[0] for t in ts), statistics.median(t[1] for t in ts))
+            for label, ts in times.items()}
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -329,22 +343,31 @@ def every_python(b: Bench, rounds: int, warmup: int) -> None:
     for version, exe, _magic in b.pythons:
         null = b.null_pyz(f"null-{version}.pyz", exe, exe)
         venv = b.venv(f"venv-{version}", exe) / "bin" / "python"
-        cases = {"pyz": [exe, b.pyz, s], "null": [exe, null, s],
+        null_src = b.null_pyz(f"null-{version}-src.pyz", exe, None)
+        cases = {"pyz": [exe, b.pyz, s], "null": [exe, null, s], "null src": [exe, null_src, s],
                  "pyz -I -S": [exe, "-I", "-S", b.pyz, s], "null -I -S": [exe, "-I", "-S", null, s],
                  "-m": [str(venv), "-m", "conda_execute", s],
                  "-m null": [str(venv), "-m", "null_launcher", s]}
-        med = measure([(k, v, b.env) for k, v in cases.items()], rounds, warmup)
+        both = measure_cpu([(k, v, b.env) for k, v in cases.items()], rounds, warmup)
         load = module_load_us(b, [], exe)
-        rows.append([version, ms(med["pyz"]), ms(med["null"]), f"{med['pyz'] / med['null']:.3f}",
-                     ms(med["pyz -I -S"]), ms(med["null -I -S"]),
-                     f"{med['pyz -I -S'] / med['null -I -S']:.3f}", ms(med["-m"]),
-                     ms(med["-m null"]), f"{med['-m'] / med['-m null']:.3f}", str(load)])
+        for i, unit in ((0, "wall"), (1, "CPU")):
+            med = {k: v[i] for k, v in both.items()}
+            pairs = (("pyz", "null"), ("pyz -I -S", "null -I -S"), ("-m", "-m null"))
+            cells = [c for a, n in pairs for c in (ms(med[a]), ms(med[n]), f"{med[a] / med[n]:.3f}")]
+            rows.append([version, unit, *cells[:3], ms(med["null src"]),
+                         f"{med['pyz'] / med['null src']:.3f}", *cells[3:],
+                         str(load) if i == 0 else ""])
     print("\n### 1. Warm run on every Python found (medians of whole processes)\n")
-    print(table(["Python", "python X.pyz ms", "null ms", "ratio", "-I -S X.pyz ms",
-                 "-I -S null ms", "ratio", "python -m (pip) ms", "-m null ms", "ratio",
-                 "module load µs"], rows))
+    print(table(["Python", "time", "python X.pyz ms", "null ms", "ratio", "null src ms",
+                 "ratio", "-I -S X.pyz ms", "-I -S null ms", "ratio", "python -m (pip) ms",
+                 "-m null ms", "ratio", "module load µs"], rows))
     print(f"\nOne pyz (bytecode for {len(b.pythons)} Pythons, __main__.pyc for "
           f"{platform.python_version()}); each row's cases interleaved, {rounds} rounds. "
+          "`null`: a null launcher zipapp with __main__.pyc compiled by that Python; "
+          "`null src`: the same with __main__.py only, what any one zipapp run by the "
+          "Pythons it was not built with pays (the first compile() of a process, ~1-2 ms). "
+          "`wall`: spawn to exit; `CPU`: user + system time of the process (the exec'd "
+          "script included), which other load on the machine hardly changes. "
           "`module load`: __main__ reading, unmarshalling and running conda_execute's "
           "bytecode (median of 21 runs).")
 
@@ -417,16 +440,21 @@ def warm_runs(b: Bench, rounds: int, warmup: int) -> None:
         uv_cmd = [uv, "run", "--script", str(b.uv_script)]
         subprocess.run(uv_cmd, env=uv_env, check=True, capture_output=True)  # warm its cache
         cases.append(("uv run --script (no dependencies)", uv_cmd, uv_env))
-    med = measure(cases, rounds, warmup)
+    both = measure_cpu(cases, rounds, warmup)
+    med = {k: v[0] for k, v in both.items()}
+    cpu = {k: v[1] for k, v in both.items()}
     direct = med["ENV/bin/python script (no launcher)"]
     rows = []
     for label, _, _, null_label, _, _ in pairs:
         rows.append([label, ms(med[label]), null_label, ms(med[null_label]),
-                     f"{med[label] / med[null_label]:.3f}", f"{(med[label] - med[null_label]) * 1000:+.1f}"])
+                     f"{med[label] / med[null_label]:.3f}",
+                     f"{(med[label] - med[null_label]) * 1000:+.1f}",
+                     f"{cpu[label] / cpu[null_label]:.3f}",
+                     f"{(cpu[label] - cpu[null_label]) * 1000:+.1f}"])
     print(f"\n### 2. Warm run on Python {platform.python_version()}, every invocation "
           "(medians of whole processes)\n")
     print(table(["invocation", "ms", "null launcher started the same way", "ms",
-                 "ratio", "Δ ms"], rows))
+                 "ratio", "Δ ms", "CPU ratio", "CPU Δ ms"], rows))
     print()
     fast = med["./conda-execute.pyz (#!python3 -IS)"]
     rows = [[label, ms(t), f"{t / fast:.2f}", f"{t / direct:.2f}"]
