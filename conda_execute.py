@@ -26,6 +26,7 @@ modules are imported inside the functions that need them.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 
@@ -115,6 +116,11 @@ CONTROL_CHARS = frozenset(chr(i) for i in range(32)) | frozenset("\x7f")  # refu
 MARKER = os.path.join("conda-meta", "conda-execute")  # JSON, but not *.json: conda reads those as package records
 LOG_NAME = "usage.jsonl"
 GC_STAMP = ".gc-stamp"
+CREATE_LOCK = ".create.lock"  # NAME.create.lock: runs waiting for NAME's creation queue on it
+PLATFORM_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
+O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # (not on Windows)
+O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 EXTENSION_RUNNERS = {  # run_with by file extension (words split on spaces)
     ".py": "python", ".pyw": "python", ".sh": "bash", ".bash": "bash", ".zsh": "zsh",
     ".R": "Rscript", ".r": "Rscript", ".pl": "perl", ".rb": "ruby", ".jl": "julia",
@@ -1888,6 +1894,7 @@ class Config(NamedTuple):
     micromamba_sha256: str = ""  # the archive's sha256 pin ("" = not pinned)
     bootstrap_timeout: float = BOOTSTRAP_TIMEOUT
     manager: str = ""  # the package manager load_config found ("" = none: search again)
+    platform: str = ""  # envs are made for it (CONDA_SUBDIR, else this machine's platform)
 
 
 def _which(name: str, path: Optional[str] = None) -> Optional[str]:
@@ -1916,7 +1923,23 @@ def find_manager(given: str = "") -> Optional[str]:
         if found:
             return found
     found = bootstrapped_micromamba()  # from an earlier --bootstrap
-    return found if os.access(found, os.X_OK) else None
+    if not os.access(found, os.X_OK):
+        return None
+    _check_bootstrapped(found)
+    return found
+
+
+def _check_bootstrapped(exe: str) -> None:
+    """The bootstrapped micromamba must be a regular file of the user's that no one else can
+    write, in dirs that pass private_dir's checks: anyone who could change it runs as us."""
+    st = os.lstat(exe)
+    problem = "is not a regular file" if st.st_mode & 0o170000 != 0o100000 else _foreign(st)
+    if not problem:
+        for d in (os.path.dirname(exe), bootstrap_dir()):
+            os.close(_private_dir(d, create=False))
+        return
+    raise UsageError(f"the bootstrapped micromamba {problem}; refusing to run it (remove "
+                     f"{bootstrap_dir()} and bootstrap again)", exe, code=EXIT_BOOTSTRAP_FAILED)
 
 
 def conda_root(manager: Optional[str]) -> Optional[str]:
@@ -2055,9 +2078,10 @@ def load_config(env_dir: str = "", conda: str = "", shared_ok: bool = False,
     timeout = setting("CONDA_EXECUTE_BOOTSTRAP_TIMEOUT", "bootstrap-timeout")
     seconds = _number(timeout[0], "bootstrap-timeout", "seconds", *timeout[1:]) if timeout \
         else BOOTSTRAP_TIMEOUT
-    return Config(os.path.abspath(_expand(chosen_dir)), hours, conda, shared_ok, bootstrap,
+    # The real path: what private_dir checks is what every later step names.
+    return Config(os.path.realpath(_expand(chosen_dir)), hours, conda, shared_ok, bootstrap,
                   refused_by, _expand(url[0]) if url else "", pin[0] if pin else "",
-                  seconds or 0.001, manager or "")
+                  seconds or 0.001, manager or "", env_platform())
 
 
 def _bootstrap_setting(given: Optional[bool], flag: Optional[Tuple[str, str, int]]
@@ -2105,6 +2129,7 @@ class Lock(NamedTuple):
     platform: str  # e.g. linux-64
     pip: Tuple[str, ...]  # name==version pins installed with pip --no-deps
     line: int  # the line of the metadata hash, for messages
+    distrust: str = ""  # why it may not be the user's own ("" = it is): then it is not read
 
 
 def conda_platform() -> str:
@@ -2127,6 +2152,24 @@ def conda_platform() -> str:
     return f"{system}-{arch}"
 
 
+def env_platform() -> str:
+    """The platform environments are made for: CONDA_SUBDIR (which conda and micromamba honour
+    too) if set, else this machine's."""
+    subdir = os.environ.get("CONDA_SUBDIR", "")
+    if not subdir:
+        return conda_platform()
+    if not is_platform(subdir):
+        raise UsageError(f"CONDA_SUBDIR must be a conda platform such as linux-64 or osx-arm64, "
+                         f"got {subdir!r}")
+    return subdir
+
+
+def is_platform(name: str) -> bool:
+    """A conda platform's shape: SYSTEM-ARCH in lowercase letters, digits and '_'."""
+    system, dash, arch = name.partition("-")
+    return bool(dash and system.isalpha() and arch) and set(system + arch) <= PLATFORM_CHARS
+
+
 def metadata_hash(spec: Spec) -> str:
     return _sha256_hex(spec_identity(spec._replace(lock=None)))
 
@@ -2135,6 +2178,12 @@ def read_lock(path: str) -> Optional[Lock]:
     """The lock file at PATH, or None if there is none; a malformed one is an error."""
     try:
         with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            distrust = "" if os.name == "nt" or st.st_uid == 0 else _foreign(st)
+            if not distrust and st.st_mode & 0o022:
+                distrust = "is writable by other users"
+            if distrust:
+                return Lock(path, "", "", "", (), 0, distrust)
             data = f.read(MAX_REMOTE_BYTES + 1)
     except FileNotFoundError:
         return None
@@ -2157,8 +2206,8 @@ def read_lock(path: str) -> Optional[Lock]:
         if key == "# conda-execute-metadata":
             metadata, meta_line = value, n
         elif key == "# conda-execute-pip":
-            if not value or value.startswith("-") or not CONTROL_CHARS.isdisjoint(value):
-                raise UsageError(f"bad pip pin {value!r}", path, n)
+            if not _is_pin(value):
+                raise UsageError(f"bad pip pin {value!r} (expected name==version)", path, n)
             pip.append(value)
         elif key == "# platform":
             platform = value
@@ -2172,15 +2221,33 @@ def read_lock(path: str) -> Optional[Lock]:
     return Lock(path, _sha256_bytes(data), metadata, platform, tuple(pip), meta_line)
 
 
-def apply_lock(spec: Spec, script: str, locked: bool) -> Spec:
-    """Attach SCRIPT's lock file to SPEC when it matches; otherwise warn (or fail if LOCKED)."""
+PIN_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
+
+
+def _is_pin(pin: str) -> bool:
+    """name==version and nothing else (no URL, option, marker or second clause)."""
+    name, sep, version = pin.partition("==")
+    return bool(sep and name[:1].isalnum() and version[:1].isalnum()) and \
+        set(name) <= PIN_NAME_CHARS and set(version) <= PIN_NAME_CHARS | {"+", "!"}
+
+
+def apply_lock(spec: Spec, script: str, locked: bool, here: str) -> Spec:
+    """Attach SCRIPT's lock file to SPEC when it is the user's and matches the metadata and the
+    platform HERE; otherwise warn (or fail if LOCKED)."""
     lock = read_lock(script + LOCK_SUFFIX)
     if lock is None:
         if locked:
             raise UsageError(f"--locked, but there is no lock file {script + LOCK_SUFFIX} "
                              "(make one with --lock)", spec.label)
         return spec
-    problem, here = "", conda_platform()
+    if lock.distrust:  # another user could have chosen its URLs and pins
+        message = (f"lock file {lock.distrust}: not using it (if you trust it, chown it to "
+                   "yourself and chmod go-w it)")
+        if locked:
+            raise UsageError(message, lock.path)
+        _say(f"warning: {lock.path}: {message}; solving instead")
+        return spec
+    problem = ""
     if lock.metadata != metadata_hash(spec):
         problem = "was made from other metadata"
     elif lock.platform != here:
@@ -2246,23 +2313,34 @@ def pip_pins(prefix: str) -> List[str]:
                          code=EXIT_CREATE_FAILED) from None
 
 
-def _atomic_write(path: str, data: str | bytes, mode: int = 0o600) -> None:
-    """Replace PATH with DATA (text as UTF-8, lone surrogates kept) all at once: written to a
-    temp file beside it (created MODE, less the umask) and fsync'd, then renamed over PATH.
+def _atomic_write(path: str, data: str | bytes, mode: int = 0o600,
+                  dir_fd: Optional[int] = None) -> None:
+    """Replace PATH (relative to DIR_FD if given) with DATA (text as UTF-8, lone surrogates
+    kept) all at once: written to a new temp file beside it (an unpredictable name, created
+    O_EXCL|O_NOFOLLOW with MODE less the umask, so a planted file or link is never written
+    through) and fsync'd, then renamed over PATH (a link at PATH is replaced, not followed).
     Readers see the old content or the new, never a part; on failure the temp file is removed.
     """
     if isinstance(data, str):
         data = data.encode("utf-8", "surrogatepass")
-    tmp = f"{path}.{os.getpid()}.tmp"
+    head, base = os.path.split(path)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_NOFOLLOW | O_CLOEXEC
+    while True:
+        tmp = os.path.join(head, f".{base}.{os.getpid()}.{os.urandom(6).hex()}.tmp")
+        try:
+            fd = os.open(tmp, flags, mode, dir_fd=dir_fd)
+            break
+        except FileExistsError:
+            continue
     try:
-        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode), "wb") as f:
+        with open(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, path, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except BaseException:
         try:
-            os.unlink(tmp)
+            os.unlink(tmp, dir_fd=dir_fd)
         except OSError:
             pass
         raise
@@ -2293,15 +2371,21 @@ def _sha256(data: bytes = b"") -> Any:
 
 
 def spec_identity(spec: Spec) -> str:
-    """The text an environment's name hashes: sorted specs, then channels, pip, lock if any."""
-    text = "\n".join(sorted(spec.env))
-    if spec.channels:
-        text += "\n# channels\n" + "\n".join(spec.channels)
-    if spec.pip:
-        text += "\n# pip\n" + "\n".join(sorted(spec.pip))
-    if spec.lock:
-        text += "\n# lock\n" + spec.lock.digest
-    return text
+    """The text an environment's name hashes; two different specs never share one.
+
+    Specs alone (the original conda-execute's case): the sorted specs joined by newlines. With
+    channels, pip requirements, a lock, or a spec starting with '#': a header line, then
+    '# section' lines, each followed by its items as JSON strings, one a line. A text of the
+    first kind never starts with '#', and one of the second kind reads back one way only.
+    """
+    env = sorted(spec.env)
+    if not (spec.channels or spec.pip or spec.lock or any(s.startswith("#") for s in env)):
+        return "\n".join(env)
+    lines = ["# conda-execute identity 2", "# env", *map(_json_string, env)]
+    for section, items in (("channels", spec.channels), ("pip", sorted(spec.pip)),
+                           ("lock", [spec.lock.digest] if spec.lock else [])):
+        lines += [f"# {section}", *map(_json_string, items)]
+    return "\n".join(lines)
 
 
 def env_name(spec: Spec) -> str:
@@ -2315,47 +2399,157 @@ def env_name(spec: Spec) -> str:
 
 
 class Env(NamedTuple):
-    """One environment: its name and prefix under the env dir."""
+    """One environment: its name and prefix under the env dir's platform directory."""
 
     name: str
     prefix: str
-    lock: str  # the lock file, beside the prefix (it must outlive the prefix)
+    lock: str  # its lock file's name in that directory (beside the prefix: it outlives it)
 
 
 def env_for(spec: Spec, cfg: Config) -> Env:
-    return env_named(env_name(spec), cfg.env_dir)
+    return env_named(env_name(spec), os.path.join(cfg.env_dir, cfg.platform))
 
 
-def env_named(name: str, env_dir: str) -> Env:
-    """The environment NAME under ENV_DIR (GC and listing know envs by name only)."""
-    return Env(name, os.path.join(env_dir, name), os.path.join(env_dir, name + ".lock"))
+def env_named(name: str, platform_dir: str) -> Env:
+    """The environment NAME under PLATFORM_DIR (GC and listing know envs by name only)."""
+    return Env(name, os.path.join(platform_dir, name), name + ".lock")
 
 
-def ensure_env_dir(cfg: Config) -> None:
-    """Create the env dir private (0700); refuse one another user could plant envs in."""
-    private_dir(cfg.env_dir, "the env dir", EXIT_ENV_DIR, cfg.shared_ok)
+class EnvDir(NamedTuple):
+    """An env dir's directory for one platform (ENV_DIR/PLATFORM), checked once, then used
+    through one descriptor: locks, the usage log, the GC stamp and temp files are opened
+    relative to it without following links, so no one can redirect those writes elsewhere."""
+
+    path: str
+    fd: int  # O_DIRECTORY|O_NOFOLLOW descriptor of PATH; -1 on Windows (paths are used there)
+    platform: str
 
 
-def private_dir(path: str, name: str, code: int, shared_ok: Optional[bool] = None) -> None:
-    """Create PATH (and parents) 0700 if missing; refuse a dir another user owns or can write
-    to (unless SHARED_OK, or on Windows). Errors say NAME, point at PATH and exit with CODE;
-    a SHARED_OK of None means --allow-shared-env-dir does not apply (so is not suggested).
+def open_env_dir(cfg: Config, create: bool = True, platform: str = "") -> Optional[EnvDir]:
+    """The env dir's PLATFORM directory (default cfg.platform), created 0700 if CREATE (with
+    the env dir and its missing parents) and checked like private_dir; None if it is missing
+    and not CREATE."""
+    platform = platform or cfg.platform
+    try:
+        root = private_dir(cfg.env_dir, "the env dir", EXIT_ENV_DIR, cfg.shared_ok, create)
+    except FileNotFoundError:
+        return None
+    path = os.path.join(cfg.env_dir, platform)
+    if root < 0:  # Windows: no descriptors for dirs
+        os.makedirs(path, exist_ok=True)
+        return EnvDir(path, -1, platform)
+    try:
+        fd = _open_dir(platform, path, "the env dir", EXIT_ENV_DIR, cfg.shared_ok, create, root)
+    except FileNotFoundError:
+        return None
+    finally:
+        os.close(root)
+    return EnvDir(path, fd, platform)
+
+
+def _open_dir(name: str, path: str, what: str, code: int, shared_ok: Optional[bool],
+              create: bool, dir_fd: Optional[int] = None) -> int:
+    """Open the dir NAME (relative to DIR_FD) without following a link, creating it 0700 if
+    CREATE; unless SHARED_OK it must be the user's and not writable by others (fstat of the
+    descriptor: what is checked is what is used). PATH and WHAT are for messages."""
+    try:
+        if create:
+            try:
+                os.mkdir(name, 0o700, dir_fd=dir_fd)
+            except FileExistsError:
+                pass
+        fd = os.open(name, os.O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, dir_fd=dir_fd)
+    except FileNotFoundError:
+        if create:
+            raise UsageError(f"cannot create {what}: it vanished", path, code=code) from None
+        raise
+    except OSError as e:
+        reason = "it is a symbolic link or not a directory" if e.errno in (
+            errno.ELOOP, errno.ENOTDIR) else e.strerror
+        raise UsageError(f"cannot {'create' if create else 'open'} {what}: {reason}", path,
+                         code=code) from None
+    problem = "" if shared_ok else _foreign(os.fstat(fd))
+    if problem:
+        os.close(fd)
+        accept = "" if shared_ok is None else "use --allow-shared-env-dir to accept it"
+        fix = "chmod go-w it" if "writable" in problem else ""
+        hint = ", or ".join(h for h in (fix, accept) if h)
+        raise UsageError(f"{what} {problem}; refusing to run what someone else could "
+                         f"{'plant' if fix else 'change'}{f' ({hint})' if hint else ''}", path,
+                         code=code)
+    return fd
+
+
+def _foreign(st: os.stat_result) -> str:
+    """Why a file with stat ST could be changed by another user ('' if it cannot)."""
+    if st.st_uid != os.getuid():
+        return "belongs to another user"
+    if st.st_mode & 0o022:
+        return "is writable by other users"
+    return ""
+
+
+def private_dir(path: str, name: str, code: int, shared_ok: Optional[bool] = None,
+                create: bool = True) -> int:
+    """Open the dir PATH, created 0700 with its missing parents if CREATE (whatever the umask);
+    return its descriptor (-1 on Windows, where nothing is checked). Refused (unless SHARED_OK)
+    when it is another user's or writable by others, or when any parent (of its real path) is
+    another user's or writable by others without the sticky bit: the rule of OpenSSH's
+    secure_path and of sudo (root's parents are fine). Then no one else can swap it, or any dir
+    above it, between the check and its use. A missing PATH without CREATE raises
+    FileNotFoundError. Errors name NAME, point at PATH and exit with CODE; a SHARED_OK of None
+    means --allow-shared-env-dir does not apply (so it is not suggested).
     """
     try:
-        os.makedirs(path, mode=0o700, exist_ok=True)
-        st = os.stat(path)
+        if create:
+            _makedirs_private(path)
+        elif not os.path.isdir(path):
+            raise FileNotFoundError(path)
     except OSError as e:
+        if isinstance(e, FileNotFoundError) and not create:
+            raise
         raise UsageError(f"cannot create {name}: {e.strerror}", path, code=code) from None
-    if shared_ok or os.name == "nt":
-        return
-    accept = "" if shared_ok is None else "use --allow-shared-env-dir to accept it"
-    if st.st_uid != os.getuid():
-        raise UsageError(f"{name} belongs to another user; refusing to run what someone else "
-                         f"could change{f' ({accept})' if accept else ''}", path, code=code)
-    if st.st_mode & 0o022:
-        raise UsageError(f"{name} is writable by other users; refusing to run what someone else "
-                         f"could plant (chmod go-w it{f', or {accept}' if accept else ''})",
-                         path, code=code)
+    if os.name == "nt":
+        return -1
+    real = os.path.realpath(path)
+    if not shared_ok:
+        _check_parents(real, path, name, code, shared_ok)
+    return _open_dir(real, path, name, code, shared_ok, False)
+
+
+def _makedirs_private(path: str) -> None:
+    """Create PATH and each missing parent 0700 (os.makedirs gives parents the umask's mode)."""
+    missing = []
+    while not os.path.isdir(path):
+        missing.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    for p in reversed(missing):
+        try:
+            os.mkdir(p, 0o700)
+        except FileExistsError:
+            pass
+
+
+def _check_parents(real: str, path: str, name: str, code: int, shared_ok: Optional[bool]) -> None:
+    """Refuse REAL if a dir above it is another user's (not root's) or is writable by others
+    and not sticky: whoever can rename its entries can swap the env dir under us."""
+    parent, uid = os.path.dirname(real), os.getuid()
+    while True:
+        st = os.stat(parent)
+        problem = "" if st.st_uid in (0, uid) else "belongs to another user"
+        if not problem and st.st_mode & 0o022 and not st.st_mode & 0o1000:
+            problem = "is writable by other users and not sticky"
+        if problem:
+            accept = "" if shared_ok is None else " (use --allow-shared-env-dir to accept it)"
+            raise UsageError(f"{name} is inside {parent}, which {problem}: someone else could "
+                             f"swap it for theirs; refusing it{accept}", path, code=code)
+        up = os.path.dirname(parent)
+        if up == parent:
+            return
+        parent = up
 
 
 ###############################################################################
@@ -2499,9 +2693,9 @@ def extract_micromamba(archive: IO[bytes], out: IO[bytes], url: str) -> None:
         raise bad("no bin/micromamba in it")
 
 
-def _private_dir(path: str) -> None:
-    """A private dir of the bootstrap (see private_dir)."""
-    private_dir(path, "micromamba's private dir", EXIT_BOOTSTRAP_FAILED)
+def _private_dir(path: str, create: bool = True) -> int:
+    """A private dir of the bootstrap, opened (see private_dir)."""
+    return private_dir(path, "micromamba's private dir", EXIT_BOOTSTRAP_FAILED, None, create)
 
 
 def _check_runs(exe: str, url: str) -> None:
@@ -2537,13 +2731,15 @@ def bootstrap_micromamba(cfg: Config, quiet: bool = False) -> str:
     bindir, lock, target = os.path.join(home, "bin"), os.path.join(home, ".bootstrap.lock"), \
         bootstrapped_micromamba()
     while True:  # a failing run removes the dirs it made: make them again if they vanish
-        _private_dir(home)
-        _private_dir(bindir)
+        home_fd = _private_dir(home)
+        os.close(_private_dir(bindir))
         try:
-            fd = acquire(lock, exclusive=True)
+            fd = acquire(EnvDir(home, home_fd, ""), os.path.basename(lock), exclusive=True)
             break
         except FileNotFoundError:
             continue
+        finally:
+            os.close(home_fd)
     assert fd is not None
     try:
         if not os.access(target, os.X_OK):  # else another run installed it while we waited
@@ -2592,7 +2788,7 @@ def _install_micromamba(url: str, pin: str, target: str, timeout: float, quiet: 
                 os.fsync(out.fileno())
         os.chmod(tmp, 0o755)
         _check_runs(tmp, url)
-        _private_dir(root)
+        os.close(_private_dir(root))
         if not os.path.exists(rc_path):
             _atomic_write(rc_path, BOOTSTRAP_CONDARC, 0o644)
             wrote_rc = True
@@ -2668,42 +2864,138 @@ def manager_for(cfg: Config, quiet: bool = False) -> Manager:
 # it is detected (the path no longer names the locked inode) and opened again.
 
 
-def acquire(path: str, exclusive: bool, wait: bool = True, create: bool = True,
+def acquire(d: EnvDir, name: str, exclusive: bool, wait: bool = True, create: bool = True,
             flags: int = os.O_RDWR) -> Optional[int]:
-    """Open PATH with FLAGS and flock it; return the descriptor, or None if WAIT is false and
-    it is taken. Without CREATE, a missing PATH raises FileNotFoundError instead of being created.
+    """Open NAME in D (see _open_in) with FLAGS and lock it; return the descriptor, or None if
+    WAIT is false and it is taken. Without CREATE, a missing NAME raises FileNotFoundError.
+    A waiter whose file was removed or replaced meanwhile opens the new one.
     """
     flags |= os.O_CREAT if create else 0
-    if os.name == "nt":  # no flock on Windows: environments are not protected there
-        return os.open(path, flags, 0o600)
-    import fcntl
-
-    op = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | (0 if wait else fcntl.LOCK_NB)
     while True:
-        fd = os.open(path, flags | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, op)
-        except BlockingIOError:
+        fd = _open_in(d, name, flags)
+        if not _lock(fd, exclusive, wait, d.path):
             os.close(fd)
             return None
         try:
-            if os.path.samestat(os.fstat(fd), os.stat(path)):
+            if os.path.samestat(os.fstat(fd), _lstat_in(d, name)):
                 return fd
         except FileNotFoundError:
             pass
         os.close(fd)
 
 
+def _open_in(d: EnvDir, name: str, flags: int) -> int:
+    """Open NAME in D's directory (created 0600) without following a link or blocking on a
+    FIFO; it must be a regular file of the user's (fstat: what is checked is what is used)."""
+    if d.fd < 0:
+        return os.open(os.path.join(d.path, name), flags, 0o600)
+    try:
+        fd = os.open(name, flags | O_NOFOLLOW | O_CLOEXEC | os.O_NONBLOCK, 0o600, dir_fd=d.fd)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise PermissionError(e.errno, f"{name} is a symbolic link; not following it",
+                                  os.path.join(d.path, name)) from None
+        raise
+    st = os.fstat(fd)
+    if not (st.st_mode & 0o170000 == 0o100000 and st.st_uid == os.getuid()):
+        os.close(fd)
+        raise PermissionError(errno.EPERM, f"{name} is not a regular file of yours",
+                              os.path.join(d.path, name))
+    return fd
+
+
+def _lstat_in(d: EnvDir, name: str) -> os.stat_result:
+    if d.fd < 0:
+        return os.lstat(os.path.join(d.path, name))
+    return os.stat(name, dir_fd=d.fd, follow_symlinks=False)
+
+
+# How this process locks: flock; fcntl.lockf (POSIX record locks) where the file system
+# refuses flock; "none" where it refuses both (after one warning). POSIX locks belong to the
+# process, not the descriptor: closing ANY descriptor of a locked file drops them (so a locked
+# file is never opened a second time: read_log reads the log through the locked descriptor),
+# a forked child does not hold them (conda running a create is not covered), and they survive
+# exec (the script's lock descriptor is inheritable, as for flock).
+LOCKING = ["flock"]
+UNSUPPORTED = frozenset({errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOLCK})
+
+
+def _lock(fd: int, exclusive: bool, wait: bool, where: str) -> bool:
+    """Lock FD (see LOCKING); False if WAIT is false and another process holds it."""
+    if os.name == "nt":  # no flock on Windows: environments are not protected there
+        return True
+    import fcntl
+
+    op = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | (0 if wait else fcntl.LOCK_NB)
+    while LOCKING[0] != "none":
+        try:
+            (fcntl.flock if LOCKING[0] == "flock" else fcntl.lockf)(fd, op)
+            return True
+        except OSError as e:
+            if e.errno in (errno.EAGAIN, errno.EACCES) and not wait:
+                return False
+            if e.errno not in UNSUPPORTED:
+                raise
+            LOCKING[0] = "lockf" if LOCKING[0] == "flock" else "none"
+    if len(LOCKING) == 1:
+        LOCKING.append(where)
+        _say(f"warning: the {_fs_type(where)} file system of {where} refuses flock and fcntl "
+             "locks; going on without them: simultaneous first runs of a script may break "
+             "its environment, and garbage collection removes nothing")
+    return True
+
+
+def _fs_type(path: str) -> str:
+    """The type of the file system PATH is on, from /proc/self/mounts ('unknown' elsewhere)."""
+    best, kind = "", "unknown"
+    try:
+        with open("/proc/self/mounts", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                parts = line.split()
+                mount = parts[1].replace("\\040", " ") if len(parts) > 2 else ""
+                if mount and len(mount) >= len(best) and (
+                        path == mount or path.startswith(mount.rstrip("/") + "/")):
+                    best, kind = mount, parts[2]
+    except OSError:
+        pass
+    return kind
+
+
 def _share(fd: int) -> None:
-    """Turn an exclusive lock into a shared one (atomic on Linux)."""
-    if os.name != "nt":
+    """Turn an exclusive lock into a shared one (atomic on Linux, flock and lockf alike)."""
+    if os.name != "nt" and LOCKING[0] != "none":
         import fcntl
 
-        fcntl.flock(fd, fcntl.LOCK_SH)
+        (fcntl.flock if LOCKING[0] == "flock" else fcntl.lockf)(fd, fcntl.LOCK_SH)
 
 
 def is_complete(env: Env) -> bool:
     return os.path.isfile(os.path.join(env.prefix, MARKER))
+
+
+def missing_interpreter(env: Env, spec: Spec) -> str:
+    """The env's interpreter (run_with's command as found in the env at creation, recorded in
+    the marker) if it is gone since, e.g. purged from a scratch file system; else ''.
+    One stat when run_with's command is in the env's bin; the marker is read only when not."""
+    word = _interpreter(spec.run_with) if spec.run_with else ""
+    if os.name == "nt" or not word or (os.sep not in word and
+                           os.path.exists(os.path.join(env.prefix, "bin", word))):
+        return ""
+    recorded = _read_json_object(os.path.join(env.prefix, MARKER)).get("interpreter")
+    if isinstance(recorded, str) and recorded and \
+            not os.path.exists(os.path.join(env.prefix, recorded)):
+        return recorded
+    return ""
+
+
+def env_interpreter(prefix: str, spec: Spec) -> Optional[str]:
+    """run_with's command as found in PREFIX's bin (relative to PREFIX), or None if it is not
+    there (it then comes from PATH, and its absence later is no damage)."""
+    word = _interpreter(spec.run_with) if spec.run_with else ""
+    if os.name == "nt" or not word or os.sep in word or \
+            not _which(word, os.path.join(prefix, "bin")):
+        return None
+    return os.path.join("bin", word)
 
 
 def remove_tree(path: str) -> None:
@@ -2759,10 +3051,12 @@ def write_marker(env: Env, spec: Spec) -> None:
         return "[" + ", ".join(map(_json_string, items)) + "]"
 
     lock = _json_string(spec.lock.path) if spec.lock else "null"
+    interpreter = env_interpreter(env.prefix, spec)
     _atomic_write(os.path.join(env.prefix, MARKER),
                   f'{{"name": {_json_string(env.name)}, "env": {strings(spec.env)}, '
                   f'"channels": {strings(spec.channels)}, "pip": {strings(spec.pip)}, '
-                  f'"lock": {lock}, "created": {time.time():.3f}, '
+                  f'"lock": {lock}, "created": {time.time():.3f}, "interpreter": '
+                  f'{_json_string(interpreter) if interpreter else "null"}, '
                   f'"conda_execute": {_json_string(__version__)}}}\n', 0o644)
 
 
@@ -2836,32 +3130,66 @@ def run_step(cmd: List[str], prefix: str, lock_fd: int, quiet: bool,
     return rc
 
 
-def ensure_env(env: Env, spec: Spec, cfg: Config, force: bool = False, quiet: bool = False,
-               verbose: bool = False) -> int:
-    """Make sure ENV exists and is complete; return a descriptor holding its lock shared."""
-    try:
-        fd = acquire(env.lock, exclusive=False)
-    except OSError as e:  # a read-only file system, no write permission, ...
-        raise UsageError(f"cannot lock {os.path.basename(env.lock)} in the env dir: "
-                         f"{e.strerror}", cfg.env_dir, code=EXIT_ENV_DIR) from None
+def ensure_env(d: EnvDir, env: Env, spec: Spec, cfg: Config, force: bool = False,
+               quiet: bool = False, verbose: bool = False) -> int:
+    """Make sure ENV exists, complete and whole; return a descriptor holding its lock shared.
+
+    The warm path takes the env's lock shared and finds it whole. Otherwise runs queue on its
+    creation lock (asleep in the kernel); the first creates it holding the env's lock
+    exclusively, and each of the others then finds it whole and takes the env's lock shared:
+    a job array's tasks run side by side, not one after another.
+    """
+    fd = _env_lock(d, env.lock, exclusive=False)
     assert fd is not None
-    if not force and is_complete(env):
+    if not force and is_complete(env) and not missing_interpreter(env, spec):
         return fd
     os.close(fd)
-    fd = acquire(env.lock, exclusive=True, wait=False)
+    cfd = _env_lock(d, env.name + CREATE_LOCK, exclusive=True, wait=False)
+    if cfd is None:
+        if not quiet:
+            _say(f"waiting for another conda-execute to finish creating {env.name} ...")
+        cfd = _env_lock(d, env.name + CREATE_LOCK, exclusive=True)
+    assert cfd is not None
+    try:
+        return _create_locked(d, env, spec, cfg, force, quiet, verbose)
+    finally:
+        os.close(cfd)
+
+
+def _create_locked(d: EnvDir, env: Env, spec: Spec, cfg: Config, force: bool, quiet: bool,
+                   verbose: bool) -> int:
+    """ensure_env's part under the creation lock: take the env's lock and create if needed."""
+    if not force:
+        fd = _env_lock(d, env.lock, exclusive=False)
+        if is_complete(env) and not missing_interpreter(env, spec):
+            return fd  # made by the run we waited for
+        os.close(fd)
+    fd = _env_lock(d, env.lock, exclusive=True, wait=False)
     if fd is None:
         if force:
             raise UsageError(f"environment {env.name} is in use by a running script; "
                              "not recreating it (retry when it has finished)",
                              spec.label, code=EXIT_BUSY)
         if not quiet:
-            _say(f"waiting for another conda-execute to finish creating {env.name} ...")
-        fd = acquire(env.lock, exclusive=True)
-        assert fd is not None
-    if force or not is_complete(env):
+            _say(f"waiting for the scripts that use {env.name} to finish ...")
+        fd = _env_lock(d, env.lock, exclusive=True)
+    gone = is_complete(env) and missing_interpreter(env, spec)
+    if gone:
+        _say(f"environment {env.name} is damaged ({os.path.join(env.prefix, gone)} is gone); "
+             "recreating it")
+    if force or gone or not is_complete(env):
         create(env, spec, cfg, fd, quiet=quiet, verbose=verbose)
     _share(fd)
     return fd
+
+
+def _env_lock(d: EnvDir, name: str, exclusive: bool, wait: bool = True) -> Any:
+    """acquire() in the env dir, its errors (a read-only file system...) one line, exit 73."""
+    try:
+        return acquire(d, name, exclusive, wait)
+    except OSError as e:
+        raise UsageError(f"cannot lock {name} in the env dir: {e.strerror}", d.path,
+                         code=EXIT_ENV_DIR) from None
 
 
 def create(env: Env, spec: Spec, cfg: Config, lock_fd: int, quiet: bool = False,
@@ -2929,19 +3257,20 @@ def log_line(when: float, name: str, script: str, pid: int) -> str:
             f'"script": {_json_string(script)}, "pid": {pid}}}\n')
 
 
-def record_use(cfg: Config, env: Env, script: str) -> None:
+def record_use(d: EnvDir, env: Env, script: str) -> None:
     """Append one line to the usage log: one write on an O_APPEND descriptor.
 
-    The log is locked shared while writing, so compaction (exclusive) never drops a line.
-    The log only informs GC (a running script is protected by its lock): if it cannot be
-    written (disk full, env dir gone), say so and go on.
+    The log is locked exclusively while writing: O_APPEND is atomic on a local file system,
+    not over NFS, where two clients' appends can overwrite each other. The log only informs GC
+    (a running script is protected by its lock): if it cannot be written (disk full, env dir
+    gone, not a file of the user's), say so and go on.
     """
     import time
 
-    path = os.path.join(cfg.env_dir, LOG_NAME)
+    path = os.path.join(d.path, LOG_NAME)
     data = log_line(time.time(), env.name, script, os.getpid()).encode("utf-8", "surrogatepass")
     try:  # acquire opens the log anew if compaction replaced it while we waited
-        fd = acquire(path, exclusive=False, flags=os.O_WRONLY | os.O_APPEND)
+        fd = acquire(d, LOG_NAME, exclusive=True, flags=os.O_RDWR | os.O_APPEND)
         assert fd is not None
     except OSError as e:
         _say(f"warning: cannot record use in {path}: {e.strerror}")
@@ -3188,17 +3517,26 @@ def is_env_name(name: str) -> bool:
     return len(name) == 20 and all(c in NAME_CHARS for c in name)
 
 
-def read_log(env_dir: str) -> Dict[str, dict]:
-    """The latest usage record per env name; torn or garbage lines are skipped."""
+def read_log(d: EnvDir, fd: int = -1) -> Dict[str, dict]:
+    """The latest usage record per env name; torn or garbage lines are skipped. Read through
+    FD when the caller holds the log locked (a second descriptor's close would drop a POSIX
+    lock), else opened afresh (never through a link)."""
     import json
 
     latest: Dict[str, dict] = {}
     try:
-        with open(os.path.join(env_dir, LOG_NAME), "rb") as f:
-            raw_lines = f.readlines()
+        own = _open_in(d, LOG_NAME, os.O_RDONLY) if fd < 0 else -1
     except OSError:
         return latest
-    for raw in raw_lines:
+    try:
+        os.lseek(own if fd < 0 else fd, 0, os.SEEK_SET)
+        chunks = list(iter(lambda: os.read(own if fd < 0 else fd, 1 << 20), b""))
+    except OSError:
+        return latest
+    finally:
+        if own >= 0:
+            os.close(own)
+    for raw in b"".join(chunks).splitlines(keepends=True):
         # A torn line (a write cut short) has the next record glued to it: read that one.
         for chunk in (raw, raw[raw.rfind(b'{"time": '):]):
             try:
@@ -3223,20 +3561,22 @@ class EnvInfo(NamedTuple):
     complete: bool
     marker: dict  # the completion marker's content ({} if none)
     script: str  # the last script that used it
+    platform: str = ""  # the platform directory it is in
 
 
-def scan_envs(env_dir: str) -> List[EnvInfo]:
-    """Every environment under ENV_DIR, with its last use."""
-    latest = read_log(env_dir)
+def scan_envs(d: EnvDir) -> List[EnvInfo]:
+    """Every environment in D, with its last use."""
+    latest = read_log(d)
     out = []
     try:
-        entries = sorted(os.scandir(env_dir), key=lambda e: e.name)
+        entries = sorted(os.scandir(d.fd if d.fd >= 0 else d.path), key=lambda e: e.name)
     except OSError:
         return out
     for entry in entries:
         if not is_env_name(entry.name) or not entry.is_dir(follow_symlinks=False):
             continue
-        marker = _read_json_object(os.path.join(entry.path, MARKER))
+        prefix = os.path.join(d.path, entry.name)
+        marker = _read_json_object(os.path.join(prefix, MARKER))
         rec = latest.get(entry.name, {})
         when = rec.get("time")
         if when is None:
@@ -3244,24 +3584,45 @@ def scan_envs(env_dir: str) -> List[EnvInfo]:
                 when = entry.stat(follow_symlinks=False).st_mtime
             except OSError:
                 continue
-        out.append(EnvInfo(entry.name, entry.path, when, bool(marker), marker,
-                           str(rec.get("script", ""))))
+        out.append(EnvInfo(entry.name, prefix, when, bool(marker), marker,
+                           str(rec.get("script", "")), d.platform))
     return out
 
 
-def collect_garbage(cfg: Config, older_than_hours: float, dry_run: bool = False,
-                    out: Optional[IO[str]] = None) -> List[str]:
-    """Remove envs unused for OLDER_THAN_HOURS that no script uses; compact the log.
+def platform_dirs(cfg: Config) -> List[EnvDir]:
+    """Every platform directory of the env dir (for --list), each checked like the env dir."""
+    try:
+        root = private_dir(cfg.env_dir, "the env dir", EXIT_ENV_DIR, cfg.shared_ok, False)
+    except FileNotFoundError:
+        return []
+    try:
+        names = sorted(os.listdir(root if root >= 0 else cfg.env_dir))
+    finally:
+        if root >= 0:
+            os.close(root)
+    found = []
+    for name in names:
+        if is_platform(name) and os.path.isdir(os.path.join(cfg.env_dir, name)):
+            d = open_env_dir(cfg, create=False, platform=name)
+            if d:
+                found.append(d)
+    return found
 
-    An env in use (its lock held shared) or being created (held exclusively) is skipped.
-    Returns the names removed (or, with DRY_RUN, that would be).
+
+def collect_garbage(d: EnvDir, older_than_hours: float, dry_run: bool = False,
+                    out: Optional[IO[str]] = None) -> List[str]:
+    """Remove envs of D unused for OLDER_THAN_HOURS that no script uses; compact the log.
+
+    An env in use (its lock held shared) or being created (held exclusively) is skipped, and
+    so is every env where locks do not work (nothing proves it unused). Returns the names
+    removed (or, with DRY_RUN, that would be).
     """
     import time
 
     now, removed, horizon = time.time(), [], older_than_hours * 3600
-    seen = _log_stamp(cfg.env_dir)
+    seen = _log_stamp(d)
     latest: Optional[Dict[str, dict]] = None
-    for info in scan_envs(cfg.env_dir):
+    for info in scan_envs(d):
         if now - info.last_used < horizon:
             continue
         # Where flock cannot turn an exclusive lock into a shared one atomically (BSD, macOS),
@@ -3278,25 +3639,28 @@ def collect_garbage(cfg: Config, older_than_hours: float, dry_run: bool = False,
         # A missing lock file is held by no one (a running script always has its own): a dry
         # run leaves it missing; a real one creates it (a run may be starting) and, if the env
         # is kept, removes it again (safe under our exclusive lock: a waiter opens it anew).
-        lock = env_named(info.name, cfg.env_dir).lock
-        made = not dry_run and not os.path.exists(lock)
+        lock = info.name + ".lock"
+        made = not dry_run and not _exists_in(d, lock)
         try:
-            fd = acquire(lock, exclusive=True, wait=False, create=not dry_run)
+            fd = acquire(d, lock, exclusive=True, wait=False, create=not dry_run)
         except FileNotFoundError:
             fd = -1  # a dry run and no lock file: nothing to lock
-        if fd is None:
+        if fd is None or (fd >= 0 and LOCKING[0] == "none"):
             if out:
-                out.write(f"in use, kept: {info.name}\n")
-            continue
+                out.write(f"{'in use' if fd is None else 'no locks here'}, kept: {info.name}\n")
+            if fd is None:
+                continue
         try:
-            stamp = _log_stamp(cfg.env_dir)
+            if LOCKING[0] == "none":
+                continue
+            stamp = _log_stamp(d)
             if stamp != seen:  # runs logged since the scan: was this env among them?
-                seen, latest = stamp, read_log(cfg.env_dir)
+                seen, latest = stamp, read_log(d)
             if latest and now - latest.get(info.name, {}).get("time", info.last_used) < horizon:
                 continue
             if not dry_run:
                 remove_tree(info.prefix)
-                os.unlink(lock)
+                _unlink_in(d, lock)
                 made = False
             removed.append(info.name)
             if out:
@@ -3304,44 +3668,63 @@ def collect_garbage(cfg: Config, older_than_hours: float, dry_run: bool = False,
                           f"{' '.join(info.marker.get('env', []))}\n")
         finally:
             if made:
-                os.unlink(lock)
+                _unlink_in(d, lock)
             if fd >= 0:
                 os.close(fd)
-    if not dry_run:
-        _remove_leftovers(cfg.env_dir)
-        compact_log(cfg.env_dir)
+    if not dry_run and LOCKING[0] != "none":
+        _remove_leftovers(d)
+        compact_log(d)
     return removed
 
 
-def _log_stamp(env_dir: str) -> Tuple[int, int]:
+def _exists_in(d: EnvDir, name: str) -> bool:
+    try:
+        _lstat_in(d, name)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _unlink_in(d: EnvDir, name: str) -> None:
+    os.unlink(name if d.fd >= 0 else os.path.join(d.path, name), dir_fd=d.fd if d.fd >= 0 else None)
+
+
+def _log_stamp(d: EnvDir) -> Tuple[int, int]:
     """What tells whether the usage log changed: its inode and size."""
     try:
-        st = os.stat(os.path.join(env_dir, LOG_NAME))
+        st = _lstat_in(d, LOG_NAME)
     except OSError:
         return (0, 0)
     return (st.st_ino, st.st_size)
 
 
-def _remove_leftovers(env_dir: str) -> None:
-    """Trash left by an interrupted removal, and lock files whose env is gone."""
+def _remove_leftovers(d: EnvDir) -> None:
+    """Trash left by an interrupted removal, lock files whose env is gone, and creation locks
+    no one holds or waits on."""
     import shutil
 
     try:
-        names = os.listdir(env_dir)
+        names = os.listdir(d.fd if d.fd >= 0 else d.path)
     except OSError:
         return
     for name in names:
-        path = os.path.join(env_dir, name)
         if name.startswith(".trash-"):
             pid = name.rsplit("-", 1)[-1]
             if not (pid.isdigit() and _alive(int(pid))):
-                shutil.rmtree(path, ignore_errors=True)
-        elif name.endswith(".lock") and is_env_name(name[:-5]) and name[:-5] not in names:
-            fd = acquire(path, exclusive=True, wait=False)
-            if fd is not None:
-                if not os.path.lexists(path[:-5]):
-                    os.unlink(path)
-                os.close(fd)
+                shutil.rmtree(os.path.join(d.path, name), ignore_errors=True)
+            continue
+        env = name[:-len(CREATE_LOCK)] if name.endswith(CREATE_LOCK) else name[:-5]
+        if not (name.endswith(".lock") and is_env_name(env)) or (
+                env in names and not name.endswith(CREATE_LOCK)):
+            continue
+        try:
+            fd = acquire(d, name, exclusive=True, wait=False, create=False)
+        except OSError:
+            continue
+        if fd is not None:
+            if name.endswith(CREATE_LOCK) or not _exists_in(d, env):
+                _unlink_in(d, name)
+            os.close(fd)
 
 
 def _alive(pid: int) -> bool:
@@ -3356,46 +3739,68 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def compact_log(env_dir: str) -> None:
+def compact_log(d: EnvDir) -> None:
     """Rewrite the usage log to one line per existing env (under its exclusive lock)."""
-    path = os.path.join(env_dir, LOG_NAME)
-    fd = acquire(path, exclusive=True) if os.path.exists(path) else None
+    try:  # a read-only env dir fails here: --gc says so (exit 73)
+        fd = acquire(d, LOG_NAME, exclusive=True, create=False)
+    except FileNotFoundError:
+        return
     if fd is None:
         return
     try:
-        latest = read_log(env_dir)
+        if LOCKING[0] == "none":
+            return
+        latest = read_log(d, fd)
         lines = []
         for name, rec in sorted(latest.items(), key=lambda kv: kv[1]["time"]):
-            if is_env_name(name) and os.path.isdir(os.path.join(env_dir, name)):
+            if is_env_name(name) and os.path.isdir(os.path.join(d.path, name)):
                 pid = rec.get("pid")
                 lines.append(log_line(rec["time"], name, str(rec.get("script", "")),
                                       pid if type(pid) is int else 0))
-        _atomic_write(path, "".join(lines))
+        _atomic_write(LOG_NAME if d.fd >= 0 else os.path.join(d.path, LOG_NAME),
+                      "".join(lines), dir_fd=d.fd if d.fd >= 0 else None)
     except OSError:  # e.g. a full disk: keep the log as it is
         pass
     finally:
         os.close(fd)
 
 
-def maybe_collect_in_background(cfg: Config, keep_fds: Tuple[int, ...] = ()) -> None:
-    """At most once an hour, fork a detached process that collects garbage."""
+def maybe_collect_in_background(d: EnvDir, hours: float, keep_fds: Tuple[int, ...] = ()) -> None:
+    """At most once an hour, fork a detached process that collects garbage in D.
+
+    The GC stamp's mtime is when GC last started. A run that finds it stale claims it under
+    its lock (without waiting: others skip) and re-checks it there, so simultaneous runs (a
+    job array) start at most one collector.
+    """
     import time
 
-    stamp = os.path.join(cfg.env_dir, GC_STAMP)
+    if not hasattr(os, "fork"):
+        return
     try:
-        if time.time() - os.stat(stamp).st_mtime < GC_EVERY_SECONDS:
+        if time.time() - _lstat_in(d, GC_STAMP).st_mtime < GC_EVERY_SECONDS:
             return
-        os.utime(stamp)
+        fd = acquire(d, GC_STAMP, exclusive=True, wait=False, create=False)
+        if fd is None:
+            return
+        try:
+            if time.time() - os.fstat(fd).st_mtime < GC_EVERY_SECONDS or LOCKING[0] == "none":
+                return
+            os.utime(fd)
+        finally:
+            os.close(fd)
     except FileNotFoundError:  # a new env dir: its first hour starts now
         try:
-            os.close(os.open(stamp, os.O_WRONLY | os.O_CREAT, 0o600))
+            os.close(_open_in(d, GC_STAMP, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
         except OSError:
             pass
         return
     except OSError:
         return
-    if not hasattr(os, "fork"):
-        return
+    _fork_collector(d, hours, keep_fds)
+
+
+def _fork_collector(d: EnvDir, hours: float, keep_fds: Tuple[int, ...]) -> None:
+    """Fork a detached grandchild that runs collect_garbage(D, HOURS); wait for the child."""
     sys.stdout.flush()
     sys.stderr.flush()
     try:
@@ -3414,12 +3819,12 @@ def maybe_collect_in_background(cfg: Config, keep_fds: Tuple[int, ...] = ()) -> 
         null = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(null, fd)
-        collect_garbage(cfg, cfg.unused_hours)
+        collect_garbage(d, hours)
     finally:
         os._exit(0)
 
 
-def with_size(info: EnvInfo, env_dir: str) -> EnvInfo:
+def with_size(info: EnvInfo, d: EnvDir) -> EnvInfo:
     """INFO with the env's size in its marker: measured by the first --list that sees the env
     complete (creating never walks the tree) and recorded in the marker, under the env's lock
     taken shared without waiting (not while it is being created) and only if the marker is
@@ -3429,8 +3834,7 @@ def with_size(info: EnvInfo, env_dir: str) -> EnvInfo:
         return info
     marker = dict(info.marker, size=tree_size(info.prefix))
     try:
-        fd = acquire(env_named(info.name, env_dir).lock, exclusive=False, wait=False,
-                     create=False)
+        fd = acquire(d, info.name + ".lock", exclusive=False, wait=False, create=False)
     except OSError:  # no lock file (an env made by hand), or not ours to open
         fd = None
     if fd is not None:
@@ -3449,16 +3853,16 @@ def with_size(info: EnvInfo, env_dir: str) -> EnvInfo:
 
 def format_list(infos: List[EnvInfo], now: float) -> str:
     """The --list table."""
-    rows = [("NAME", "LAST USED", "SIZE", "SPECS", "SCRIPT")]
+    rows = [("NAME", "PLATFORM", "LAST USED", "SIZE", "SPECS", "SCRIPT")]
     for info in sorted(infos, key=lambda i: -i.last_used):
         size = info.marker.get("size")
         specs = " ".join(info.marker.get("env", [])) if info.complete else "(incomplete)"
         if info.marker.get("channels"):
             specs += "  [" + " ".join(info.marker["channels"]) + "]"
-        rows.append((info.name, _ago(now - info.last_used),
+        rows.append((info.name, info.platform, _ago(now - info.last_used),
                      _human_size(size) if isinstance(size, int) else "?", specs, info.script))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    return "".join("  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4] + "\n"
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    return "".join("  ".join(c.ljust(w) for c, w in zip(r[:5], widths)) + "  " + r[5] + "\n"
                    for r in rows)
 
 
@@ -3472,7 +3876,7 @@ def list_json(infos: List[EnvInfo]) -> str:
         size, created = m.get("size"), m.get("created")
         lines.append(json.dumps({
             "name": info.name, "prefix": info.prefix, "complete": info.complete,
-            "platform": str(m.get("platform", "")), "specs": list(m.get("env", [])),
+            "platform": info.platform, "specs": list(m.get("env", [])),
             "channels": list(m.get("channels", [])), "pip": list(m.get("pip", [])),
             "created": created if isinstance(created, (int, float)) else None,
             "last_used": info.last_used, "size": size if isinstance(size, int) else None,
@@ -3768,8 +4172,8 @@ def _main(argv: List[str]) -> int:
     spec = tool_spec(args, source) if tool else load_spec(source)
     is_file = not (tool or source.inline or source.fd >= 0)
     if is_file and not ("--lock" in opts and "--upgrade" in opts):
-        spec = apply_lock(spec, source.path, "--locked" in opts) if not args.lists.get("--with") \
-            else _skip_lock(spec, source.path, quiet)
+        spec = apply_lock(spec, source.path, "--locked" in opts, cfg.platform) \
+            if not args.lists.get("--with") else _skip_lock(spec, source.path, quiet)
     elif "--locked" in opts or ("--lock" in opts and not is_file):
         raise UsageError("lock files need a script file (not -c, - or a URL)", source.label)
     spec = with_specs(spec, args.lists.get("--with", []))
@@ -3786,17 +4190,18 @@ def _main(argv: List[str]) -> int:
     force = "--force-env" in opts or "--upgrade" in opts
     if (cfg.conda or not (cfg.manager or cfg.bootstrap)) and (force or not is_complete(env)):
         manager_for(cfg)  # no (usable) package manager: fail (exit 69) before creating anything
-    ensure_env_dir(cfg)
-    fd = ensure_env(env, spec, cfg, force=force, quiet=quiet, verbose=verbose)
+    d = open_env_dir(cfg)
+    assert d is not None
+    fd = ensure_env(d, env, spec, cfg, force=force, quiet=quiet, verbose=verbose)
     script_path = os.path.abspath(source.path) if is_file else source.label
-    record_use(cfg, env, script_path)
+    record_use(d, env, script_path)
     if "--lock" in opts:
         write_lock(cfg, env, spec, source.path)
         return 0
     if "--prefix" in opts:
         sys.stdout.write(env.prefix + "\n")
         return 0
-    maybe_collect_in_background(cfg, (fd,))
+    maybe_collect_in_background(d, cfg.unused_hours, (fd,))
     if verbose:
         _say(f"environment {env.name} at {env.prefix}")
         _say("running: " + " ".join(argv_))
@@ -3831,15 +4236,18 @@ def _manage(cfg: Config, opts: Dict[str, str]) -> int:
     import time
 
     if "--list" in opts:
-        infos = [with_size(info, cfg.env_dir) for info in scan_envs(cfg.env_dir)]
+        infos = [with_size(info, d) for d in platform_dirs(cfg) for info in scan_envs(d)]
         sys.stdout.write(list_json(infos) if "--json" in opts else format_list(infos, time.time()))
         return 0
     hours = _number(opts["--older-than"], "--older-than", "hours") if "--older-than" in opts \
         else cfg.unused_hours
+    d = open_env_dir(cfg, create=False)  # GC: this platform's envs (CONDA_SUBDIR: another's)
+    if d is None:
+        return 0
     try:
-        collect_garbage(cfg, hours, dry_run="--dry-run" in opts, out=sys.stdout)
+        collect_garbage(d, hours, dry_run="--dry-run" in opts, out=sys.stdout)
     except OSError as e:  # a read-only file system, no write permission, ...
-        raise UsageError(f"cannot collect garbage in the env dir: {e.strerror}", cfg.env_dir,
+        raise UsageError(f"cannot collect garbage in the env dir: {e.strerror}", d.path,
                          code=EXIT_ENV_DIR) from None
     return 0
 

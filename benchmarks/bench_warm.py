@@ -280,12 +280,14 @@ class Bench:
         self.venv_dir = self.venv("venv", REALPY)
 
     def env_dir_copy(self, name: str) -> Tuple[Path, Dict[str, str]]:
-        """Another env dir holding a copy of the environment (and its lock, log, GC stamp)."""
-        d = self.tmp / name
-        d.mkdir(mode=0o700)
+        """Another env dir holding a copy of the environment (and its lock, log, GC stamp);
+        returns its platform dir (where envs live) and the variables that select it."""
+        root = self.tmp / name
+        d = root / self.prefix.parent.name
+        d.mkdir(mode=0o700, parents=True)
         shutil.copytree(self.prefix, d / self.prefix.name, symlinks=True)
         self.touch_gc_stamp(d)
-        return d, dict(self.env, CONDA_EXECUTE_ENV_DIR=str(d))
+        return d, dict(self.env, CONDA_EXECUTE_ENV_DIR=str(root))
 
     def touch_gc_stamp(self, d: Path) -> None:
         """A fresh GC stamp: the throttled background GC does not start during a table."""
@@ -537,7 +539,7 @@ def module_load_us(b: Bench, flags: List[str], python: str = REALPY, runs: int =
 
 def history(b: Bench, rounds: int, warmup: int, n_envs: int, n_lines: int) -> Path:
     s = str(b.script)
-    b.touch_gc_stamp(b.env_dir)
+    b.touch_gc_stamp(b.prefix.parent)
     log_dir, log_env = b.env_dir_copy("envs-log")
     b.fake_log(log_dir, n_lines, [f"{i:020x}" for i in range(n_envs)] + [b.prefix.name])
     many_dir, many_env = b.env_dir_copy("envs-many")
@@ -554,7 +556,7 @@ def history(b: Bench, rounds: int, warmup: int, n_envs: int, n_lines: int) -> Pa
 
 
 def management(b: Bench, many_dir: Path, rounds: int, warmup: int, n_envs: int) -> None:
-    env = dict(b.env, CONDA_EXECUTE_ENV_DIR=str(many_dir))
+    env = dict(b.env, CONDA_EXECUTE_ENV_DIR=str(many_dir.parent))
     s = str(b.script)
     cases = [(f"--list over {n_envs:,} envs", [REALPY, b.pyz, "--list"], env),
              (f"--gc --dry-run --older-than 0 over {n_envs:,} envs (all decided)",

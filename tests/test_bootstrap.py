@@ -316,7 +316,7 @@ def test_bad_download_is_refused_and_leaves_nothing(case, bare, server, conda_ro
     assert not marker.exists()
     assert bare.left_behind() == []
     assert conda_root.calls("create") == []
-    envs = os.path.join(bare.env["HOME"], ".conda", "tmp_envs")
+    envs = os.path.join(bare.env["HOME"], ".conda", "tmp_envs", conda_execute.conda_platform())
     assert [n for n in os.listdir(envs) if os.path.isdir(os.path.join(envs, n))] == []
 
 

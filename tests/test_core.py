@@ -29,6 +29,7 @@ sys.path.insert(0, ROOT)
 import conda_execute  # noqa: E402
 
 MARKER = conda_execute.MARKER
+PLATFORM = conda_execute.conda_platform()  # envs live in ENV_DIR/PLATFORM/
 
 
 class Tool:
@@ -59,7 +60,8 @@ def no_proxy(env):
 
 
 def fresh_stamp(env_dir):
-    """Make the env dir with a fresh GC stamp: no background GC races this test's checks."""
+    """Make the env dir's platform dir with a fresh GC stamp: no background GC races this
+    test's checks."""
     os.makedirs(env_dir, mode=0o700, exist_ok=True)
     open(os.path.join(env_dir, ".gc-stamp"), "w").close()
 
@@ -70,8 +72,8 @@ def ce(pyz, conda_root, isolated_env, tmp_path):
     env = no_proxy(conda_root.env_with_conda_on_path(isolated_env))
     env_dir = str(tmp_path / "envs")
     env["CONDA_EXECUTE_ENV_DIR"] = env_dir
-    fresh_stamp(env_dir)
-    return Tool([sys.executable, pyz], env, env_dir)
+    fresh_stamp(os.path.join(env_dir, PLATFORM))
+    return Tool([sys.executable, pyz], env, os.path.join(env_dir, PLATFORM))
 
 
 class Shared:
@@ -88,8 +90,8 @@ def shared(pyz, channel, pkgs_dir, tmp_path_factory):
     env = no_proxy(root.env_with_conda_on_path(isolated_environ(os.environ, tmp / "iso")))
     env_dir = str(tmp / "envs")
     env["CONDA_EXECUTE_ENV_DIR"] = env_dir
-    fresh_stamp(env_dir)
-    tool = Tool([sys.executable, pyz], env, env_dir)
+    fresh_stamp(os.path.join(env_dir, PLATFORM))
+    tool = Tool([sys.executable, pyz], env, os.path.join(env_dir, PLATFORM))
     script = write(tmp / "warm.py", PY)
     proc = tool.run("--prefix", script)
     assert proc.returncode == 0, proc.stderr
@@ -171,7 +173,7 @@ def test_micromamba_personality_end_to_end(pyz, conda_root, isolated_env, tmp_pa
     # root's bin/ (here ROOT/mambabin, often ~/.local/bin) has no root: ~/.conda/tmp_envs
     base = (str(conda_root.root) if how == "mamba_exe"
             else os.path.join(isolated_env["HOME"], ".conda"))
-    prefix = os.path.join(base, "tmp_envs", os.path.basename(out["prefix"]))
+    prefix = os.path.join(base, "tmp_envs", PLATFORM, os.path.basename(out["prefix"]))
     assert same(out["prefix"], prefix)
     creates = conda_root.calls("create")
     assert len(creates) == 1 and conda_root.calls(prog="conda") == []
@@ -233,8 +235,8 @@ def test_manager_precedence(pyz, isolated_env, tmp_path, channel, pkgs_dir):
     def chosen(*opts):
         prefix = tool.prefix_of(script, env=env) if not opts else tool.json(
             *opts, "--dry-run", script, env=env)["prefix"]
-        return next(k for k, r in roots.items() if same(os.path.dirname(os.path.dirname(prefix)),
-                                                        r.root))
+        env_dir = os.path.dirname(os.path.dirname(prefix))  # ROOT/tmp_envs/PLATFORM/NAME
+        return next(k for k, r in roots.items() if same(os.path.dirname(env_dir), r.root))
 
     assert chosen("--conda", str(roots["opt"].conda)) == "opt"
     assert chosen() == "var"
@@ -371,7 +373,7 @@ def test_dry_run_prints_one_json_object_and_creates_nothing(ce, conda_root, tmp_
     out = json.loads(proc.stdout)
     assert {"env", "channels", "run_with", "name", "prefix", "command"} <= set(out)
     assert out["env"] == ["python"] and out["channels"] == [] and out["run_with"] == ["python"]
-    assert out["prefix"] == os.path.join(env_dir, out["name"])
+    assert out["prefix"] == os.path.join(env_dir, PLATFORM, out["name"])
     assert out["command"] == ["python", script, "a"]
     assert not os.path.exists(env_dir) and conda_root.calls() == []
 
@@ -388,13 +390,13 @@ def test_list_names_last_use_size_specs_script(ce, tmp_path):
     proc = ce.run("--list")
     assert proc.returncode == 0 and proc.stderr == ""
     header, *rows = proc.stdout.splitlines()
-    assert header.split() == ["NAME", "LAST", "USED", "SIZE", "SPECS", "SCRIPT"]
+    assert header.split() == ["NAME", "PLATFORM", "LAST", "USED", "SIZE", "SPECS", "SCRIPT"]
     assert len(rows) == 2
     by_script = {row.split()[-1]: row for row in rows}
     assert set(by_script) == {one, two}
     for script, spec in ((one, "python"), (two, "mylib")):
         row = by_script[script]
-        assert row.startswith(os.path.basename(ce.prefix_of(script)) + " ")
+        assert row.startswith(os.path.basename(ce.prefix_of(script)) + f"  {PLATFORM} ")
         assert re.search(r" \d+s ago +\d+(\.\d)? (B|KiB|MiB) ", row) and f" {spec} " in row
 
 
@@ -508,22 +510,34 @@ def test_automatic_gc_runs_detached_when_the_stamp_is_stale(ce, tmp_path):
     proc = ce.run(script, "a")
     assert proc.returncode == 0 and json.loads(proc.stdout)["argv"] == ["a"]
     assert os.stat(stamp).st_mtime_ns == ten_min and os.path.isdir(old_prefix)
-    # A stale stamp (2 hours old): a detached collector removes the old env. We hold the log
-    # lock shared, so the collector blocks at its last step (compacting the log): the script
+    # A stale stamp (2 hours old): a detached collector removes the old env. The old env's
+    # marker is a FIFO now, so the collector blocks reading it until we write it: the script
     # has finished while its collector still waits, so the script does not wait for the GC.
     two_h = time.time() - 7200
     os.utime(stamp, (two_h, two_h))
-    fd = os.open(os.path.join(ce.env_dir, "usage.jsonl"), os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH)
-        proc = ce.run(script, "b", env=dict(ce.env, EXIT="3"))
-        assert proc.returncode == 3 and json.loads(proc.stdout)["argv"] == ["b"]
-        assert proc.stderr == ""
-        assert os.stat(stamp).st_mtime > two_h
-        wait_until(lambda: not os.path.exists(old_prefix), "the old env to be removed")
-        assert len(log_records(ce.env_dir)) > 2  # not compacted yet: the collector waits
-    finally:
-        os.close(fd)
+    marker = os.path.join(old_prefix, MARKER)
+    with open(marker) as f:
+        content = f.read()
+    os.unlink(marker)
+    os.mkfifo(marker)
+    proc = ce.run(script, "b", env=dict(ce.env, EXIT="3"))
+    assert proc.returncode == 3 and json.loads(proc.stdout)["argv"] == ["b"]
+    assert proc.stderr == ""
+    assert os.stat(stamp).st_mtime > two_h
+    assert os.path.isdir(old_prefix) and len(log_records(ce.env_dir)) > 2  # the GC waits
+    fds = []
+
+    def collector_reads():  # the FIFO has a reader: the collector is at the old env's marker
+        try:
+            fds.append(os.open(marker, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
+            return False
+        return True
+
+    wait_until(collector_reads, "the collector to read the old env's marker")
+    os.write(fds[0], content.encode())
+    os.close(fds[0])
+    wait_until(lambda: not os.path.exists(old_prefix), "the old env to be removed")
     wait_until(lambda: len(log_records(ce.env_dir)) == 1, "the log to be compacted")
 
 
@@ -767,7 +781,9 @@ def test_env_dir_precedence(ce, conda_root, tmp_path):
     home = env["HOME"]
 
     def env_dir(*opts):
-        return os.path.dirname(ce.json(*opts, "--dry-run", script, env=env)["prefix"])
+        prefix = ce.json(*opts, "--dry-run", script, env=env)["prefix"]
+        assert os.path.basename(os.path.dirname(prefix)) == PLATFORM, prefix
+        return os.path.dirname(os.path.dirname(prefix))
 
     assert same(env_dir(), conda_root.root / "tmp_envs")  # the root of the conda on PATH
     rc(conda_root.root / ".condarc", "  env-dir: /from/root")
@@ -803,7 +819,8 @@ def test_default_env_dir_from_conda_exe(pyz, conda_root, isolated_env, tmp_path)
     tool = Tool([sys.executable, pyz], no_proxy(conda_root.env_with_conda_exe(isolated_env)), "")
     proc = tool.run(script)
     assert proc.returncode == 0, proc.stderr
-    assert same(os.path.dirname(json.loads(proc.stdout)["prefix"]), conda_root.root / "tmp_envs")
+    assert same(os.path.dirname(json.loads(proc.stdout)["prefix"]),
+                conda_root.root / "tmp_envs" / PLATFORM)
     assert len(conda_root.calls("create")) == 1
 
 
@@ -930,12 +947,13 @@ def test_fork_failure_skips_background_gc(tmp_path, monkeypatch):
         raise BlockingIOError(11, "Resource temporarily unavailable")
 
     cfg = conda_execute.load_config(str(tmp_path))
-    stamp = os.path.join(str(tmp_path), conda_execute.GC_STAMP)
+    d = conda_execute.open_env_dir(cfg)
+    stamp = os.path.join(d.path, conda_execute.GC_STAMP)
     open(stamp, "w").close()
     two_h = time.time() - 7200  # a stale stamp: this run is the one that collects
     os.utime(stamp, (two_h, two_h))
     monkeypatch.setattr(os, "fork", no_fork)
-    conda_execute.maybe_collect_in_background(cfg)  # no exception: GC is just skipped
+    conda_execute.maybe_collect_in_background(d, 1.0)  # no exception: GC is just skipped
     assert forks == [1], "the collector was never forked: the test proves nothing"
     assert os.stat(stamp).st_mtime > two_h  # the next try is an hour away, not the next run
 

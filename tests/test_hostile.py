@@ -19,6 +19,8 @@ import threading
 
 import pytest
 
+import conda_execute
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -238,7 +240,8 @@ def test_shell_metacharacters_are_plain_conda_specs(run, conda_root, tmp_path, s
     assert "Traceback" not in proc.stderr.split("conda-execute: creating")[0]
     last = proc.stderr.rstrip("\n").split("\n")[-1]
     assert last.startswith(f"{script}:1: could not create environment"), proc.stderr
-    assert not [e for e in os.listdir(tmp_path / "envs") if not e.endswith(".lock")]
+    envs = tmp_path / "envs" / conda_execute.conda_platform()
+    assert not [e for e in os.listdir(envs) if not e.endswith(".lock")]
 
 
 # ------------------------------------------------------------------ remote scripts

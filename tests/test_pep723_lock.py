@@ -13,6 +13,8 @@ import zipfile
 
 import pytest
 
+import conda_execute
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -109,7 +111,7 @@ def test_pypi_failure_leaves_nothing(run, tmp_path):
     proc = run(script)
     assert proc.returncode == 70 and "pip install exited" in proc.stderr
     assert proc.stdout == ""
-    envs = tmp_path / "envs"
+    envs = tmp_path / "envs" / conda_execute.conda_platform()
     assert [p for p in os.listdir(envs) if len(p) == 20] == []
 
 

@@ -29,6 +29,7 @@ import conda_execute as ce
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOBODY = 65534
+PLATFORM = ce.conda_platform()
 
 
 def figure(text):
@@ -75,8 +76,8 @@ WRAPPER = r"""#!/bin/sh
 # Fault injection around the stand-in conda, for `create` only (FAULT_AT, FAULT_DIR):
 #  before: pause before the real conda starts     during: real create done, bin/ removed, pause
 #  hold:   real create done, pause (a write to the FIFO releases it with exit 0)
-#  after:  real create done, exit 0, but the marker's temp file is a FIFO: conda-execute blocks
-#          after conda returned and before the marker exists
+#  after:  real create done, conda-execute (the parent) stopped with SIGSTOP, exit 0: it never
+#          writes the marker (the prefix is whole, the marker missing)
 #  fill:   real create done, then fill the file system, exit 0
 real="@REAL@"
 [ "$1" = create ] || exec "$real" "$@"
@@ -86,8 +87,7 @@ case "$FAULT_AT" in
 before) ready; exec cat "$FAULT_DIR/fifo" ;;
 during) "$real" "$@" || exit $?; rm -rf "$prefix/bin"; ready; exec cat "$FAULT_DIR/fifo" ;;
 hold) "$real" "$@" || exit $?; ready; exec cat "$FAULT_DIR/fifo" ;;
-after) "$real" "$@" || exit $?
-       mkfifo "$prefix/@MARKER@.$PPID.tmp"; ready; exit 0 ;;
+after) "$real" "$@" || exit $?; kill -STOP $PPID; ready; exit 0 ;;
 fill) "$real" "$@" || exit $?; cat /dev/zero > "$prefix/filler" 2>/dev/null; exit 0 ;;
 esac
 exec "$real" "$@"
@@ -99,17 +99,17 @@ class Tool:
 
     def __init__(self, pyz, conda_root, env, tmp_path):
         self.conda_root, self.tmp = conda_root, tmp_path
-        self.env_dir = str(tmp_path / "envs")
+        self.root_dir = str(tmp_path / "envs")  # CONDA_EXECUTE_ENV_DIR; envs in its PLATFORM/
+        self.env_dir = os.path.join(self.root_dir, PLATFORM)
         self.fault_dir = tmp_path / "fault"
         self.fault_dir.mkdir()
         os.mkfifo(self.fault_dir / "fifo")
         wrapbin = tmp_path / "wrapbin"
         wrapbin.mkdir()
         self.conda = wrapbin / "conda"
-        self.conda.write_text(WRAPPER.replace("@REAL@", str(conda_root.conda)).replace(
-            "@MARKER@", ce.MARKER))
+        self.conda.write_text(WRAPPER.replace("@REAL@", str(conda_root.conda)))
         self.conda.chmod(0o755)
-        self.env = dict(env, CONDA_EXECUTE_ENV_DIR=self.env_dir, CONDA_EXECUTE_CONDA=str(
+        self.env = dict(env, CONDA_EXECUTE_ENV_DIR=self.root_dir, CONDA_EXECUTE_CONDA=str(
             self.conda), FAULT_DIR=str(self.fault_dir), FAULT_AT="")
         self.argv0 = [sys.executable, pyz]
 
@@ -211,9 +211,7 @@ def test_parallel_first_runs_create_once(tool, tmp_path, n):
 def test_sigkill_during_create_leaves_nothing_trusted(tool, tmp_path, point):
     script = write(tmp_path / "s.py", EXIT3)
     proc = tool.start(script, fault=point)
-    pid = tool.wait_paused(proc)
-    if point == "after":  # conda has returned: wait until conda-execute reaped it
-        wait_for(lambda: gone(pid), "conda to be reaped", proc)
+    tool.wait_paused(proc)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=60)
     wait_for(lambda: group_gone(proc.pid), "the process group to die")
@@ -246,7 +244,7 @@ def test_signal_during_create_stops_conda_and_removes_prefix(tool, tmp_path, sig
                  f"entries={tool.entries()}")
     assert proc.returncode == 128 + signum, (fig, err)
     assert gone(child), fig
-    assert tool.entries() == [name + ".lock", ], fig  # no prefix, no trash
+    assert tool.entries() == [name + ".create.lock", name + ".lock"], fig  # no prefix, trash
     lines = err.rstrip("\n").split("\n")
     assert lines[-1] == ("conda-execute: error: interrupted while creating the environment; "
                          "nothing was kept"), err
@@ -376,20 +374,21 @@ def test_usage_log_survives_torn_and_garbage_lines(tool, tmp_path):
 
 
 APPENDER = """
-import sys, conda_execute as ce
+import os, sys, conda_execute as ce
 env_dir, worker, count, width = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-cfg = ce.Config(env_dir, 25.0, "", False)
+d = ce.EnvDir(env_dir, os.open(env_dir, os.O_RDONLY), "")
 for i in range(count):
     name = f"{worker:04x}{i:016x}"
-    ce.record_use(cfg, ce.Env(name, "", ""), f"{worker}-{i}-" + "x" * width)
+    ce.record_use(d, ce.Env(name, "", ""), f"{worker}-{i}-" + "x" * width)
 """
 
 COMPACTOR = """
 import os, sys, conda_execute as ce
 env_dir, started, done = sys.argv[1:4]
 n = 0
+d = ce.EnvDir(env_dir, os.open(env_dir, os.O_RDONLY), "")
 while not os.path.exists(done):
-    ce.compact_log(env_dir)
+    ce.compact_log(d)
     n += 1
     if n == 1:
         open(started, "w").close()
@@ -449,24 +448,25 @@ def test_env_dir_and_log_are_private_even_with_umask_0(tool, tmp_path):
     proc = tool.run(script, preexec_fn=lambda: os.umask(0))
     assert proc.returncode == 3, proc.stderr
     modes = {name: oct(os.stat(os.path.join(tool.env_dir, name)).st_mode & 0o777)
-             for name in ["", "usage.jsonl", *[e for e in tool.entries() if e.endswith(".lock")]]}
+             for name in ["..", "", "usage.jsonl", ".gc-stamp",
+                          *[e for e in tool.entries() if e.endswith(".lock")]]}
     figure(f"modes {modes}")
-    assert modes.pop("") == "0o700"
+    assert modes.pop("..") == modes.pop("") == "0o700"
     assert set(modes.values()) == {"0o600"}, modes
 
 
 @pytest.mark.parametrize("how", ["0777", "0770", "0707", "1777", "chown"])
 def test_env_dir_others_can_write_is_refused(tool, tmp_path, how):
     script = write(tmp_path / "s.py", EXIT3)
-    os.mkdir(tool.env_dir, 0o700)
+    os.mkdir(tool.root_dir, 0o700)
     if how == "chown":
-        os.chown(tool.env_dir, NOBODY, NOBODY)
+        os.chown(tool.root_dir, NOBODY, NOBODY)
     else:
-        os.chmod(tool.env_dir, int(how, 8))
+        os.chmod(tool.root_dir, int(how, 8))
     proc = tool.run(script)
     err = no_traceback(proc)
     assert proc.returncode == 73, err
-    assert err.count("\n") == 1 and err.startswith(tool.env_dir + ": "), err
+    assert err.count("\n") == 1 and err.startswith(tool.root_dir + ": "), err
     assert ("belongs to another user" if how == "chown" else "writable by other users") in err
     assert "--allow-shared-env-dir" in err
     assert tool.conda_root.calls() == [] and tool.entries() == []
@@ -474,9 +474,9 @@ def test_env_dir_others_can_write_is_refused(tool, tmp_path, how):
 
 def test_shared_env_dir_opt_ins(tool, tmp_path):
     script = write(tmp_path / "s.py", EXIT3)
-    os.mkdir(tool.env_dir, 0o777)
-    os.chmod(tool.env_dir, 0o777)
-    os.chown(tool.env_dir, NOBODY, NOBODY)
+    os.mkdir(tool.root_dir, 0o777)
+    os.chmod(tool.root_dir, 0o777)
+    os.chown(tool.root_dir, NOBODY, NOBODY)
     assert tool.run(script).returncode == 73
     assert tool.run("--allow-shared-env-dir", script).returncode == 3
     env = dict(tool.env, CONDA_EXECUTE_ALLOW_SHARED_ENV_DIR="1")
@@ -504,7 +504,7 @@ def _entries(proc):
 
 def test_read_only_env_dir_is_a_clear_error(tool, tmp_path):
     script = write(tmp_path / "s.py", EXIT3)
-    os.mkdir(tool.env_dir, 0o700)
+    os.makedirs(tool.env_dir, 0o700)
     ro = f"mount --bind '{tool.env_dir}' '{tool.env_dir}'; " \
          f"mount -o remount,ro,bind '{tool.env_dir}'"
     proc = _in_mount_ns(ro, tool, script)
@@ -569,8 +569,9 @@ def test_disk_full_during_create_keeps_nothing(tool, tmp_path):
     script = write(tmp_path / "s.py", EXIT3)
     disk = tmp_path / "disk"
     disk.mkdir()
-    env = dict(tool.env, CONDA_EXECUTE_ENV_DIR=str(disk / "envs"))
-    tool.env_dir = str(disk / "envs")
+    tool.root_dir = str(disk / "envs")
+    tool.env_dir = os.path.join(tool.root_dir, PLATFORM)
+    env = dict(tool.env, CONDA_EXECUTE_ENV_DIR=tool.root_dir)
     proc = _in_mount_ns(f"mount -t tmpfs -o size=2m tmpfs '{disk}'", tool, script, env=env)
     err = proc.stderr  # conda's own output may hold a traceback: check our last line only
     entries = _entries(proc)
@@ -578,7 +579,7 @@ def test_disk_full_during_create_keeps_nothing(tool, tmp_path):
     assert proc.returncode == 70, (fig, err)
     last = err.rstrip("\n").split("\n")[-1]
     assert last.startswith(script + ":") and last.endswith("create exited with 1 (see above)")
-    assert len(entries) == 1 and entries[0].endswith(".lock"), fig  # no prefix, no trash
+    assert len(entries) == 2 and all(e.endswith(".lock") for e in entries), fig  # no prefix
     assert tool.creates() == 1
 
 
@@ -586,8 +587,9 @@ def test_disk_full_when_writing_the_marker_keeps_nothing(tool, tmp_path):
     script = write(tmp_path / "s.py", EXIT3)
     disk = tmp_path / "disk"
     disk.mkdir()
-    tool.env_dir = str(disk / "envs")
-    env = dict(tool.env, CONDA_EXECUTE_ENV_DIR=tool.env_dir)
+    tool.root_dir = str(disk / "envs")
+    tool.env_dir = os.path.join(tool.root_dir, PLATFORM)
+    env = dict(tool.env, CONDA_EXECUTE_ENV_DIR=tool.root_dir)
     proc = _in_mount_ns(f"mount -t tmpfs -o size=24m tmpfs '{disk}'", tool, script, env=env,
                         fault="fill")
     err = no_traceback(proc)
@@ -603,10 +605,11 @@ def test_disk_full_when_logging_still_runs_the_script(tool, tmp_path):
     script = write(tmp_path / "s.py", EXIT3)
     disk = tmp_path / "disk"
     disk.mkdir()
-    tool.env_dir = str(disk / "envs")
-    env = dict(tool.env, CONDA_EXECUTE_ENV_DIR=tool.env_dir)
+    tool.root_dir = str(disk / "envs")
+    tool.env_dir = os.path.join(tool.root_dir, PLATFORM)
+    env = dict(tool.env, CONDA_EXECUTE_ENV_DIR=tool.root_dir)
     setup = (f"mount -t tmpfs -o size=24m tmpfs '{disk}'; {' '.join(tool.cmd('--prefix', script))}"
-             f" >/dev/null 2>&1; rm '{disk}/envs/usage.jsonl'; cat /dev/zero > '{disk}/filler' 2>/dev/null || true")
+             f" >/dev/null 2>&1; rm '{tool.env_dir}/usage.jsonl'; cat /dev/zero > '{disk}/filler' 2>/dev/null || true")
     proc = _in_mount_ns(setup, tool, script, env=env)
     err = no_traceback(proc)
     figure(f"disk_full_at_log exit={proc.returncode} stderr={err.strip()!r}")

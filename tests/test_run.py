@@ -11,6 +11,8 @@ import textwrap
 
 import pytest
 
+import conda_execute
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -89,7 +91,8 @@ def test_first_run_creates_then_runs_with_args_stdin_and_activation(tool, conda_
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     prefix = os.path.realpath(out["prefix"])
-    assert os.path.dirname(prefix) == os.path.realpath(tool.env_dir)
+    assert os.path.dirname(prefix) == os.path.join(os.path.realpath(tool.env_dir),
+                                                   conda_execute.conda_platform())
     assert out["argv"] == args and out["stdin"] == "from stdin" and out["mylib"] == "1.0"
     assert os.path.realpath(out["CONDA_PREFIX"]) == prefix
     assert out["CONDA_SHLVL"] == "1" and os.path.realpath(out["PATH0"]) == prefix + "/bin"
