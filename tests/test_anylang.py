@@ -36,7 +36,7 @@ def run(pyz, conda_root, isolated_env, tmp_path):
         return subprocess.run([sys.executable, pyz, *args], env=env, capture_output=True,
                               text=True, timeout=180, **kw)
 
-    run.root, run.env_dir = conda_root, tmp_path / "envs"
+    run.root, run.env_dir = conda_root, tmp_path / "envs" / ce.conda_platform()
     return run
 
 

@@ -12,6 +12,8 @@ import sys
 
 import pytest
 
+import conda_execute
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -33,8 +35,8 @@ class CE:
 @pytest.fixture
 def ce(pyz, conda_root, isolated_env, tmp_path):
     env = conda_root.env_with_conda_on_path(isolated_env)
-    env["CONDA_EXECUTE_ENV_DIR"] = str(tmp_path / "envs")
-    return CE([sys.executable, pyz], env, str(tmp_path / "envs"))
+    env["CONDA_EXECUTE_ENV_DIR"] = str(tmp_path / "envs")  # envs in its PLATFORM/
+    return CE([sys.executable, pyz], env, str(tmp_path / "envs" / conda_execute.conda_platform()))
 
 
 def one_error_line(proc, code=2):
