@@ -423,7 +423,8 @@ def test_readme_first_command_on_a_fresh_clone_without_conda(bare, server, conda
     assert proc.returncode == 0, proc.stderr
     assert (clone / "dist" / "conda-execute.pyz").is_file()
     prefix = next(ln for ln in proc.stdout.splitlines() if ln.startswith("hello from "))[11:]
-    assert os.path.dirname(prefix) == os.path.join(bare.env["HOME"], ".conda", "tmp_envs")
+    assert os.path.dirname(prefix) == os.path.join(bare.env["HOME"], ".conda", "tmp_envs",
+                                                   conda_execute.conda_platform())
     assert proc.stdout.endswith("arguments: ['a', 'b']\n"), proc.stdout
     assert f"downloading micromamba from {url}" in proc.stderr
     assert server.hits == {"/mm/latest": 1}
