@@ -562,6 +562,15 @@ def test_usage_log_line_per_run_with_the_scripts_own_pid(shared, tmp_path):
     assert rel.returncode == 0 and log_records(env_dir)[-1]["script"] == script  # absolute
 
 
+def test_a_usage_log_that_cannot_be_opened_only_warns(ce, tmp_path):
+    script = write(tmp_path / "s.sh", "# conda execute\n# env: [mylib]\necho hi\n")
+    os.mkdir(os.path.join(ce.env_dir, "usage.jsonl"))  # not a file: opening it to append fails
+    proc = ce.run("-q", script)
+    assert (proc.returncode, proc.stdout) == (0, "hi\n"), proc.stderr
+    log = os.path.join(ce.env_dir, "usage.jsonl")
+    assert proc.stderr == f"conda-execute: warning: cannot record use in {log}: Is a directory\n"
+
+
 def test_inline_code(shared):
     code = "# conda execute\n# env: [python]\nimport sys; print(sys.argv[1:], sys.prefix)"
     proc = shared.tool.run("-c", code, "a", "--list", "-v")

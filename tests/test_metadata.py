@@ -53,6 +53,15 @@ def test_channels_are_part_of_the_identity_in_order():
     assert len(names) == 5
 
 
+def test_pip_requirements_are_part_of_the_identity_in_any_order():
+    def name(deps):
+        return ce.env_name(spec_of(f"# /// script\n# dependencies = {deps}\n# ///\n"))
+
+    names = {name(d) for d in ("[]", '["rich"]', '["httpx"]', '["rich", "httpx"]')}
+    assert len(names) == 4
+    assert name('["rich", "httpx"]') == name('["httpx", "rich"]')
+
+
 def test_spec_order_and_whitespace_do_not_change_the_name():
     a = spec_of("# conda execute\n# env: [numpy,   'python   >=3']\n")
     b = spec_of("# conda execute\n# env:\n#   - python >=3\n#       - numpy\n")

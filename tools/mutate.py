@@ -35,19 +35,15 @@ MODULE = os.path.join(ROOT, "conda_execute.py")
 # name: (words of the section's header in conda_execute.py, the tests that cover it, fast ones)
 SECTIONS = {
     "name": ("The environment's name and place",
-             "tests/test_metadata.py tests/test_core.py -k 'name or identity or dry_run or "
-             "env_dir or prefix'"),
+             "tests/test_metadata.py tests/test_core.py -k 'name or identity or dry_run or env_dir'"),
     "create": ("Creating the environment, once, under a lock",
-               "tests/test_core.py tests/test_reliability.py -k 'create or force or incomplete "
-               "or lock or linking or shared or prefix or interrupt or sigkill or parallel'"),
-    "record": ("Recording use", "tests/test_core.py tests/test_metadata.py tests/test_reliability.py "
-               "-k 'usage or log or json_string'"),
+               "tests/test_core.py -k 'create or force or incomplete or linking or shared_while "
+               "or pip_step or prefix or lock'"),
+    "record": ("Recording use", "tests/test_core.py tests/test_metadata.py -k 'usage or json_string'"),
     "activate": ("Activating and running", "tests/test_run.py tests/test_core.py -k "
-                 "'activate or run_with or shebang or inline or state or exit or signal'"),
-    "gc": ("Garbage collection and listing", "tests/test_core.py tests/test_reliability.py -k "
-           "'gc or list or log or leftover'"),
-    "block": ("The metadata block", "tests/test_metadata.py tests/test_hostile.py "
-              "tests/test_fuzz.py -k 'not readme'"),
+                 "'activate or run_with or shebang or inline or exit or signal'"),
+    "gc": ("Garbage collection and listing", "tests/test_core.py -k 'gc or list'"),
+    "block": ("The metadata block", "tests/test_metadata.py tests/test_hostile.py -k 'not readme'"),
     "toml": ("# TOML", "tests/test_pep723.py"),
     "pep723": ("PEP 723 inline script metadata", "tests/test_pep723.py tests/test_pep723_lock.py"),
 }
