@@ -3916,16 +3916,18 @@ TOOL_REFUSES = ("-c", "--lock", "--locked", "--upgrade")
 AD_HOC = ("--spec", "--channel", "--with")  # options of a run, refused by --list and --gc
 
 
-def check_match_spec(text: str, fail: Any) -> str:
-    """TEXT as a block item (see _list_item) that also starts with a package name; else
-    FAIL(message). Returns the normalised spec."""
+def check_match_spec(text: str, fail: Any, pattern: str = MATCH_SPEC_RE,
+                     expected: str = "conda match spec (NAME, NAME VERSION or NAME[key=value])"
+                     ) -> str:
+    """TEXT as a block item (see _list_item) that also starts with a package name (PATTERN);
+    else FAIL(message). Returns the normalised spec."""
     def problem(kind: str, detail: str, _at: object) -> UsageError:
         return fail({"control": f"control character {detail!r}", "empty": "empty spec",
                      "option": "starts with '-' (it would be read as an option)"}[kind])
 
     spec = _list_item(text, 0, False, False, problem)
-    if not _rx(MATCH_SPEC_RE).fullmatch(spec):
-        raise fail("not a conda match spec (expected NAME, NAME VERSION or NAME[key=value])")
+    if not _rx(pattern).fullmatch(spec):
+        raise fail(f"not a {expected}")
     return spec
 
 
@@ -3936,9 +3938,14 @@ def _cli_specs(option: str, values: List[str]) -> Tuple[str, ...]:
 
 
 def check_ad_hoc(args: Args) -> bool:
-    """Check how -s, --channel and --with combine with the rest; True in tool mode."""
+    """Check how the options of a run combine (-s, --channel, --with, and those that belong
+    elsewhere); True in tool mode."""
     opts = args.options
     tool = "--spec" in opts
+    for flag, goes in (("--json", "--list"), ("--format", "--init, --add or --remove"),
+                       ("--pypi", "--init, --add or --remove")):
+        if flag in opts:
+            raise UsageError(f"{flag} goes with {goes}")
     if "--channel" in opts and not tool:
         raise UsageError("--channel goes with -s (a script names its own channels)")
     for flag in TOOL_REFUSES if tool else ():
@@ -3984,6 +3991,744 @@ def _skip_lock(spec: Spec, script: str, quiet: bool) -> Spec:
 
 
 ###############################################################################
+# Authoring: --init, --add, --remove ###########################################
+###############################################################################
+# --init writes a new script (or a block into a file that has none); --add and --remove edit
+# the block a script already has, in whichever format. Edits are made on the file's own lines
+# (an edited list item keeps its line's prefix, indentation, quoting style and comment; new
+# lines take the line ending of their neighbours); every other byte stays. The result is read
+# back with the real reader and must give exactly the lists that were asked for, else nothing
+# is written. The script is edited under an exclusive flock of the script itself (re-opened if
+# another edit replaced it meanwhile), so concurrent edits queue instead of losing one another,
+# and replaced atomically (_atomic_write) with its mode kept. A symlink is followed: the target
+# is edited and the link stays.
+
+EXIT_CANNOT_WRITE = EXIT_ENV_DIR  # 73: the script cannot be written (--init, --add, --remove)
+FORMATS = ("conda-execute", "pep723", "conda-script")
+AUTHORING = ("--init", "--add", "--remove")
+AUTHORING_OPTIONS = frozenset({"--format", "--pypi", "--channel", "--quiet"})
+PYPI_NAME_RE = r"([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)(?:\s*[\[(<>=!~;@].*)?"
+CODING_RE = r"[ \t\f]*#.*?coding[:=][ \t]*[-\w.]+"  # PEP 263
+
+
+class Language(NamedTuple):
+    """How a script of one kind carries a block: by its file extension."""
+
+    comment: str  # its line-comment prefix
+    package: str  # the conda package of its runner ('' if none): --init's default spec
+    shebang: bool  # its runner accepts a '#!' first line
+
+
+LANGUAGES = {  # one entry per extension of EXTENSION_RUNNERS that has line comments
+    ".py": Language("#", "python", True), ".pyw": Language("#", "python", True),
+    ".sh": Language("#", "bash", True), ".bash": Language("#", "bash", True),
+    ".zsh": Language("#", "zsh", True), ".R": Language("#", "r-base", True),
+    ".r": Language("#", "r-base", True), ".pl": Language("#", "perl", True),
+    ".rb": Language("#", "ruby", True), ".jl": Language("#", "julia", True),
+    ".tcl": Language("#", "tk", True), ".fish": Language("#", "fish", True),
+    ".ps1": Language("#", "powershell", True), ".nu": Language("#", "nushell", True),
+    ".awk": Language("#", "gawk", True), ".sed": Language("#", "sed", True),
+    ".exs": Language("#", "elixir", True), ".raku": Language("#", "rakudo", True),
+    ".js": Language("//", "nodejs", True), ".mjs": Language("//", "nodejs", True),
+    ".cjs": Language("//", "nodejs", True), ".ts": Language("//", "deno", True),
+    ".go": Language("//", "go", False), ".java": Language("//", "openjdk", False),
+    ".kts": Language("//", "kotlin", False), ".groovy": Language("//", "groovy", True),
+    ".swift": Language("//", "", False), ".lua": Language("--", "lua", True),
+    ".hs": Language("--", "ghc", False), ".erl": Language("%", "erlang", False),
+    ".scm": Language(";", "guile", False), ".el": Language(";", "emacs", False),
+}
+
+
+class Block(NamedTuple):
+    """Where a script's metadata sits: its format, first and last line (1-based), and prefix."""
+
+    fmt: str
+    first: int  # the header / opener line
+    last: int  # the block's last line (the closer for PEP 723)
+    prefix: str  # the comment prefix of its lines
+
+
+class Script(NamedTuple):
+    """A script being edited: its lines (split on '\\n' only, each keeping a '\\r')."""
+
+    path: str  # as given: messages, the lock file beside it
+    target: str  # the file written (a symlink's target)
+    lines: List[str]
+    mode: int
+
+
+def language_for(path: str) -> Language:
+    """The Language of PATH from its extension; an unknown one is an error."""
+    lang = LANGUAGES.get(os.path.splitext(path)[1])
+    if lang is None:
+        known = " ".join(sorted(LANGUAGES, key=str.lower))
+        raise UsageError(f"cannot tell the language from the extension (known: {known}); "
+                         "write the block by hand", path)
+    return lang
+
+
+def shebang_line() -> str:
+    """A '#!' line that runs this install: the zipapp through env -S, else the command."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    if not os.path.isfile(here):  # not inside a zipapp
+        return "#!/usr/bin/env conda-execute"
+    if "'" in here or not here.isprintable():
+        raise UsageError("cannot write a shebang for a zipapp whose path holds a quote", here)
+    safe = all(c.isalnum() or c in "/._-+,:@%" for c in here)
+    return f"#!/usr/bin/env -S python3 {here if safe else repr(here)}"
+
+
+# Rendering values ##############################################################
+
+
+def _yaml_item(text: str, stops: str = "") -> str:
+    """TEXT as a block scalar: plain if the block parser reads it back as it is, else quoted."""
+    try:
+        end, value = _parse_scalar(text, 0, stops, "", 0)
+        if end == len(text) and value == text:
+            return text
+    except UsageError:
+        pass
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _toml_string(text: str) -> str:
+    import json
+
+    return json.dumps(text, ensure_ascii=False)  # JSON's escapes are TOML's
+
+
+def _toml_array(key: str, items: Iterable[str]) -> List[str]:
+    """KEY = [...] as TOML lines: one item a line, as uv writes them; [] when empty."""
+    items = list(items)
+    if not items:
+        return [f"{key} = []"]
+    return [f"{key} = [", *(f"    {_toml_string(i)}," for i in items), "]"]
+
+
+def render_block(fmt: str, prefix: str, specs: Tuple[str, ...], channels: Tuple[str, ...],
+                 pip: Tuple[str, ...]) -> List[str]:
+    """A new block's lines (no line endings)."""
+    if fmt == "conda-execute":
+        body = ["conda execute", "env:", *(f"  - {_yaml_item(s)}" for s in specs)]
+        body += ["channels:", *(f"  - {_yaml_item(c)}" for c in channels)] if channels else []
+        return [f"{prefix} {line}" for line in body]
+    toml = _toml_array("dependencies", pip)
+    if specs or channels:
+        toml += ["[tool.conda]", *_toml_array("dependencies", specs)]
+        toml += _toml_array("channels", channels) if channels else []
+    return ["# /// script", *(f"# {line}" for line in toml), "# ///"]
+
+
+# Reading the script to edit ####################################################
+
+
+def _edit_target(path: str) -> str:
+    """The file to write for PATH: PATH, or its target if it is a symlink; must be a regular,
+    writable file."""
+    import stat
+
+    target = os.path.realpath(path)
+    try:
+        st = os.stat(target)
+    except OSError as e:
+        raise UsageError(f"cannot read: {e.strerror}", path) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise UsageError("not a regular file", path)
+    if not st.st_mode & stat.S_IWUSR or not os.access(target, os.W_OK):
+        raise UsageError(f"is read-only (mode {stat.S_IMODE(st.st_mode):04o}); not changing it",
+                         path, code=EXIT_CANNOT_WRITE)
+    return target
+
+
+def _read_locked(path: str, target: str, fd: int) -> Script:
+    """The script's lines, read from FD (which holds its lock)."""
+    import stat
+
+    st = os.fstat(fd)
+    data = b""
+    while True:
+        chunk = os.read(fd, 1 << 20)
+        if not chunk:
+            break
+        data += chunk
+        if len(data) > MAX_REMOTE_BYTES:
+            raise UsageError(f"larger than {MAX_REMOTE_BYTES} bytes; not editing it", path)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError("not valid UTF-8 text", path) from None
+    if "\0" in text:
+        raise UsageError("binary file (NUL byte), not a script", path)
+    return Script(path, target, text.split("\n"), stat.S_IMODE(st.st_mode))
+
+
+def _spec_of(lines: List[str], label: str) -> Spec:
+    """What the real reader makes of these lines (its errors as they are)."""
+    import io
+
+    data = "\n".join(lines).encode("utf-8", "surrogatepass")
+    return read_spec(iter_lines(io.BytesIO(data), label), label, label)
+
+
+def find_block(script: Script, spec: Spec) -> Block:
+    """The block the reader took SPEC from."""
+    text = script.lines[spec.line - 1].rstrip("\r").strip()
+    if text.startswith("# /// "):
+        content = find_pep723(enumerate((ln.rstrip("\r") for ln in script.lines), 1), script.path)
+        assert content is not None
+        return Block("pep723", spec.line, spec.line + content[1].count("\n") + 1, "#")
+    prefix = block_prefix(text)
+    last = spec.line
+    while last < len(script.lines) and script.lines[last].strip().startswith(prefix):
+        last += 1
+    return Block("conda-execute", spec.line, last, prefix)
+
+
+def _ending(lines: List[str], index: int) -> str:
+    """The line ending to give a new line near LINES[index]: '\\r' if that line has one."""
+    near = lines[min(max(index, 0), len(lines) - 1)] if lines else ""
+    return "\r" if near.endswith("\r") else ""
+
+
+# Lists inside a block ##########################################################
+
+
+class ListItem(NamedTuple):
+    """One item of a list as written: script line index (0-based), column span, value."""
+
+    line: int
+    start: int
+    end: int
+    value: str
+    alone: bool  # nothing else (but a comma and a comment) on its line
+
+
+class Listing(NamedTuple):
+    """A list as written: its items, where it opens ('[' + 1, or the key line) and closes."""
+
+    items: List[ListItem]
+    open_line: int
+    open_col: int  # just after '[' (flow and TOML lists)
+    close_line: int  # the line of ']' (-1 for a YAML block list)
+    toml: bool
+
+
+def _yaml_listing(lines: List[str], block: Block, key: str) -> Optional[Listing]:
+    """The list KEY of a '# conda execute' block, or None if the block has no such key."""
+    body = [(n + 1, lines[n].rstrip("\r").strip()[len(block.prefix):])
+            for n in range(block.first, block.last)]
+    field = parse_block(body, "").get(key)
+    if field is None or isinstance(field.value, str):
+        return None
+    at = field.line - 1
+    text = lines[at].rstrip("\r")
+    if all(n == field.line for n, _ in field.value):  # a flow list: key: [a, b]
+        col = text.index("[", text.index(":", text.index(key))) + 1
+        return Listing(_flow_items(text, at, col), at, col, at, False)
+    items = []
+    for n, _ in field.value:
+        src = lines[n - 1].rstrip("\r")
+        start = src.index("-", src.index(block.prefix) + len(block.prefix)) + 1
+        start += len(src[start:]) - len(src[start:].lstrip(" \t"))
+        end, value = _parse_scalar(src, start, "", "", n)
+        items.append(ListItem(n - 1, start, _trim(src, start, end), value, True))
+    return Listing(items, at, len(text), -1, False)
+
+
+def _trim(src: str, start: int, end: int) -> int:
+    while end > start and src[end - 1] in " \t":
+        end -= 1
+    return end
+
+
+def _flow_items(text: str, at: int, col: int) -> List[ListItem]:
+    """The items of a one-line YAML flow list whose '[' ends at COL."""
+    items, pos = [], col
+    while True:
+        pos += len(text[pos:]) - len(text[pos:].lstrip(" \t"))
+        if text[pos] == "]":
+            return items
+        end, value = _parse_scalar(text, pos, ",]", "", at + 1)
+        items.append(ListItem(at, pos, _trim(text, pos, end), value, False))
+        pos = end + len(text[end:]) - len(text[end:].lstrip(" \t"))
+        if text[pos] == "]":
+            return items
+        pos += 1  # ','
+
+
+def _toml_table(line: str) -> Optional[str]:
+    """The table a TOML '[a.b]' header line opens ('a.b'), or None for other lines."""
+    src = line.strip()
+    if not src.startswith("[") or src.startswith("[["):
+        return None if not src.startswith("[[") else "[["
+    head = src[1:src.index("]")] if "]" in src else ""
+    return ".".join(p.strip().strip("\"'") for p in head.split("."))
+
+
+def _toml_listing(lines: List[str], block: Block, table: str) -> Optional[Listing]:
+    """The `dependencies` array of TOML table TABLE ('' for the top level) in a PEP 723 block."""
+    current = ""
+    for at in range(block.first, block.last - 1):
+        content = lines[at].rstrip("\r")[2:]
+        header = _toml_table(content)
+        if header is not None:
+            current = header
+            continue
+        key, eq, rest = content.partition("=")
+        if current == table and eq and key.strip().strip("\"'") == "dependencies" and \
+                rest.strip().startswith("["):
+            return _toml_items(lines, at, len(lines[at].rstrip("\r")) - len(rest.lstrip()) + 1,
+                               block.last - 1)
+    return None
+
+
+def _toml_items(lines: List[str], at: int, col: int, stop: int) -> Listing:
+    """Tokenise a TOML array of one-line strings from just after its '[' (line AT, column COL)."""
+    items: List[ListItem] = []
+    line, pos = at, col
+    while line < stop:
+        text = lines[line].rstrip("\r")
+        while pos < len(text):
+            ch = text[pos]
+            if ch in " \t,":
+                pos += 1
+            elif ch == "#":
+                break
+            elif ch == "]":
+                return Listing(items, at, col, line, True)
+            elif ch in "\"'" and not text.startswith(ch * 3, pos):
+                end = text.find(ch, pos + 1) if ch == "'" else _basic_end(text, pos)
+                if end < 0:
+                    break
+                value = parse_toml(f"v = {text[pos:end + 1]}", "", 1)["v"]
+                items.append(ListItem(line, pos, end + 1, value, False))
+                pos = end + 1
+            else:
+                raise UsageError("cannot edit this array (only one-line strings); edit it by hand",
+                                 "", line + 1)
+        line, pos = line + 1, 2
+    raise UsageError("unclosed array", "", at + 1)
+
+
+def _basic_end(text: str, pos: int) -> int:
+    """The index of the '"' closing the basic string at POS (-1 if none)."""
+    i = pos + 1
+    while i < len(text):
+        if text[i] == "\\":
+            i += 2
+        elif text[i] == '"':
+            return i
+        else:
+            i += 1
+    return -1
+
+
+def _mark_alone(lines: List[str], listing: Listing, prefix_len: int) -> Listing:
+    """Set `alone` on TOML items that are the only thing on their line."""
+    items = []
+    for it in listing.items:
+        text = lines[it.line].rstrip("\r")
+        rest = text[it.end:].strip().lstrip(",").strip()
+        alone = not text[prefix_len:it.start].strip() and (not rest or rest.startswith("#")) \
+            and it.line != listing.close_line and it.line != listing.open_line
+        items.append(it._replace(alone=alone))
+    return listing._replace(items=items)
+
+
+# Editing a list ###############################################################
+
+
+def _render(lines: List[str], listing: Listing, like: Optional[ListItem], text: str) -> str:
+    """TEXT as an item of LISTING: YAML plain when it reads back so, else quoted; TOML in the
+    quotes of LIKE (an item it replaces or follows) when that keeps its value."""
+    if not listing.toml:
+        return _yaml_item(text, ",]" if listing.close_line >= 0 else "")
+    literal = like is not None and lines[like.line][like.start] == "'"
+    return f"'{text}'" if literal and "'" not in text else _toml_string(text)
+
+
+def replace_item(lines: List[str], it: ListItem, new: str) -> None:
+    text = lines[it.line]
+    lines[it.line] = text[:it.start] + new + text[it.end:]
+
+
+def delete_item(lines: List[str], listing: Listing, k: int) -> None:
+    """Remove item K: its whole line when it is alone there, else its text and one comma."""
+    items, it = listing.items, listing.items[k]
+    if it.alone:
+        del lines[it.line]
+        return
+    text = lines[it.line]
+    if k + 1 < len(items) and items[k + 1].line == it.line:
+        start, end = it.start, items[k + 1].start
+    elif k > 0 and items[k - 1].line == it.line:
+        start, end = items[k - 1].end, it.end
+    else:
+        start, end = it.start, it.end
+        rest = text[end:]
+        end += len(rest) - len(rest.lstrip(" \t"))
+        end += 1 if text[end:end + 1] == "," else 0
+    lines[it.line] = text[:start] + text[end:]
+
+
+def append_item(lines: List[str], listing: Listing, new: str) -> None:
+    """Add NEW after the last item, in the list's own layout."""
+    items = listing.items
+    if not items:
+        text = lines[listing.open_line]
+        lines[listing.open_line] = text[:listing.open_col] + new + text[listing.open_col:]
+        return
+    last = items[-1]
+    text = lines[last.line]
+    end_ = "\r" if text.endswith("\r") else ""
+    if listing.close_line < 0:  # a YAML block list: a new '- item' line like the last one
+        lines.insert(last.line + 1, text[:last.start] + new + end_)
+    elif listing.close_line == last.line:
+        lines[last.line] = text[:last.end] + ", " + new + text[last.end:]
+    else:
+        comma = text[last.end:].lstrip(" \t").startswith(",")
+        if not comma:
+            lines[last.line] = text[:last.end] + "," + text[last.end:]
+        lines.insert(last.line + 1, text[:last.start] + new + ("," if comma else "") + end_)
+
+
+# The edit, checked by the reader ##############################################
+
+WHERE = {"conda-execute": ("env",), "conda": ("tool", "conda", "dependencies"),
+         "pip": ("dependencies",)}
+
+
+def _name_of(what: str, text: str) -> str:
+    """The package name an item is known by: conda's (lower case), or PyPI's normalised one."""
+    if what != "pip":
+        return _conda_spec_name(text)
+    match = _rx(PYPI_NAME_RE).fullmatch(text)
+    return _rx(r"[-_.]+").sub("-", match.group(1)).lower() if match else ""
+
+
+def check_item(what: str, text: str, option: str) -> str:
+    """A spec (conda match spec, or PEP 508 requirement with --pypi) from the command line."""
+    if what != "pip":
+        return _cli_specs(option, [text])[0]
+    return check_match_spec(text, lambda m: UsageError(f"{option} {text!r}: {m}"), PYPI_NAME_RE,
+                            "PyPI requirement (NAME, NAME>=VERSION, NAME[extra]...)")
+
+
+def edited(old: List[str], adds: Tuple[str, ...], removes: Tuple[str, ...], what: str,
+           label: str) -> List[str]:
+    """The list after the edit: an added spec replaces one of the same name in place, or
+    comes last; a removed name takes every item of that name (it must have one)."""
+    new = list(old)
+    for spec in adds:
+        hit = [k for k, v in enumerate(new) if _name_of(what, v) == _name_of(what, spec)]
+        if hit:
+            new[hit[0]] = spec
+        else:
+            new.append(spec)
+    for name in removes:
+        if not any(_name_of(what, v) == name for v in new):
+            raise UsageError(f"no {name!r} to remove in {' '.join(WHERE[what])}", label)
+        new = [v for v in new if _name_of(what, v) != name]
+    if what == "conda-execute" and not new:
+        raise UsageError("the block's env would be empty; a script needs at least one spec",
+                         label)
+    return new
+
+
+def _listing(lines: List[str], block: Block, what: str) -> Optional[Listing]:
+    if block.fmt == "conda-execute":
+        return _yaml_listing(lines, block, "env")
+    found = _toml_listing(lines, block, "" if what == "pip" else "tool.conda")
+    return _mark_alone(lines, found, 2) if found else None
+
+
+def _new_toml_list(lines: List[str], block: Block, what: str) -> None:
+    """Write an empty `dependencies = []` where the TOML wants it (at the top for PyPI's,
+    in [tool.conda], made before the closer if missing, for conda's)."""
+    end_ = _ending(lines, block.first - 1)
+    at = block.first  # just after the opener
+    if what == "conda":
+        heads = [n for n in range(block.first, block.last - 1)
+                 if _toml_table(lines[n].rstrip("\r")[2:]) == "tool.conda"]
+        at = heads[0] + 1 if heads else block.last - 1
+        if not heads:
+            lines.insert(at, "# [tool.conda]" + end_)
+            at += 1
+    lines.insert(at, "# dependencies = []" + end_)
+
+
+def edit_lines(script: Script, block: Block, what: str, adds: Tuple[str, ...],
+               removes: Tuple[str, ...]) -> List[str]:
+    """The script's lines with the block's list edited (see `edited`), one item at a time."""
+    lines = list(script.lines)
+    for spec in adds:
+        listing = _listing(lines, block, what)
+        if listing is None:
+            before = len(lines)
+            _new_toml_list(lines, block, what)
+            block = block._replace(last=block.last + len(lines) - before)
+            listing = _listing(lines, block, what)
+            assert listing is not None
+        hits = [it for it in listing.items if _name_of(what, it.value) == _name_of(what, spec)]
+        like = hits[0] if hits else (listing.items[-1] if listing.items else None)
+        before = len(lines)
+        if hits:
+            replace_item(lines, hits[0], _render(lines, listing, like, spec))
+        else:
+            append_item(lines, listing, _render(lines, listing, like, spec))
+        block = block._replace(last=block.last + len(lines) - before)
+    for name in removes:
+        listing = _listing(lines, block, what)
+        while listing:
+            hits = [k for k, it in enumerate(listing.items) if _name_of(what, it.value) == name]
+            if not hits:
+                break
+            before = len(lines)
+            delete_item(lines, listing, hits[0])
+            block = block._replace(last=block.last + len(lines) - before)
+            listing = _listing(lines, block, what)
+    return lines
+
+
+def _data(lines: List[str], block: Block, label: str) -> dict:
+    """The block's content as data: TOML's, or {key: value or [items]} for ours."""
+    if block.fmt == "pep723":
+        text = "".join(ln.rstrip("\r")[2:] + "\n" for ln in lines[block.first:block.last - 1])
+        return parse_toml(text, label, block.first + 1)
+    body = [(n + 1, lines[n].rstrip("\r").strip()[len(block.prefix):])
+            for n in range(block.first, block.last)]
+    return {k: f.value if isinstance(f.value, str) else [v for _, v in f.value]
+            for k, f in parse_block(body, label).items()}
+
+
+def _pop(data: dict, where: Tuple[str, ...]) -> object:
+    """Remove and return data[where...] (None if absent); empty tables it leaves go too."""
+    inner = data
+    for key in where[:-1]:
+        inner = inner.get(key, {})
+    value = inner.pop(where[-1], None) if isinstance(inner, dict) else None
+    if len(where) == 3 and data.get("tool", {}).get("conda") == {}:
+        del data["tool"]["conda"]
+    if len(where) == 3 and data.get("tool") == {}:
+        del data["tool"]
+    return value
+
+
+def check_edit(old: List[str], new: List[str], label: str, what: str, want: List[str]) -> Spec:
+    """Read NEW back with the real reader: it must hold WANT where the edit was made and
+    everything else as in OLD. Returns its Spec."""
+    old_spec = _spec_of(old, label)
+    try:
+        spec = _spec_of(new, label)
+    except UsageError as e:
+        raise UsageError(f"the edited block would not read back ({e.message}); nothing was "
+                         "changed: edit it by hand", label, e.line) from None
+    block = find_block(Script(label, "", old, 0), old_spec)
+    was = _data(old, block, label)
+    now = _data(new, find_block(Script(label, "", new, 0), spec), label)
+    where = WHERE["conda-execute" if block.fmt == "conda-execute" else what]
+    got, _ = _pop(now, where), _pop(was, where)
+    if (got or []) != want or now != was:
+        raise UsageError("the edit did not read back as asked; nothing was changed: edit the "
+                         "block by hand", label, old_spec.line)
+    return spec
+
+
+# The commands ##################################################################
+
+
+def author(args: Args) -> int:
+    """--init SCRIPT [SPEC...], --add SPEC... SCRIPT, --remove NAME... SCRIPT."""
+    opts = args.options
+    ops = [o for o in AUTHORING if o in opts]
+    if len(ops) > 1:
+        raise UsageError(f"use one of {', '.join(AUTHORING)} at a time")
+    op = ops[0]
+    for other in opts:
+        if other != op and (other not in AUTHORING_OPTIONS or
+                            (other in ("--format", "--channel") and op != "--init")):
+            raise UsageError(f"{other} does not go with {op}")
+    fmt = opts.get("--format", "conda-execute")
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown --format {fmt!r} (known: {', '.join(FORMATS)})")
+    words = ([args.script] if args.script is not None else []) + args.args
+    what = "pip" if "--pypi" in opts else "conda"
+    quiet = "--quiet" in opts
+    if op == "--init":
+        if not words:
+            raise UsageError("--init needs the script to write: --init SCRIPT [SPEC...]")
+        channels = tuple(args.lists.get("--channel", []))
+        return init_script(words[0], words[1:], fmt, channels, what, quiet)
+    if len(words) < 2:
+        item = "SPEC" if op == "--add" else "NAME"
+        raise UsageError(f"{op} needs at least one {item} and the script: {op} {item}... SCRIPT")
+    return edit_script(words[-1], op, words[:-1], what, quiet)
+
+
+def edit_script(path: str, op: str, words: List[str], what: str, quiet: bool) -> int:
+    """--add or --remove on the block of the script at PATH, under the script's lock."""
+    if op == "--add":
+        adds, removes = tuple(check_item(what, w, op) for w in words), ()
+    else:
+        adds, removes = (), tuple(_name_of(what, check_item(what, w, op)) for w in words)
+    target = _edit_target(path)
+    fd = _lock_script(target, path)
+    try:
+        script = _read_locked(path, target, fd)
+        spec = _spec_for_edit(script.lines, path)
+        block = find_block(script, spec)
+        if what == "pip" and block.fmt != "pep723":
+            raise UsageError("--pypi needs a PEP 723 block (this block has no PyPI "
+                             "requirements)", path, block.first)
+        kind = "conda-execute" if block.fmt == "conda-execute" else what
+        old = _pop(_data(script.lines, block, path), WHERE[kind]) or []
+        want = edited(list(old), adds, removes, kind, path)  # type: ignore[arg-type]
+        lines = edit_lines(script, block, what, adds, removes)
+        if lines == script.lines:
+            if not quiet:
+                _say(f"{path}: nothing to change")
+            return 0
+        new_spec = check_edit(script.lines, lines, path, what, want)
+        _write(script, lines)
+    finally:
+        os.close(fd)
+    if not quiet:
+        _say(f"{path}: {'.'.join(WHERE[kind])} is now [{', '.join(want)}]")
+    _stale_lock(path, new_spec)
+    return 0
+
+
+def _spec_for_edit(lines: List[str], path: str) -> Spec:
+    """The reader's Spec; a script without a block is told to use --init."""
+    try:
+        return _spec_of(lines, path)
+    except UsageError as e:
+        if e.message == HOW_TO:
+            raise UsageError("no metadata block to edit (make one with --init)", path) from None
+        raise
+
+
+def _lock_script(target: str, path: str) -> int:
+    """A descriptor of TARGET holding its exclusive flock (the file that holds it now)."""
+    try:
+        fd = acquire(target, exclusive=True, create=False,
+                     flags=os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as e:
+        raise UsageError(f"cannot open: {e.strerror}", path) from None
+    assert fd is not None
+    return fd
+
+
+def _write(script: Script, lines: List[str]) -> None:
+    """Replace the script's target with LINES, atomically, keeping its mode."""
+    try:
+        _atomic_write(script.target, "\n".join(lines), script.mode)
+        if os.stat(script.target).st_mode & 0o7777 != script.mode:  # the umask took bits
+            os.chmod(script.target, script.mode)
+    except OSError as e:
+        raise UsageError(f"cannot write: {e.strerror}", script.path,
+                         code=EXIT_CANNOT_WRITE) from None
+
+
+def _stale_lock(path: str, spec: Spec) -> None:
+    """Say so when PATH's lock file no longer matches its metadata."""
+    try:
+        lock = read_lock(path + LOCK_SUFFIX)
+    except UsageError:
+        lock = None
+    if lock and lock.metadata != metadata_hash(spec):
+        _say(f"warning: {lock.path} was made from the old metadata and no longer applies; "
+             "remake it with --lock --upgrade")
+
+
+def init_script(path: str, words: List[str], fmt: str, channels: Tuple[str, ...], what: str,
+                quiet: bool) -> int:
+    """Write a new script with a block, or add a block to a script that has none."""
+    lang = language_for(path)
+    ext = os.path.splitext(path)[1]
+    if fmt == "pep723" and lang.package != "python":
+        raise UsageError("--format pep723 is for Python scripts (.py)", path)
+    if fmt == "conda-script":
+        raise UsageError("--format conda-script is not supported yet", path)
+    if what == "pip" and fmt != "pep723":
+        raise UsageError("--pypi goes with --format pep723", path)
+    if fmt == "conda-execute" and ext not in EXTENSION_RUNNERS:
+        raise UsageError(f"conda-execute cannot tell how to run a {ext} file; write run_with "
+                         "in the block by hand", path)
+    items = tuple(check_item(what, w, "--init") for w in words)
+    for c in channels:
+        check_item("conda", c, "--channel")
+    specs = items if what == "conda" else ()
+    if not specs and fmt == "conda-execute":
+        specs = (lang.package,)
+    block = render_block(fmt, lang.comment, specs, channels, items if what == "pip" else ())
+    want = Spec(specs, channels, (), path, 0, items if what == "pip" else ())
+    if os.path.lexists(path):
+        _init_existing(path, block, want)
+    else:
+        lines = ([shebang_line()] if lang.shebang else []) + block + [""]
+        _check_init(lines, want)
+        _init_new(path, lines, lang.shebang)
+    if not quiet:
+        _say(f"wrote a {fmt} block to {path}")
+    return 0
+
+
+def _init_new(path: str, lines: List[str], executable: bool) -> None:
+    """Create PATH (never over an existing file) with LINES, mode 0755 (or 0644) less umask."""
+    data = "\n".join(lines).encode("utf-8")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags, 0o755 if executable else 0o644)
+    except FileExistsError:
+        raise UsageError("already exists", path) from None
+    except OSError as e:
+        raise UsageError(f"cannot create: {e.strerror}", path, code=EXIT_CANNOT_WRITE) from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+    except OSError as e:
+        os.unlink(path)
+        raise UsageError(f"cannot write: {e.strerror}", path, code=EXIT_CANNOT_WRITE) from None
+
+
+def _check_init(lines: List[str], want: Spec) -> None:
+    """The reader must find in LINES the specs, channels and PyPI requirements asked for."""
+    spec = _spec_of(lines, want.label)
+    env = spec.env if not spec.line or not lines[spec.line - 1].startswith("# /// ") else \
+        tuple(s for s in spec.env if s in want.env)
+    if (env, spec.channels, spec.pip) != (want.env, want.channels, want.pip):
+        raise UsageError("the new block does not read back as asked; nothing was written",
+                         want.label)
+
+
+def _init_existing(path: str, block: List[str], want: Spec) -> None:
+    """Add BLOCK to an existing script that has none: after its shebang and coding lines."""
+    target = _edit_target(path)
+    fd = _lock_script(target, path)
+    try:
+        script = _read_locked(path, target, fd)
+        try:
+            spec = _spec_of(script.lines, path)
+            raise UsageError("already has a metadata block (edit it with --add and --remove)",
+                             path, spec.line)
+        except UsageError as e:
+            if e.message != HOW_TO:
+                raise
+        lines = script.lines
+        at = 1 if lines[0].startswith("#!") else 0
+        at += 1 if at < len(lines) and _rx(CODING_RE).match(lines[at]) else 0
+        end_ = _ending(lines, at)
+        gap = [end_] if at < len(lines) and lines[at].strip() else []
+        new = lines[:at] + [b + end_ for b in block] + gap + lines[at:]
+        _check_init(new, want)
+        _write(script, new)
+    finally:
+        os.close(fd)
+
+
+###############################################################################
 # Command line #################################################################
 ###############################################################################
 
@@ -3992,6 +4737,8 @@ usage: conda-execute [OPTIONS] SCRIPT [ARGS...]
        conda-execute [OPTIONS] -c CODE [ARGS...]
        conda-execute [OPTIONS] - [ARGS...]          (script read from stdin)
        conda-execute [OPTIONS] -s SPEC [-s SPEC...] [--channel CH...] [--] [CMD ARGS...]
+       conda-execute --init [--format FORMAT] [--channel CH...] [--pypi] SCRIPT [SPEC...]
+       conda-execute --add [--pypi] SPEC... SCRIPT | --remove [--pypi] NAME... SCRIPT
        conda-execute --list [--json] | --gc [--older-than HOURS] [--dry-run]
        conda-execute --prefix SCRIPT | --dry-run SCRIPT | --lock [--upgrade] SCRIPT
 
@@ -4019,6 +4766,12 @@ options:
     --channel CH           with -s: the channels (repeatable; none: your configured ones)
   --with SPEC              add SPEC to the script's environment for this run (repeatable;
                            another cached environment; not with --lock or --locked)
+  --init SCRIPT [SPEC...]  write SCRIPT with a metadata block (or add one to a file that has
+                           none), a shebang for this install, mode 0755
+    --format FORMAT        with --init: conda-execute (default) or pep723
+  --add SPEC... SCRIPT     add specs to SCRIPT's block (or replace those of the same name)
+  --remove NAME... SCRIPT  remove packages from SCRIPT's block
+    --pypi                 PyPI requirements (PEP 723 'dependencies') instead of conda specs
   --prefix SCRIPT          create the environment if needed and print its prefix
   --dry-run SCRIPT         print what would run, as JSON; create nothing
   --lock SCRIPT            create the environment if needed and write SCRIPT.conda-lock
@@ -4044,16 +4797,17 @@ options:
 
 exit codes: the script's own; 2 usage or metadata error; 69 no conda found (and the
 download refused); 70 environment creation failed; 73 env dir unusable; 74 micromamba
-download failed;
+download failed; 73 also: --init/--add/--remove cannot write the script;
 75 environment busy; 126/127 run_with not executable/not found;
 130/143 interrupted while creating.
 """
 
-VALUE_OPTIONS = {"--env-dir", "--conda", "--older-than", "-c"}
+VALUE_OPTIONS = {"--env-dir", "--conda", "--older-than", "-c", "--format"}
 LIST_OPTIONS = {"--spec", "--channel", "--with"}  # repeatable: every value is kept, in order
 FLAG_OPTIONS = {"-f", "--force-env", "--prefix", "--dry-run", "--list", "--gc", "-q", "--quiet",
                 "-v", "--verbose", "-h", "--help", "--version", "--allow-shared-env-dir",
-                "--lock", "--locked", "--upgrade", "--bootstrap", "--no-bootstrap", "--json"}
+                "--lock", "--locked", "--upgrade", "--bootstrap", "--no-bootstrap", "--json",
+                "--init", "--add", "--remove", "--pypi"}
 ALIASES = {"-f": "--force-env", "-q": "--quiet", "-v": "--verbose", "-h": "--help",
            "-s": "--spec"}
 
@@ -4140,6 +4894,8 @@ def _main(argv: List[str]) -> int:
     if "--version" in opts:
         sys.stdout.write(f"conda-execute {__version__}\n")
         return 0
+    if any(op in opts for op in AUTHORING):
+        return author(args)
     quiet, verbose = "--quiet" in opts, "--verbose" in opts
     if "--bootstrap" in opts and "--no-bootstrap" in opts:
         raise UsageError("use --bootstrap or --no-bootstrap, not both")
@@ -4148,17 +4904,7 @@ def _main(argv: List[str]) -> int:
                       True if "--bootstrap" in opts else False if "--no-bootstrap" in opts
                       else None)
     if "--list" in opts or "--gc" in opts:
-        if args.script is not None or "-c" in opts:
-            raise UsageError("--list and --gc take no script")
-        if "--list" in opts and "--gc" in opts:
-            raise UsageError("use --list or --gc, not both")
-        for flag in ("--upgrade", "--locked", "--force-env", "--prefix", "--lock") + AD_HOC + (
-                ("--older-than", "--dry-run") if "--list" in opts else ("--json",)):
-            if flag in opts:
-                raise UsageError(f"{flag} does not go with {'--list' if '--list' in opts else '--gc'}")
-        return _manage(cfg, opts)
-    if "--json" in opts:
-        raise UsageError("--json goes with --list")
+        return _manage(cfg, args)
     tool = check_ad_hoc(args)
     if args.script is None and "-c" not in opts and not tool:
         raise UsageError("no script given (see --help)")
@@ -4232,9 +4978,19 @@ def _print_dry_run(spec: Spec, env: Env, argv: List[str], source: Source, args: 
     return 0
 
 
-def _manage(cfg: Config, opts: Dict[str, str]) -> int:
+def _manage(cfg: Config, args: Args) -> int:
+    """--list [--json] and --gc [--older-than HOURS] [--dry-run]."""
     import time
 
+    opts = args.options
+    if args.script is not None or "-c" in opts:
+        raise UsageError("--list and --gc take no script")
+    if "--list" in opts and "--gc" in opts:
+        raise UsageError("use --list or --gc, not both")
+    for flag in ("--upgrade", "--locked", "--force-env", "--prefix", "--lock") + AD_HOC + (
+            ("--older-than", "--dry-run") if "--list" in opts else ("--json",)):
+        if flag in opts:
+            raise UsageError(f"{flag} does not go with {'--list' if '--list' in opts else '--gc'}")
     if "--list" in opts:
         infos = [with_size(info, d) for d in platform_dirs(cfg) for info in scan_envs(d)]
         sys.stdout.write(list_json(infos) if "--json" in opts else format_list(infos, time.time()))

@@ -169,3 +169,339 @@ def test_list_json_empty_and_misplaced(ce, tmp_path):
     assert proc.returncode == 0 and proc.stdout == ""
     assert "--json goes with --list" in one_error_line(ce.run("--json", str(tmp_path / "s.py")))
     assert "--json does not go with --gc" in one_error_line(ce.run("--gc", "--json"))
+
+
+# --init, --add, --remove ######################################################
+
+
+def read_back(path):
+    """The script's metadata as the real reader sees it (--dry-run: no env, no conda)."""
+    import conda_execute
+
+    return conda_execute.load_spec(conda_execute.Source(str(path), str(path)))
+
+
+def ce_main(*argv):
+    """The command line in this process (fast, for many generated cases): (code, stderr)."""
+    import contextlib
+    import io
+
+    import conda_execute
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = conda_execute.main(list(argv))
+    return code, err.getvalue()
+
+
+def test_init_writes_a_runnable_script_with_a_shebang_for_this_install(ce, pyz, tmp_path):
+    script = tmp_path / "new.py"
+    proc = ce.run("--init", str(script), "python", "mylib >=1")
+    assert proc.returncode == 0, proc.stderr
+    text = script.read_text()
+    assert text == (f"#!/usr/bin/env -S python3 {pyz}\n# conda execute\n# env:\n"
+                    "#   - python\n#   - mylib >=1\n")
+    assert script.stat().st_mode & 0o777 == 0o755 & ~current_umask()
+    assert read_back(script).env == ("python", "mylib >=1")
+    script.write_text(text + "import mylib; print(mylib.__version__)\n")
+    run = subprocess.run([str(script)], capture_output=True, text=True, env=ce.env, timeout=120)
+    assert run.returncode == 0 and run.stdout == "1.0\n", run.stderr
+    again = ce.run("--init", str(script))
+    assert "already has a metadata block" in one_error_line(again)
+    module = subprocess.run([sys.executable, "-m", "conda_execute", "--init", str(tmp_path / "m.sh")],
+                            capture_output=True, text=True, env={**ce.env, "PYTHONPATH": ROOT})
+    assert module.returncode == 0, module.stderr
+    assert (tmp_path / "m.sh").read_text() == ("#!/usr/bin/env conda-execute\n# conda execute\n"
+                                               "# env:\n#   - bash\n")
+
+
+def current_umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_init_pep723_and_into_an_existing_file(tmp_path):
+    new = tmp_path / "p.py"
+    assert ce_main("--init", "--format", "pep723", "--channel", "conda-forge", str(new), "numpy")[0] == 0
+    body = new.read_text().split("\n", 1)[1]
+    assert body == ('# /// script\n# dependencies = []\n# [tool.conda]\n# dependencies = [\n'
+                    '#     "numpy",\n# ]\n# channels = [\n#     "conda-forge",\n# ]\n# ///\n')
+    spec = read_back(new)
+    assert spec.env == ("python", "numpy") and spec.channels == ("conda-forge",)
+    pypi = tmp_path / "q.py"
+    assert ce_main("--init", "--format", "pep723", "--pypi", str(pypi), "requests<3")[0] == 0
+    assert read_back(pypi).pip == ("requests<3",)
+    old = tmp_path / "old.py"
+    old.write_bytes(b"#!/usr/bin/python3\r\n# -*- coding: utf-8 -*-\r\n# a comment\r\nprint(1)\r\n")
+    old.chmod(0o640)
+    assert ce_main("--init", str(old), "python")[0] == 0
+    assert old.read_bytes() == (b"#!/usr/bin/python3\r\n# -*- coding: utf-8 -*-\r\n# conda execute\r\n"
+                                b"# env:\r\n#   - python\r\n\r\n# a comment\r\nprint(1)\r\n")
+    assert old.stat().st_mode & 0o777 == 0o640
+    assert read_back(old).env == ("python",)
+
+
+OURS = """\
+#!/usr/bin/env conda-execute
+# a script  # with comments
+# conda execute
+# env:
+#  - python >=3.8   # the interpreter
+#  - 'numpy'
+#   # a note inside
+#  - "scipy 1.*"
+# channels: [conda-forge]
+import sys  # code
+"""
+
+FLOW = "# conda execute\n# env: [python, 'numpy' , \"scipy 1.*\"]  # three\n# run_with: [python, -u]\nx = 1\n"
+
+PEP = """\
+#!/usr/bin/env conda-execute
+# /// script
+# requires-python = ">=3.9"
+# dependencies = [
+#   "requests<3",   # http
+#   'rich',
+# ]
+# [tool.conda]
+# dependencies = ['numpy']
+# [tool.conda-execute]
+# run_with = ["python", "-u"]
+# ///
+print("hi")
+"""
+
+
+@pytest.mark.parametrize("text, what, ops, want", [
+    (OURS, "env", [("--add", "mylib"), ("--add", "numpy >=1.26"), ("--remove", "scipy")],
+     ["python >=3.8", "numpy >=1.26", "mylib"]),
+    (FLOW, "env", [("--add", "mylib"), ("--remove", "python"), ("--add", "tool 1.*")],
+     ["numpy", "scipy 1.*", "mylib", "tool 1.*"]),
+    (FLOW, "env", [("--remove", "scipy"), ("--remove", "numpy")], ["python"]),
+    (PEP, "conda", [("--add", "mylib"), ("--add", "numpy 2.*"), ("--remove", "mylib")],
+     ["numpy 2.*"]),
+    (PEP, "pip", [("--add --pypi", "httpx>=0.27"), ("--remove --pypi", "Requests"),
+                  ("--add --pypi", "rich[jupyter]")], ["rich[jupyter]", "httpx>=0.27"]),
+    ("# /// script\n# requires-python = '>=3.9'\n# ///\nx\n", "conda", [("--add", "mylib")],
+     ["mylib"]),
+    ("# /// script\n# [tool.conda]\n# channels = ['x']\n# ///\n", "conda",
+     [("--add", "mylib"), ("--add", "tool")], ["mylib", "tool"]),
+    ("# /// script\n# [tool.conda]\n# channels = ['x']\n# ///\n", "pip",
+     [("--add --pypi", "six")], ["six"]),
+])
+@pytest.mark.parametrize("crlf", [False, True])
+def test_add_remove_edit_only_the_list(tmp_path, text, what, ops, want, crlf):
+    path = tmp_path / "s.py"
+    data = text.replace("\n", "\r\n") if crlf else text
+    path.write_bytes(data.encode())
+    path.chmod(0o751)
+    for op, item in ops:
+        code, err = ce_main(*op.split(), item, str(path))
+        assert code == 0, err
+    spec = read_back(path)
+    if what == "env":
+        assert list(spec.env) == want
+    elif what == "pip":
+        assert list(spec.pip) == want
+    else:
+        assert [s for s in spec.env if s.split()[0] not in ("python", "pip")] == want
+    new = path.read_bytes().decode()
+    assert ("\r\n" in new) == crlf and "\r\n" not in new.replace("\r\n", "") if crlf else "\r" not in new
+    old_lines, new_lines = data.split("\n"), new.split("\n")
+    untouched = [ln for ln in old_lines if not any(n in ln for n in ("numpy", "scipy", "python",
+                 "mylib", "requests", "rich", "dependencies", "tool", "env", "]", "["))]
+    assert all(ln in new_lines for ln in untouched)
+    assert path.stat().st_mode & 0o777 == 0o751
+
+
+@pytest.mark.parametrize("text, argv, needle, code", [
+    (OURS, ["--add", "--", "-x"], "--add '-x': starts with '-'", 2),
+    (OURS, ["--add", ">=1"], "not a conda match spec", 2),
+    (OURS, ["--add", "--pypi", "six"], "--pypi needs a PEP 723 block", 2),
+    (OURS, ["--remove", "nosuch"], "no 'nosuch' to remove in env", 2),
+    ("# conda execute\n# env: [numpy, scipy]\n", ["--remove", "numpy"], "", 2),
+    ("# conda execute\n# env: [python\n", ["--add", "numpy"], "s.py:2: unclosed '['", 2),
+    ("# conda execute\n# env: [python]\n# colour: red\n", ["--add", "numpy"],
+     "s.py:3: unknown key 'colour'", 2),
+    ("print(1)\n", ["--add", "numpy"], "no metadata block to edit (make one with --init)", 2),
+    (PEP, ["--add", "--pypi", "not a req!"], "not a PyPI requirement", 2),
+    (OURS, ["--add", "--format", "pep723", "numpy"], "--format does not go with --add", 2),
+    (OURS, ["--init", "--format", "yaml"], "unknown --format 'yaml'", 2),
+    (OURS, ["--add"], "--add needs at least one SPEC and the script", 2),
+    (OURS, ["--add", "--list", "numpy"], "--list does not go with --add", 2),
+    (OURS, ["--init", "--add", "numpy"], "use one of --init, --add, --remove at a time", 2),
+])
+def test_bad_edits_change_nothing(ce, tmp_path, text, argv, needle, code):
+    path = tmp_path / "s.py"
+    path.write_text(text)
+    if argv[:2] == ["--remove", "numpy"]:  # the env's last spec: the block needs one
+        assert ce_main("--remove", "numpy", str(path))[0] == 0
+        argv, needle = ["--remove", "scipy"], "env would be empty"
+        text = path.read_text()
+    line = one_error_line(ce.run(*argv, str(path)), code)
+    assert needle in line
+    assert path.read_text() == text
+    assert [n for n in os.listdir(tmp_path) if n.startswith("s.py")] == ["s.py"]
+
+
+def test_read_only_unwritable_dir_and_other_files(ce, tmp_path):
+    path = tmp_path / "s.py"
+    path.write_text(OURS)
+    path.chmod(0o444)
+    assert "is read-only (mode 0444)" in one_error_line(ce.run("--add", "mylib", str(path)), 73)
+    path.chmod(0o644)
+    sub = tmp_path / "ro"
+    sub.mkdir()
+    (sub / "s.py").write_text(OURS)
+    sub.chmod(0o555)
+    try:
+        if os.geteuid() != 0:  # root writes anywhere
+            assert "cannot write" in one_error_line(ce.run("--add", "mylib", str(sub / "s.py")), 73)
+            assert (sub / "s.py").read_text() == OURS
+    finally:
+        sub.chmod(0o755)
+    assert "not a regular file" in one_error_line(ce.run("--add", "mylib", str(tmp_path)))
+    assert "No such file" in one_error_line(ce.run("--add", "mylib", str(tmp_path / "nope.py")))
+    (tmp_path / "d.py").mkdir()
+    assert "not a regular file" in one_error_line(ce.run("--init", str(tmp_path / "d.py")))
+    assert "cannot tell the language" in one_error_line(ce.run("--init", str(tmp_path / "x.txt")))
+    assert "pep723 is for Python" in one_error_line(
+        ce.run("--init", "--format", "pep723", str(tmp_path / "x.sh")))
+    assert not [n for n in os.listdir(tmp_path) if n.startswith("x.")]
+    assert [n for n in os.listdir(tmp_path) if n.startswith("s.py")] == ["s.py"]
+
+
+def test_symlinked_script_edits_the_target_and_keeps_the_link(tmp_path):
+    real = tmp_path / "real.py"
+    real.write_text(OURS)
+    link = tmp_path / "link.py"
+    link.symlink_to(real)
+    assert ce_main("--add", "mylib", str(link))[0] == 0
+    assert link.is_symlink() and os.readlink(link) == str(real)
+    assert read_back(real).env[-1] == "mylib"
+
+
+def test_stale_lock_is_reported(tmp_path):
+    path = tmp_path / "s.py"
+    path.write_text(OURS)
+    (tmp_path / "s.py.conda-lock").write_text(
+        "# conda-execute-lock: 1\n# conda-execute-metadata: 00\n# platform: linux-64\n@EXPLICIT\n"
+        "https://x/a.conda#0\n")
+    code, err = ce_main("--add", "mylib", str(path))
+    assert code == 0 and "s.py.conda-lock was made from the old metadata" in err
+
+
+def test_concurrent_adds_lose_nothing(ce, tmp_path):
+    path = tmp_path / "s.py"
+    path.write_text(OURS)
+    names = [f"pkg{i}" for i in range(12)]
+    procs = [subprocess.Popen([*ce.argv0, "-q", "--add", name, str(path)], env=ce.env,
+                              stderr=subprocess.PIPE, text=True) for name in names]
+    for proc in procs:
+        assert proc.wait(timeout=120) == 0, proc.stderr.read()
+    env = read_back(path).env
+    assert sorted(env[3:]) == sorted(names) and env[:3] == ("python >=3.8", "numpy", "scipy 1.*")
+    assert [n for n in os.listdir(tmp_path) if n.startswith("s.py")] == ["s.py"]
+
+
+# Property: any layout, any edits -> the reader sees the model's list; the rest is unchanged.
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+NAMES = ["alpha", "beta", "gamma-x", "d_e", "numpy"]
+VERSIONS = ["", " >=1.2", "=1.0", " 2.*", ">=1,<3", "[version='>=1']"]
+QUOTES = ["plain", "single", "double"]
+items_st = st.lists(st.tuples(st.sampled_from(NAMES), st.sampled_from(VERSIONS),
+                              st.sampled_from(QUOTES)), min_size=1, max_size=5,
+                    unique_by=lambda t: t[0])
+ops_st = st.lists(st.tuples(st.booleans(), st.sampled_from(NAMES), st.sampled_from(VERSIONS)),
+                  min_size=1, max_size=4)
+around_st = st.lists(st.sampled_from(["x = 1", "# note", "", "  # indented", "y = '#'"]),
+                     max_size=3)
+
+
+def _quote(text, style, toml):
+    if style == "single" and "'" not in text:
+        return f"'{text}'"
+    if style == "double" or toml:
+        return '"' + text + '"'
+    return text if "," not in text and "[" not in text else f'"{text}"'
+
+
+def _model(items, ops, nonempty):
+    new = list(items)
+    for add, name, version in ops:
+        hit = [k for k, v in enumerate(new) if v.split(" ")[0].split("=")[0].split(">")[0]
+               .split("[")[0] == name]
+        if add:
+            if hit:
+                new[hit[0]] = name + version
+            else:
+                new.append(name + version)
+        elif not hit:
+            return None  # removing a missing name: an error
+        else:
+            new = [v for k, v in enumerate(new) if k not in hit]
+    return None if nonempty and not new else new
+
+
+@settings(max_examples=150, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(items=items_st, ops=ops_st, flow=st.booleans(), toml=st.booleans(), before=around_st,
+       after=around_st, crlf=st.booleans(), trailing=st.booleans())
+def test_edits_read_back_as_modelled(tmp_path, items, ops, flow, toml, before, after, crlf,
+                                     trailing):
+    specs = [n + v for n, v, _ in items]
+    quoted = [_quote(n + v, q, toml) for n, v, q in items]
+    if toml:
+        if flow:
+            arr = ["# dependencies = [" + ", ".join(quoted) + "]"]
+        else:
+            arr = ["# dependencies = ["] + [f"#   {q}{',' if trailing or k < len(quoted) - 1 else ''}"
+                                           for k, q in enumerate(quoted)] + ["# ]"]
+        block = ["# /// script", "# [tool.conda]", *arr, "# ///"]
+    elif flow:
+        block = ["# conda execute", "# env: [" + ", ".join(quoted) + "]" + ("  # c" if trailing else "")]
+    else:
+        block = ["# conda execute", "# env:"] + [f"#  - {q}" + ("  # c" if trailing else "")
+                                                 for q in quoted]
+    after = ["import x", *after]
+    lines = [*before, *([""] if before else []), *block, "", *after, ""]
+    nl = "\r\n" if crlf else "\n"
+    path = tmp_path / f"s{abs(hash((tuple(specs), tuple(ops), flow, toml)))}.py"
+    data = nl.join(lines).encode()
+    path.write_bytes(data)
+    model = specs
+    for add, name, version in ops:
+        argv = ["--add", name + version] if add else ["--remove", name]
+        before_edit = path.read_bytes()
+        model_next = _model(model, [(add, name, version)], not toml)
+        code, err = ce_main("-q", *argv, str(path))
+        if model_next is None:
+            assert code == 2 and len(err.strip().splitlines()) == 1, err
+            assert path.read_bytes() == before_edit
+            continue
+        assert code == 0, (err, path.read_text())
+        model = model_next
+    spec = read_back(path)
+    got = [s for s in spec.env if s != "python"] if toml else list(spec.env)
+    assert got == [" ".join(s.split()) for s in model]
+    new = path.read_bytes().decode().split(nl)
+    assert new[:len(before)] == before and new[-len(after) - 1:] == [*after, ""]
+
+
+@pytest.mark.parametrize("name, prefix", [("s.js", "//"), ("s.lua", "--"), ("s.sh", "#"),
+                                          ("s.hs", "--"), ("s.erl", "%")])
+def test_round_trip_in_each_comment_syntax(tmp_path, name, prefix):
+    path = tmp_path / name
+    assert ce_main("--init", str(path), "tool 1.*")[0] == 0
+    first = path.read_text().split("\n")
+    assert f"{prefix} conda execute" in first and f"{prefix}   - tool 1.*" in first
+    assert ce_main("--add", "mylib", "tool", str(path))[0] == 0
+    assert ce_main("--remove", "mylib", str(path))[0] == 0
+    assert read_back(path).env == ("tool",)
+    assert [ln for ln in path.read_text().split("\n") if "tool" not in ln] == \
+        [ln for ln in first if "tool" not in ln]
