@@ -4039,7 +4039,7 @@ LANGUAGES = {  # one entry per extension of EXTENSION_RUNNERS that has line comm
 }
 
 
-class Block(NamedTuple):
+class BlockAt(NamedTuple):
     """Where a script's metadata sits: its format, first and last line (1-based), and prefix."""
 
     fmt: str
@@ -4171,18 +4171,21 @@ def _spec_of(lines: List[str], label: str) -> Spec:
     return read_spec(iter_lines(io.BytesIO(data), label), label, label)
 
 
-def find_block(script: Script, spec: Spec) -> Block:
+def find_block(script: Script, spec: Spec) -> BlockAt:
     """The block the reader took SPEC from."""
     text = script.lines[spec.line - 1].rstrip("\r").strip()
     if text.startswith("# /// "):
         content = find_pep723(enumerate((ln.rstrip("\r") for ln in script.lines), 1), script.path)
         assert content is not None
-        return Block("pep723", spec.line, spec.line + content[1].count("\n") + 1, "#")
+        return BlockAt("pep723", spec.line, spec.line + content[1].count("\n") + 1, "#")
+    if script_opener(text):
+        raise UsageError("editing conda-script blocks is not supported yet; edit it by hand",
+                         script.path, spec.line)
     prefix = block_prefix(text)
     last = spec.line
     while last < len(script.lines) and script.lines[last].strip().startswith(prefix):
         last += 1
-    return Block("conda-execute", spec.line, last, prefix)
+    return BlockAt("conda-execute", spec.line, last, prefix)
 
 
 def _ending(lines: List[str], index: int) -> str:
@@ -4214,7 +4217,7 @@ class Listing(NamedTuple):
     toml: bool
 
 
-def _yaml_listing(lines: List[str], block: Block, key: str) -> Optional[Listing]:
+def _yaml_listing(lines: List[str], block: BlockAt, key: str) -> Optional[Listing]:
     """The list KEY of a '# conda execute' block, or None if the block has no such key."""
     body = [(n + 1, lines[n].rstrip("\r").strip()[len(block.prefix):])
             for n in range(block.first, block.last)]
@@ -4266,7 +4269,7 @@ def _toml_table(line: str) -> Optional[str]:
     return ".".join(p.strip().strip("\"'") for p in head.split("."))
 
 
-def _toml_listing(lines: List[str], block: Block, table: str) -> Optional[Listing]:
+def _toml_listing(lines: List[str], block: BlockAt, table: str) -> Optional[Listing]:
     """The `dependencies` array of TOML table TABLE ('' for the top level) in a PEP 723 block."""
     current = ""
     for at in range(block.first, block.last - 1):
@@ -4436,14 +4439,14 @@ def edited(old: List[str], adds: Tuple[str, ...], removes: Tuple[str, ...], what
     return new
 
 
-def _listing(lines: List[str], block: Block, what: str) -> Optional[Listing]:
+def _listing(lines: List[str], block: BlockAt, what: str) -> Optional[Listing]:
     if block.fmt == "conda-execute":
         return _yaml_listing(lines, block, "env")
     found = _toml_listing(lines, block, "" if what == "pip" else "tool.conda")
     return _mark_alone(lines, found, 2) if found else None
 
 
-def _new_toml_list(lines: List[str], block: Block, what: str) -> None:
+def _new_toml_list(lines: List[str], block: BlockAt, what: str) -> None:
     """Write an empty `dependencies = []` where the TOML wants it (at the top for PyPI's,
     in [tool.conda], made before the closer if missing, for conda's)."""
     end_ = _ending(lines, block.first - 1)
@@ -4458,7 +4461,7 @@ def _new_toml_list(lines: List[str], block: Block, what: str) -> None:
     lines.insert(at, "# dependencies = []" + end_)
 
 
-def edit_lines(script: Script, block: Block, what: str, adds: Tuple[str, ...],
+def edit_lines(script: Script, block: BlockAt, what: str, adds: Tuple[str, ...],
                removes: Tuple[str, ...]) -> List[str]:
     """The script's lines with the block's list edited (see `edited`), one item at a time."""
     lines = list(script.lines)
@@ -4491,7 +4494,7 @@ def edit_lines(script: Script, block: Block, what: str, adds: Tuple[str, ...],
     return lines
 
 
-def _data(lines: List[str], block: Block, label: str) -> dict:
+def _data(lines: List[str], block: BlockAt, label: str) -> dict:
     """The block's content as data: TOML's, or {key: value or [items]} for ours."""
     if block.fmt == "pep723":
         text = "".join(ln.rstrip("\r")[2:] + "\n" for ln in lines[block.first:block.last - 1])

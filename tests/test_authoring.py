@@ -330,6 +330,8 @@ def test_add_remove_edit_only_the_list(tmp_path, text, what, ops, want, crlf):
     (OURS, ["--add", "--format", "pep723", "numpy"], "--format does not go with --add", 2),
     (OURS, ["--init", "--format", "yaml"], "unknown --format 'yaml'", 2),
     (OURS, ["--add"], "--add needs at least one SPEC and the script", 2),
+    ('// /// conda-script\n// channels = ["x"]\n// entrypoint = "true"\n// /// end-conda-script\n',
+     ["--add", "tool"], "s.py:1: editing conda-script blocks is not supported yet", 2),
     (OURS, ["--add", "--list", "numpy"], "--list does not go with --add", 2),
     (OURS, ["--init", "--add", "numpy"], "use one of --init, --add, --remove at a time", 2),
 ])
