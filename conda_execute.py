@@ -2273,15 +2273,16 @@ def write_lock(cfg: Config, env: Env, spec: Spec, script: str) -> str:
     import subprocess
 
     mgr = manager_for(cfg)
+    cmd = explicit_command(mgr, env.prefix)
     try:
-        proc = subprocess.run([mgr.exe, "list", "-p", env.prefix, "--explicit", "--md5"],
-                              stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
     except OSError as e:
         raise UsageError(f"cannot run {mgr.exe}: {e.strerror}", spec.label,
                          code=EXIT_CREATE_FAILED) from None
     if proc.returncode != 0 or "@EXPLICIT" not in proc.stdout:
-        raise UsageError(f"{os.path.basename(mgr.exe)} list --explicit failed (exit "
-                         f"{proc.returncode})", spec.label, code=EXIT_CREATE_FAILED)
+        shown = " ".join([os.path.basename(mgr.exe), *cmd[1:2 + (mgr.kind != "conda")]])
+        raise UsageError(f"{shown} --explicit failed (exit {proc.returncode})", spec.label,
+                         code=EXIT_CREATE_FAILED)
     path = script + LOCK_SUFFIX
     text = lock_text(spec, proc.stdout, pip_pins(env.prefix) if spec.pip else [])
     try:  # a file of the project, like the script: the umask decides its mode
@@ -2819,7 +2820,7 @@ class Manager(NamedTuple):
     """A package manager and the dialect it speaks."""
 
     exe: str
-    kind: str  # "conda" (conda, mamba 1.x) or "micromamba" (micromamba, mamba 2.x)
+    kind: str  # "conda" (conda, mamba 1.x) or "micromamba" (micromamba 1.x/2.x, mamba 2.x)
     root: str = ""  # a root prefix to pass (-r): only for a bootstrapped micromamba
 
 
@@ -2838,8 +2839,46 @@ def no_manager(cfg: Config) -> UsageError:
                       code=EXIT_NO_CONDA)
 
 
+_KINDS: Dict[str, str] = {}  # manager_kind's answers in this process
+
+
+def manager_kind(exe: str) -> str:
+    """The dialect of EXE from what it is, not its name: `EXE --version`, once per process.
+
+    conda prints `conda X` and mamba 1.x `mamba X` then `conda Y` (conda's command line);
+    libmamba's programs (micromamba 1.x and 2.x, mamba 2.x) print the bare version.
+    Only ever run on the cold path (creating, locking), never on a warm run.
+    """
+    if exe not in _KINDS:
+        import subprocess
+
+        try:
+            proc = subprocess.run([exe, "--version"], stdin=subprocess.DEVNULL,
+                                  capture_output=True, text=True, errors="replace")
+        except OSError as e:
+            raise UsageError(f"cannot run {exe}: {e.strerror}", code=EXIT_NO_CONDA) from None
+        lines = proc.stdout.split("\n")
+        if proc.returncode == 0 and any(_rx(r"(conda|mamba) [0-9]").match(ln) for ln in lines):
+            _KINDS[exe] = "conda"
+        elif proc.returncode == 0 and _rx(r"[0-9]+(\.[0-9]+)+\S*$").match(lines[0].strip()):
+            _KINDS[exe] = "micromamba"
+        else:
+            shown = lines[0].strip()[:80] or proc.stderr.strip()[:80]
+            raise UsageError(f"{exe} --version exited with {proc.returncode} and printed "
+                             f"{shown!r}: not conda, mamba or micromamba", code=EXIT_NO_CONDA)
+    return _KINDS[exe]
+
+
 def manager_for(cfg: Config, quiet: bool = False) -> Manager:
-    """The package manager to create with; unless refused, download micromamba if none."""
+    """The package manager to create with and its kind (cold path: may run `--version`)."""
+    exe = manager_exe(cfg, quiet)
+    if exe == bootstrapped_micromamba():
+        return Manager(exe, "micromamba", os.path.join(bootstrap_dir(), "root"))
+    return Manager(exe, manager_kind(exe))
+
+
+def manager_exe(cfg: Config, quiet: bool = False) -> str:
+    """The package manager's path; unless refused, download micromamba if none."""
     if cfg.conda:  # given by the user: used, or an error (never silently another one)
         given = cfg.conda if os.sep in cfg.conda else _which(cfg.conda)
         if not (given and os.path.isfile(given) and os.access(given, os.X_OK)):
@@ -2850,9 +2889,19 @@ def manager_for(cfg: Config, quiet: bool = False) -> Manager:
         exe = bootstrap_micromamba(cfg, quiet)
     if not exe:
         raise no_manager(cfg)
-    if exe == bootstrapped_micromamba():
-        return Manager(exe, "micromamba", os.path.join(bootstrap_dir(), "root"))
-    return Manager(exe, "micromamba" if "micromamba" in os.path.basename(exe) else "conda")
+    return exe
+
+
+def explicit_command(mgr: Manager, prefix: str) -> List[str]:
+    """The command printing PREFIX's explicit list (URL#md5 lines after @EXPLICIT).
+
+    conda: `list --explicit --md5`; libmamba: `env export --explicit` (md5 by default;
+    `list` has no --explicit in micromamba 1.x and 2.0).
+    """
+    if mgr.kind == "conda":
+        return [mgr.exe, "list", "-p", prefix, "--explicit", "--md5"]
+    return [mgr.exe, "env", "export", *(["-r", mgr.root] if mgr.root else []), "-p", prefix,
+            "--explicit"]
 
 
 ###############################################################################
@@ -3015,9 +3064,8 @@ def remove_tree(path: str) -> None:
 def create_command(mgr: Manager, spec: Spec, prefix: str, quiet: bool) -> List[str]:
     """The create command line: from the lock file when one applies, else from the specs.
 
-    For conda, '--' ends the options, so no spec is ever read as a flag. micromamba (CLI11) is
-    not known to accept '--' there; it is left out, which is safe since specs never start with
-    '-' (the metadata parser refuses them).
+    '--' ends the options on every back end (conda's argparse, libmamba's CLI11), so no spec
+    is ever read as a flag.
     """
     cmd = [mgr.exe, "create", *(["-r", mgr.root] if mgr.root else []), "-p", prefix, "--yes"]
     if quiet:
@@ -3028,7 +3076,7 @@ def create_command(mgr: Manager, spec: Spec, prefix: str, quiet: bool) -> List[s
         cmd.append("--override-channels")
         for channel in spec.channels:
             cmd += ["-c", channel]
-    return [*cmd, *([] if mgr.kind == "micromamba" else ["--"]), *spec.env]
+    return [*cmd, "--", *spec.env]
 
 
 def pip_command(prefix: str, spec: Spec) -> List[str]:
@@ -3040,10 +3088,11 @@ def pip_command(prefix: str, spec: Spec) -> List[str]:
     return [*cmd, "--", *spec.pip] if spec.pip else []
 
 
-def write_marker(env: Env, spec: Spec) -> None:
+def write_marker(env: Env, spec: Spec, mgr: Optional[Manager] = None) -> None:
     """Record that the env is complete: conda-meta/conda-execute (JSON), written atomically.
 
     Written without importing json (~1 ms on the cold path); it holds no size (see with_size).
+    MGR (exe, kind) lets a warm run on Windows pick `run`'s flags without asking the manager.
     """
     import time
 
@@ -3052,12 +3101,14 @@ def write_marker(env: Env, spec: Spec) -> None:
 
     lock = _json_string(spec.lock.path) if spec.lock else "null"
     interpreter = env_interpreter(env.prefix, spec)
+    manager = strings([mgr.exe, mgr.kind]) if mgr else "null"
     _atomic_write(os.path.join(env.prefix, MARKER),
                   f'{{"name": {_json_string(env.name)}, "env": {strings(spec.env)}, '
                   f'"channels": {strings(spec.channels)}, "pip": {strings(spec.pip)}, '
                   f'"lock": {lock}, "created": {time.time():.3f}, "interpreter": '
                   f'{_json_string(interpreter) if interpreter else "null"}, '
-                  f'"conda_execute": {_json_string(__version__)}}}\n', 0o644)
+                  f'"conda_execute": {_json_string(__version__)}, "manager": {manager}}}\n',
+                  0o644)
 
 
 def tree_size(path: str) -> int:
@@ -3225,7 +3276,7 @@ def create(env: Env, spec: Spec, cfg: Config, lock_fd: int, quiet: bool = False,
                              f"with {rc} (see above)", spec.label, spec.line,
                              code=EXIT_CREATE_FAILED)
     try:
-        write_marker(env, spec)
+        write_marker(env, spec, mgr)
     except OSError as e:  # e.g. the disk filled up: keep nothing half-made
         remove_tree(env.prefix)
         raise UsageError(f"could not create environment {env.name}: cannot write its "
@@ -3500,12 +3551,21 @@ def _run_in_env(argv: List[str], environ: Dict[str, str], scripts: List[str], sp
     rc = procs[0].returncode
     return (128 - rc if rc < 0 else rc), out
 
-def run_windows(mgr: Manager, env: Env, argv: List[str]) -> int:
-    """On Windows there is no exec: `conda run --no-capture-output` and pass its exit code."""
+def run_windows(cfg: Config, env: Env, argv: List[str]) -> int:
+    """On Windows there is no exec: `conda run --no-capture-output` (libmamba: `run`, which
+    streams) and pass its exit code. The kind comes from the env's marker (no `--version` on a
+    warm run) when the same manager made it.
+    """
     import subprocess
 
-    flag = [] if mgr.kind == "micromamba" else ["--no-capture-output"]
-    return subprocess.call([mgr.exe, "run", *flag, "-p", env.prefix, *argv])
+    exe = manager_exe(cfg)
+    made_by = _read_json_object(os.path.join(env.prefix, MARKER)).get("manager")
+    if isinstance(made_by, list) and made_by[:1] == [exe] and len(made_by) == 2:
+        kind = made_by[1]
+    else:
+        kind = manager_for(cfg).kind
+    flag = ["--no-capture-output"] if kind == "conda" else []
+    return subprocess.call([exe, "run", *flag, "-p", env.prefix, *argv])
 
 
 ###############################################################################
@@ -4938,7 +4998,7 @@ def _main(argv: List[str]) -> int:
         return _print_dry_run(spec, env, argv_, source, args.args)
     force = "--force-env" in opts or "--upgrade" in opts
     if (cfg.conda or not (cfg.manager or cfg.bootstrap)) and (force or not is_complete(env)):
-        manager_for(cfg)  # no (usable) package manager: fail (exit 69) before creating anything
+        manager_exe(cfg)  # no (usable) package manager: fail (exit 69) before creating anything
     d = open_env_dir(cfg)
     assert d is not None
     fd = ensure_env(d, env, spec, cfg, force=force, quiet=quiet, verbose=verbose)
@@ -4957,7 +5017,7 @@ def _main(argv: List[str]) -> int:
     if spec.entrypoint:
         return run_entrypoint(env, spec, source, args.args, fd)
     if os.name == "nt":
-        return run_windows(manager_for(cfg), env, argv_)
+        return run_windows(cfg, env, argv_)
     exec_in_env(env, spec, argv_, fd)
     return 0  # not reached
 

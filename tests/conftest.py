@@ -22,7 +22,8 @@ Fixtures
     :class:`CondaRoot`: a fresh fake conda installation ``ROOT`` in tmp, configured
     (``ROOT/standin.json``) with ``channel`` as its only default channel::
 
-        ROOT/bin/conda, ROOT/bin/micromamba   # both personalities
+        ROOT/bin/conda, ROOT/bin/micromamba   # conda 26, micromamba 2.0.5
+        ROOT/bin/mamba                        # mamba 2.x (micromamba's command line)
         ROOT/condabin/conda                   # only conda (what `conda init` puts on PATH)
         ROOT/mambabin/micromamba              # only micromamba
         ROOT/envs/                            # envs_dirs[0]
@@ -41,8 +42,10 @@ Fixtures
       captured -> ``subprocess.CompletedProcess``.
 
 ``conda_root_factory`` (function)
-    ``conda_root_factory(channels=None, name="root") -> CondaRoot`` for tests that
-    need another channel list (e.g. ``[fresh_channel.url]``) or several roots.
+    ``conda_root_factory(channels=None, name="root", **settings) -> CondaRoot`` for tests
+    that need another channel list (e.g. ``[fresh_channel.url]``), several roots, or other
+    ``standin.json`` settings (``personality="micromamba"`` for a renamed executable,
+    ``micromamba_version="1.5.8"``, ``custom_channels={...}``).
 
 ``isolated_env`` (function, autouse)
     Every test runs with ``HOME``, ``XDG_{CONFIG,CACHE,DATA,STATE}_HOME`` in tmp dirs,
@@ -194,7 +197,7 @@ class CondaRoot:
         **kwargs: Any,
     ) -> subprocess.CompletedProcess[str]:
         """Run the stand-in (captured, text) and return the completed process."""
-        exe = self.conda if prog == "conda" else self.micromamba
+        exe = self.root / "bin" / prog
         kwargs.setdefault("capture_output", True)
         kwargs.setdefault("text", True)
         kwargs.setdefault("timeout", 120)
@@ -203,8 +206,14 @@ class CondaRoot:
         )
 
 
-def make_conda_root(root: Path, channels: Sequence[str], pkgs_dir: Path) -> CondaRoot:
-    """Create a fake conda root at ``root`` (wrappers, config, envs/, conda-meta/)."""
+def make_conda_root(
+    root: Path, channels: Sequence[str], pkgs_dir: Path, **settings: Any
+) -> CondaRoot:
+    """Create a fake conda root at ``root`` (wrappers, config, envs/, conda-meta/).
+
+    ``settings`` go into ``standin.json`` (``personality``, ``micromamba_version``,
+    ``custom_channels``...: see the stand-in's docstring).
+    """
     for sub in ("bin", "condabin", "mambabin", "envs", "conda-meta", "etc/conda"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     (root / "conda-meta" / "history").write_text("")
@@ -212,6 +221,7 @@ def make_conda_root(root: Path, channels: Sequence[str], pkgs_dir: Path) -> Cond
         "channels": list(channels),
         "pkgs_dir": str(pkgs_dir),
         "envs_dirs": [str(root / "envs")],
+        **settings,
     }
     (root / "standin.json").write_text(json.dumps(config, indent=2))
     script = (
@@ -219,7 +229,8 @@ def make_conda_root(root: Path, channels: Sequence[str], pkgs_dir: Path) -> Cond
         f'exec "{sys.executable}" -I "{STANDIN}" '
         f'--standin-root "{root}" --standin-argv0 "$0" "$@"\n'
     )
-    for rel in ("bin/conda", "bin/micromamba", "condabin/conda", "mambabin/micromamba"):
+    for rel in ("bin/conda", "bin/micromamba", "bin/mamba", "condabin/conda",
+                "mambabin/micromamba"):
         path = root / rel
         path.write_text(script)
         path.chmod(0o755)
@@ -252,9 +263,12 @@ def conda_root_factory(
 ) -> Callable[..., CondaRoot]:
     """Make fake conda roots: ``factory(channels=None, name="root")``."""
 
-    def factory(channels: Optional[Sequence[str]] = None, name: str = "root") -> CondaRoot:
+    def factory(
+        channels: Optional[Sequence[str]] = None, name: str = "root", **settings: Any
+    ) -> CondaRoot:
         return make_conda_root(
-            tmp_path / name, [channel.url] if channels is None else channels, pkgs_dir
+            tmp_path / name, [channel.url] if channels is None else channels, pkgs_dir,
+            **settings
         )
 
     return factory

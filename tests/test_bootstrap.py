@@ -173,6 +173,13 @@ class Bare:
 
 
 @pytest.fixture
+def conda_root(conda_root_factory, channel):
+    """The stand-in reads the bootstrapped root's .condarc (channels: conda-forge) as micromamba
+    does; offline, conda-forge is mapped to the test channel (conda's custom_channels)."""
+    return conda_root_factory(custom_channels={"conda-forge": channel.url})
+
+
+@pytest.fixture
 def bare(isolated_env, tmp_path, pyz):
     return Bare(isolated_env, tmp_path, pyz)
 

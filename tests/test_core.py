@@ -180,7 +180,7 @@ def test_micromamba_personality_end_to_end(pyz, conda_root, isolated_env, tmp_pa
     argv = creates[0]["argv"]
     assert creates[0]["prog"] == "micromamba"
     assert argv[1:5] == ["create", "-p", prefix, "--yes"] and argv[-1] == "python"
-    assert "--" not in argv  # micromamba (CLI11): no '--' (unverified there; specs never start '-')
+    assert argv[-2:] == ["--", "python"]  # CLI11 ends options at '--' too (micromamba facts)
     again = tool.run(script)
     assert again.returncode == 0 and again.stderr == "" and len(conda_root.calls("create")) == 1
 
@@ -224,7 +224,8 @@ def test_manager_precedence(pyz, isolated_env, tmp_path, channel, pkgs_dir):
     shutil.copy(roots["p_mamba"].conda, roots["p_mamba"].root / "bin" / "mamba")
     for name in ("conda", "micromamba"):  # p_mamba's bin holds mamba only, p_micro's micromamba
         os.unlink(roots["p_mamba"].root / "bin" / name)
-    os.unlink(roots["p_micro"].conda)
+    for name in ("conda", "mamba"):
+        os.unlink(roots["p_micro"].root / "bin" / name)
     env = dict(isolated_env, CONDA_EXECUTE_CONDA=str(roots["var"].conda),
                CONDA_EXE=str(roots["conda_exe"].conda), MAMBA_EXE=str(roots["mamba_exe"].micromamba))
     env["PATH"] = os.pathsep.join([str(roots[k].root / "bin") for k in ("p_micro", "p_mamba")]

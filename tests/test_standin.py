@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable, Dict, Iterator, List
 
 import pytest
-from conftest import Channel, CondaRoot, isolated_environ, make_conda_root
+from conftest import Channel, CondaRoot, channel_builder, isolated_environ, make_conda_root
 
 PY_XY = f"{sys.version_info.major}.{sys.version_info.minor}"
 PY_XYZ = f"{PY_XY}.{sys.version_info.micro}"
@@ -121,7 +121,7 @@ def test_version_and_call_log(conda_root: CondaRoot, isolated_env: Dict[str, str
         proc = conda_root.run(flag, env=isolated_env)
         assert (proc.returncode, proc.stdout) == (0, "conda 26.7.1\n")
     proc = conda_root.run("--version", prog="micromamba", env=isolated_env)
-    assert (proc.returncode, proc.stdout) == (0, "2.3.0\n")
+    assert (proc.returncode, proc.stdout) == (0, "2.0.5\n")  # just the version
     calls = conda_root.calls()
     assert [c["argv"] for c in calls] == [
         ["conda", "--version"],
@@ -779,104 +779,292 @@ def test_run_signal_to_the_group_reaches_the_child(
 # --------------------------------------------------------------------------- micromamba
 
 
-def test_micromamba_personality(
-    conda_root: CondaRoot, isolated_env: Dict[str, str], tmp_path: Path
+# libmamba's command line: micromamba 2.0.5 (the facts file), mamba 2.x (the same program
+# under the name mamba), micromamba 1.5.8 (its sources: same calls, solver messages without
+# the ``=* *`` of 2.x).
+LIBMAMBA = {
+    "micromamba": ("micromamba", {}),
+    "mamba2": ("mamba", {}),
+    "micromamba1.5": ("micromamba", {"micromamba_version": "1.5.8"}),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(LIBMAMBA))
+def lm(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    channel: Channel,
+    pkgs_dir: Path,
+) -> Dict[str, object]:
+    """A root and the program name for one libmamba personality (module-scoped)."""
+    prog, settings = LIBMAMBA[request.param]
+    root = make_conda_root(tmp_path_factory.mktemp("lmroot"), [channel.url], pkgs_dir, **settings)
+    return {"root": root, "prog": prog, "v2": "micromamba_version" not in settings}
+
+
+def lmrun(lm: Dict[str, object], *args: str, env: Dict[str, str], **kw: object):
+    root = lm["root"]
+    assert isinstance(root, CondaRoot)
+    return root.run(*args, prog=str(lm["prog"]), env=env, **kw)  # type: ignore[arg-type]
+
+
+def test_libmamba_version_is_just_the_number(
+    conda_root_factory: Callable[..., CondaRoot], isolated_env: Dict[str, str]
 ) -> None:
-    prefix = tmp_path / "menv"
-    proc = conda_root.run(
-        "create",
-        "-p",
-        str(prefix),
-        "-y",
-        "-c",
-        conda_root.channels[0],
-        "--override-channels",
-        "tool",
-        prog="micromamba",
-        env=isolated_env,
-    )
+    root = conda_root_factory()
+    for prog in ("micromamba", "mamba"):
+        assert root.run("--version", prog=prog, env=isolated_env).stdout == "2.0.5\n"
+        proc = root.run("-V", prog=prog, env=isolated_env)  # CLI11: no -V
+        assert proc.returncode == 109
+        assert "The following arguments were not expected: -V" in proc.stderr
+    old = conda_root_factory(name="old", micromamba_version="1.5.8")
+    assert old.run("--version", prog="micromamba", env=isolated_env).stdout == "1.5.8\n"
+    mamba1 = conda_root_factory(name="m1", personality="mamba1")
+    proc = mamba1.run("--version", prog="mamba", env=isolated_env)
+    assert proc.stdout == "mamba 2.0.5\nconda 26.7.1\n" or proc.stdout.startswith("mamba ")
+    assert proc.stdout.splitlines()[1] == "conda 26.7.1"
+
+
+def test_libmamba_create_double_dash_progress_on_stdout_and_quiet(
+    lm: Dict[str, object], menv: Dict[str, str], tmp_path: Path, channel: Channel
+) -> None:
+    prefix = tmp_path / "e"
+    proc = lmrun(lm, "create", "-p", str(prefix), "-y", "--override-channels", "-c",
+                 channel.url, "--", "tool<2", "mylib", env=menv)
     assert proc.returncode == 0, proc.stderr
-    assert (prefix / "conda-meta" / "tool-2.0-0.json").exists()
-
-    # no capture: stdin passes through; exit codes pass through
-    proc = conda_root.run(
-        "run",
-        "-p",
-        str(prefix),
-        "sh",
-        "-c",
-        'read x; echo "got $x"; tool; exit 3',
-        prog="micromamba",
-        env=isolated_env,
-        input="hi\n",
-    )
-    assert (proc.returncode, proc.stdout) == (3, "got hi\ntool 2.0\n")
-    assert "ERROR conda.cli.main_run" not in proc.stderr
-    # reproc reports a signal N as N + 255, truncated to 8 bits by exit()
-    proc = conda_root.run(
-        "run", "-p", str(prefix), "sh", "-c", "kill -TERM $$", prog="micromamba", env=isolated_env
-    )
-    assert proc.returncode == (signal.SIGTERM + 255) & 0xFF
-
-    listing = conda_root.run(
-        "list", "-p", str(prefix), "--explicit", "--md5", prog="micromamba", env=isolated_env
-    ).stdout
-    assert "@EXPLICIT" in listing and "/noarch/tool-2.0-0.tar.bz2#" in listing
-
-    proc = conda_root.run(
-        "create", "-p", str(tmp_path / "x"), "-y", "nosuchpkg", prog="micromamba", env=isolated_env
-    )
-    assert (
-        proc.returncode == 1
-        and "critical libmamba Could not solve for environment specs" in proc.stderr
-    )
-
-    foreign = tmp_path / "foreign"
-    foreign.mkdir()
-    (foreign / "file").write_text("x")
-    proc = conda_root.run(
-        "create", "-p", str(foreign), "-y", "tool", prog="micromamba", env=isolated_env
-    )
-    assert proc.returncode == 1 and "Non-conda folder exists at prefix" in proc.stderr
-
-    assert (
-        conda_root.run(
-            "env", "remove", "-p", str(prefix), "-y", prog="micromamba", env=isolated_env
-        ).returncode
-        == 0
-    )
-    assert not prefix.exists()
-    assert [c["prog"] for c in conda_root.calls()] == ["micromamba"] * 7
+    assert proc.stderr == ""
+    assert "Transaction" in proc.stdout and "Linking tool-1.0-0" in proc.stdout
+    assert (prefix / "conda-meta" / "tool-1.0-0.json").exists()
+    assert any(p.name.startswith("pip-") for p in (prefix / "conda-meta").iterdir())
+    quiet = lmrun(lm, "create", "-p", str(tmp_path / "q"), "-y", "-q", "--", "tool", env=menv)
+    assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, "", "")
+    assert (tmp_path / "q" / "conda-meta" / "tool-2.0-0.json").exists()
 
 
-def test_micromamba_run_forwards_sigterm(
-    mroot: CondaRoot, tool_env: Path, menv: Dict[str, str], blocked_child: Dict[str, Path]
+def test_libmamba_create_failures_on_stderr_and_nothing_left(
+    lm: Dict[str, object], menv: Dict[str, str], tmp_path: Path
 ) -> None:
+    eq = " =* *" if lm["v2"] else ""
+    prefix = tmp_path / "x"
+    proc = lmrun(lm, "create", "-p", str(prefix), "-y", "nosuchpkg", env=menv)
+    assert proc.returncode == 1 and len(proc.stdout.splitlines()) == 1
+    assert proc.stderr.splitlines() == [
+        "error    libmamba Could not solve for environment specs",
+        "    The following package could not be installed",
+        f"    └─ nosuchpkg{eq} does not exist (perhaps a typo or a missing channel).",
+        "critical libmamba Could not solve for environment specs",
+    ]
+    assert not prefix.exists()
+    proc = lmrun(lm, "create", "-p", str(prefix), "-y", "toolplugin", "tool>=2", env=menv)
+    lines = proc.stderr.splitlines()
+    assert proc.returncode == 1 and not prefix.exists()
+    assert lines[0] == "error    libmamba Could not solve for environment specs"
+    assert lines[-1] == "critical libmamba Could not solve for environment specs"
+    proc = lmrun(lm, "create", "-p", str(prefix), "-y", "tool>=>1", env=menv)
+    assert proc.returncode == 1 and not prefix.exists()
+    assert proc.stderr == (
+        'critical libmamba Error parsing version ">1". Version contains invalid characters '
+        "in >1.\n"
+    )
+    proc = lmrun(lm, "create", "-p", str(prefix), "-y", "--", "--version", env=menv)
+    assert proc.returncode == 1 and not prefix.exists()
+    assert f"└─ --version{eq} does not exist" in proc.stderr
+
+
+def test_libmamba_existing_env_replaced_non_conda_folder_refused(
+    lm: Dict[str, object], menv: Dict[str, str], tmp_path: Path
+) -> None:
+    prefix = tmp_path / "env"
+    assert lmrun(lm, "create", "-p", str(prefix), "-y", "tool", env=menv).returncode == 0
+    proc = lmrun(lm, "create", "-p", str(prefix), "-y", "mylib", env=menv)
+    assert proc.returncode == 0, proc.stderr
+    names = sorted(p.name.split("-")[0] for p in (prefix / "conda-meta").glob("*.json"))
+    assert "tool" not in names and "mylib" in names  # only the new specs
+    for content in ({"file": "x"}, {}):  # a non-conda folder, even an empty one
+        foreign = tmp_path / f"foreign{len(content)}"
+        foreign.mkdir()
+        for name, text in content.items():
+            (foreign / name).write_text(text)
+        proc = lmrun(lm, "create", "-p", str(foreign), "-y", "tool", env=menv)
+        assert proc.returncode == 1
+        assert proc.stderr.splitlines() == [
+            "error    libmamba Non-conda folder exists at prefix",
+            "critical libmamba Aborting.",
+        ]
+        assert sorted(os.listdir(foreign)) == sorted(content)
+
+
+def test_libmamba_python_pulls_pip_and_fails_without_it(
+    lm: Dict[str, object], menv: Dict[str, str], tmp_path: Path, fresh_channel: Channel
+) -> None:
+    for sub in fresh_channel.path.iterdir():
+        for pkg in sub.glob("pip-*"):
+            pkg.unlink()
+    channel_builder.index_channel(fresh_channel.path)
+    subdir = channel_builder.current_subdir()
+    repodata = json.loads((fresh_channel.path / subdir / "repodata.json").read_text())
+    assert not any(r["name"] == "pip" for r in repodata["packages"].values())
+    proc = lmrun(lm, "create", "-p", str(tmp_path / "p"), "-y", "--override-channels", "-c",
+                 fresh_channel.url, "python", env=menv)
+    assert proc.returncode == 1 and not (tmp_path / "p").exists()
+    assert "pip" in proc.stderr and "does not exist" in proc.stderr
+
+
+def test_libmamba_rejects_abbreviated_options(
+    lm: Dict[str, object], menv: Dict[str, str], tmp_path: Path, channel: Channel
+) -> None:
+    proc = lmrun(lm, "create", "-p", str(tmp_path / "a"), "-y", "--overr", "-c", channel.url,
+                 "tool", env=menv)
+    assert proc.returncode == 109 and not (tmp_path / "a").exists()
+    assert proc.stderr.splitlines()[0] == "The following arguments were not expected: --overr"
+
+
+def test_libmamba_json_and_explicit_file(
+    lm: Dict[str, object], menv: Dict[str, str], tmp_path: Path, channel: Channel
+) -> None:
+    proc = lmrun(lm, "create", "-p", str(tmp_path / "j"), "-y", "--json", "tool", env=menv)
+    assert proc.returncode == 0, proc.stderr
+    link = json.loads(proc.stdout)["actions"]["LINK"]
+    assert [(r["name"], r["version"]) for r in link] == [("tool", "2.0")]
+    listing = tmp_path / "list.txt"
+    url = f"{channel.url}/noarch/tool-1.0-0.tar.bz2"
+    listing.write_text(f"@EXPLICIT\n{url}\n")
+    proc = lmrun(lm, "create", "-p", str(tmp_path / "f"), "-y", "--file", str(listing), env=menv)
+    assert proc.returncode == 0, proc.stderr
+    assert [p.name for p in (tmp_path / "f" / "conda-meta").glob("*.json")] == ["tool-1.0-0.json"]
+
+
+def test_libmamba_has_no_list_explicit_but_env_export_explicit(
+    lm: Dict[str, object], menv: Dict[str, str], tmp_path: Path, channel: Channel
+) -> None:
+    prefix = tmp_path / "env"
+    assert lmrun(lm, "create", "-p", str(prefix), "-y", "mylib", env=menv).returncode == 0
+    proc = lmrun(lm, "list", "-p", str(prefix), "--explicit", "--md5", env=menv)
+    assert (proc.returncode, proc.stdout) == (109, "")
+    assert proc.stderr.splitlines()[0] == (
+        "The following arguments were not expected: --md5 --explicit"
+    )
+    proc = lmrun(lm, "env", "export", "-p", str(prefix), "--explicit", env=menv)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[:4] == [
+        "# This file may be used to create an environment using:",
+        "# $ conda create --name <env> --file <this file>",
+        "# platform: linux-64" if sys.platform.startswith("linux") else lines[2],
+        "@EXPLICIT",
+    ]  # no "# created-by:"
+    names = sorted(u.rsplit("/", 1)[1].split("-")[0] for u in lines[4:])
+    assert names == ["mylib", "pip", "python"]
+    for url in lines[4:]:
+        path, md5 = url[len("file://") :].split("#")
+        assert url.startswith(channel.url + "/")
+        assert md5 == hashlib.md5(Path(path).read_bytes()).hexdigest()
+    same = lmrun(lm, "env", "export", "-p", str(prefix), "--explicit", "--md5", env=menv)
+    assert same.stdout == proc.stdout
+    bare = lmrun(lm, "env", "export", "-p", str(prefix), "--explicit", "--no-md5", env=menv)
+    assert bare.stdout.splitlines()[4:] == [u.split("#")[0] for u in lines[4:]]
+
+
+def test_libmamba_run_and_env_remove(
+    lm: Dict[str, object], menv: Dict[str, str], tmp_path: Path
+) -> None:
+    prefix = tmp_path / "env"
+    assert lmrun(lm, "create", "-p", str(prefix), "-y", "tool", env=menv).returncode == 0
+    code = 'read x; printf "%s|" "$x" "$@" "$CONDA_PREFIX" "$CONDA_DEFAULT_ENV" "$CONDA_SHLVL"; exit 7'
+    proc = lmrun(lm, "run", "-p", str(prefix), "sh", "-c", code, "sh", "-v", "a b", "",
+                 env=menv, input="hi\n")
+    assert proc.returncode == 7
+    assert proc.stdout == f"hi|-v|a b||{prefix}|{prefix}|1|"
+    assert "ERROR conda.cli.main_run" not in proc.stderr
+    proc = lmrun(lm, "run", "-p", str(prefix), "no-such-command-here", env=menv)
+    assert proc.returncode == 127
+    binary = lmrun(lm, "run", "-p", str(prefix), "printf", r"\000\377\r\n", env=menv,
+                   text=False)
+    assert binary.stdout == b"\x00\xff\r\n"
+    proc = lmrun(lm, "env", "remove", "-p", str(prefix), "-y", env=menv)
+    assert proc.returncode == 0 and not prefix.exists()
+
+
+def test_libmamba_run_forwards_sigterm_then_exits_252(
+    lm: Dict[str, object], menv: Dict[str, str], tmp_path: Path, blocked_child: Dict[str, Path]
+) -> None:
+    prefix = tmp_path / "env"
+    assert lmrun(lm, "create", "-p", str(prefix), "-y", "tool", env=menv).returncode == 0
+    handler = (
+        "import signal, sys\n"
+        "def on_term(*a):\n"
+        "    print('child got SIGTERM', flush=True)\n"
+        "    sys.exit(3)\n"
+        "signal.signal(signal.SIGTERM, on_term)\n"
+    )
+    root = lm["root"]
+    assert isinstance(root, CondaRoot)
     proc = subprocess.Popen(
-        [
-            str(mroot.micromamba),
-            "run",
-            "-p",
-            str(tool_env),
-            sys.executable,
-            "-c",
-            child_code(blocked_child),
-        ],
-        env=menv,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        [str(root.root / "bin" / str(lm["prog"])), "run", "-p", str(prefix), sys.executable,
+         "-c", handler + child_code(blocked_child)],
+        env=menv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
         wait_for(blocked_child["pid"].exists, "the child's pid file")
         child = int(blocked_child["pid"].read_text())
         os.kill(proc.pid, signal.SIGTERM)
-        proc.communicate(timeout=DEADLINE)
+        stdout, stderr = proc.communicate(timeout=DEADLINE)
     finally:
         proc.kill()
         proc.wait()
-    assert proc.returncode == (signal.SIGTERM + 255) & 0xFF
+    assert proc.returncode == 252
+    assert stdout == "child got SIGTERM\n"  # the child's own handler ran
+    assert "Interrupted system call ; error code 4" in stderr
     wait_for(lambda: not pid_alive(child), "the child to die")
     assert not blocked_child["result"].exists()
+
+
+# --------------------------------------------------------------------------- channels
+
+
+@pytest.mark.parametrize("prog", ["conda", "micromamba"])
+def test_condarc_channels_are_read_defaults_expand(
+    prog: str, conda_root_factory: Callable[..., CondaRoot], isolated_env: Dict[str, str],
+    tmp_path: Path, channel: Channel, fresh_channel: Channel,
+) -> None:
+    fresh_channel.add_package("onlyfresh", "1.0", noarch=True)
+    root = conda_root_factory(channels=[channel.url])
+    rc = Path(isolated_env["HOME"]) / ".condarc"
+    rc.write_text(f"channels:\n  - {fresh_channel.url}\n")
+    proc = root.run("create", "-p", str(tmp_path / "a"), "-y", "onlyfresh", prog=prog,
+                    env=isolated_env)
+    assert proc.returncode == 0, proc.stderr
+    # without 'defaults' in the condarc, the default channels are not searched; with it they are
+    other = conda_root_factory(channels=[fresh_channel.url], name="other")
+    rc.write_text(f"channels: [{channel.url}]\n")
+    proc = other.run("create", "-p", str(tmp_path / "b"), "-y", "onlyfresh", prog=prog,
+                     env=isolated_env)
+    assert proc.returncode == 1 and "onlyfresh" in proc.stderr
+    rc.write_text(f"channels: [{channel.url}, defaults]\n")
+    proc = other.run("create", "-p", str(tmp_path / "b"), "-y", "onlyfresh", prog=prog,
+                     env=isolated_env)
+    assert proc.returncode == 0, proc.stderr
+    rc.write_text("channels: [conda-forge, defaults]\n")
+    proc = root.run("create", "-p", str(tmp_path / "c"), "-y", "tool", prog=prog,
+                    env=isolated_env)
+    assert proc.returncode == 1 and not (tmp_path / "c").exists()
+    assert "conda.anaconda.org/conda-forge" in proc.stderr  # not silently dropped
+    mapped = conda_root_factory(name="mapped", custom_channels={"conda-forge": channel.url})
+    proc = mapped.run("create", "-p", str(tmp_path / "d"), "-y", "tool", prog=prog,
+                      env=isolated_env)
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("prog", ["conda", "micromamba"])
+def test_a_network_channel_beside_a_file_channel_fails(
+    prog: str, conda_root: CondaRoot, isolated_env: Dict[str, str], tmp_path: Path,
+    channel: Channel,
+) -> None:
+    proc = conda_root.run("create", "-p", str(tmp_path / "n"), "-y", "--override-channels",
+                          "-c", channel.url, "-c", "https://example.invalid/ch", "tool",
+                          prog=prog, env=isolated_env)
+    assert proc.returncode == 1 and not (tmp_path / "n").exists()
+    assert "https://example.invalid/ch/" in proc.stderr
 
 
 def test_isolated_env_hides_real_home_and_conda(isolated_env: Dict[str, str]) -> None:

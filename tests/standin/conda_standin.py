@@ -1,21 +1,37 @@
-"""A stand-in for the ``conda`` and ``micromamba`` executables, used by the tests only.
+"""A stand-in for the ``conda``, ``mamba`` and ``micromamba`` executables, used by the tests only.
 
-Real conda cannot be installed on the test machines, so this program accepts real
-conda's command lines and behaves as ``shared/conda-facts.md`` records, quirks
-included (``conda run`` capture mode, no signal forwarding, the ``--json`` traceback
-on a malformed spec, ...).  Packages are solved and installed with py-rattler, fully
-offline, from ``file://`` channels.
+Real conda cannot be installed on the test machines, so this program accepts the real
+programs' command lines and behaves as ``shared/conda-facts.md`` and
+``shared/micromamba-facts.md`` record, quirks included (``conda run`` capture mode, no
+signal forwarding, the ``--json`` traceback on a malformed spec, micromamba's missing
+``list --explicit``, its exit 252 after forwarding SIGTERM, ...).  Packages are solved and
+installed with py-rattler, fully offline, from ``file://`` channels; any other channel
+fails as it would on a machine without network.
 
 It is started by tiny ``#!/bin/sh`` wrappers that a test fixture writes into a fake
 conda root ``ROOT``::
 
     exec "<python>" "<this file>" --standin-root "ROOT" --standin-argv0 "$0" "$@"
 
-The personality (``conda`` or ``micromamba``) is chosen by the basename of ``$0``.
+Personalities, chosen by the basename of ``$0`` (or ``"personality"`` in standin.json,
+for a renamed executable):
+
+* ``conda``: conda 26.x (argparse command line);
+* ``mamba1``: mamba 1.x, conda's command line (``--version`` prints ``mamba X`` and
+  ``conda Y``); only through ``"personality"``;
+* ``micromamba`` (``micromamba*``): libmamba's CLI11 command line, version
+  ``micromamba_version`` (2.0.5 by default; ``1.5.8`` gives 1.5's messages);
+* ``mamba`` (``mamba*``): mamba 2.x, micromamba's command line under the name mamba.
+
 Configuration comes from ``ROOT/standin.json`` (never from ``$HOME``)::
 
     {"channels": ["file:///..."], "pkgs_dir": "...", "envs_dirs": ["ROOT/envs"],
-     "conda_version": "26.7.1", "micromamba_version": "2.3.0", "register_envs": true}
+     "conda_version": "26.7.1", "micromamba_version": "2.0.5", "register_envs": true,
+     "personality": "micromamba", "custom_channels": {"conda-forge": "file:///..."}}
+
+``channels`` play conda's ``defaults``; the ``channels`` of the condarc files the real
+program reads (see :func:`rc_files`) come first, ``defaults`` in them expands to those.
+``custom_channels`` maps a channel name to a URL (conda's setting of that name, simplified).
 
 Every invocation appends one JSON line ``{"argv", "prog", "pid", "ppid", "cwd"}`` to
 ``ROOT/calls.jsonl``.  Only ``create`` imports rattler; every exit goes through
@@ -39,10 +55,11 @@ import tempfile
 import threading
 import traceback
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, NoReturn, Optional, Sequence, Tuple
+from typing import Any, Dict, List, NoReturn, Optional, Sequence, Tuple
 
 DEFAULT_CONDA_VERSION = "26.7.1"
-DEFAULT_MICROMAMBA_VERSION = "2.3.0"
+DEFAULT_MICROMAMBA_VERSION = "2.0.5"
+PERSONALITIES = ("conda", "mamba1", "micromamba", "mamba")
 RUN_ERROR_LOG = (
     "ERROR conda.cli.main_run:execute(148): `conda run {cmd}` failed. (See above for error)"
 )
@@ -67,7 +84,8 @@ def out(text: str = "", end: str = "\n") -> None:
 
 
 def err(text: str = "", end: str = "\n") -> None:
-    """Write to stderr."""
+    """Write to stderr, stdout flushed first: both reach a shared file in the order printed."""
+    sys.stdout.flush()
     sys.stderr.write(text + end)
 
 
@@ -76,7 +94,7 @@ class Config:
     """The stand-in's configuration, read from ``ROOT/standin.json``."""
 
     root: str
-    prog: str  # "conda" or "micromamba"
+    prog: str  # the personality: "conda", "mamba1", "micromamba" or "mamba"
     argv0: str
     channels: List[str] = field(default_factory=list)
     pkgs_dir: str = ""
@@ -85,6 +103,7 @@ class Config:
     micromamba_version: str = DEFAULT_MICROMAMBA_VERSION
     register_envs: bool = True
     add_pip_as_python_dependency: bool = True
+    custom_channels: Dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def load(cls, root: str, argv0: str) -> Config:
@@ -95,11 +114,21 @@ class Config:
             with open(path, encoding="utf-8") as fh:
                 data = json.load(fh)
         base = os.path.basename(argv0)
-        prog = "micromamba" if base.startswith(("micromamba", "mamba")) else "conda"
+        prog = (
+            "micromamba"
+            if base.startswith("micromamba")
+            else "mamba"
+            if base.startswith("mamba")
+            else "conda"
+        )
         prog = data.get("personality") or prog
+        if prog not in PERSONALITIES:
+            raise ValueError(f"unknown personality {prog!r}")
         home = os.environ.get("HOME")
         envs_dirs = data.get("envs_dirs") or [os.path.join(root, "envs")] + (
-            [os.path.join(home, ".conda", "envs")] if home and prog == "conda" else []
+            [os.path.join(home, ".conda", "envs")]
+            if home and prog in ("conda", "mamba1")
+            else []
         )
         return cls(
             root=root,
@@ -112,17 +141,36 @@ class Config:
             micromamba_version=data.get("micromamba_version", DEFAULT_MICROMAMBA_VERSION),
             register_envs=bool(data.get("register_envs", True)),
             add_pip_as_python_dependency=bool(data.get("add_pip_as_python_dependency", True)),
+            custom_channels=dict(data.get("custom_channels", {})),
         )
 
     @property
     def is_mamba(self) -> bool:
-        """True for the micromamba personality."""
-        return self.prog == "micromamba"
+        """True for libmamba's command line (micromamba, mamba 2.x)."""
+        return self.prog in ("micromamba", "mamba")
+
+    @property
+    def mamba_major(self) -> int:
+        """The libmamba major version (1 or 2)."""
+        return int(self.micromamba_version.split(".")[0])
+
+    @property
+    def name(self) -> str:
+        """The program's name in messages."""
+        return "mamba" if self.prog == "mamba1" else self.prog
 
     @property
     def exe(self) -> str:
         """The path of the wrapper for this personality (``CONDA_EXE`` / ``MAMBA_EXE``)."""
-        return os.path.join(self.root, "bin", self.prog)
+        return os.path.join(self.root, "bin", self.name)
+
+    def version_text(self) -> str:
+        """What ``--version`` prints (libmamba: the bare version, mamba 1.x: two lines)."""
+        if self.is_mamba:
+            return self.micromamba_version
+        if self.prog == "mamba1":
+            return f"mamba {self.micromamba_version}\nconda {self.conda_version}"
+        return f"conda {self.conda_version}"
 
 
 def log_call(root: str, prog: str, args: Sequence[str]) -> None:
@@ -242,12 +290,24 @@ def confirm(cfg: Config, question: str = "Proceed ([y]/n)? ", default: bool = Tr
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse with conda's usage-error behaviour (rc 2) or CLI11's for micromamba."""
+    """argparse with conda's usage-error behaviour (rc 2) or CLI11's for libmamba (rc 109).
+
+    CLI11 matches long options exactly: no abbreviations (``--overr``) for libmamba.
+    """
 
     mamba = False
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", not self.mamba)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> NoReturn:
         if self.mamba:
+            prefix = "unrecognized arguments: "
+            if message.startswith(prefix):
+                # CLI11 (ExtrasError) lists the unexpected arguments last one first.
+                extras = message[len(prefix) :].split()
+                message = "The following arguments were not expected: " + " ".join(extras[::-1])
             err(message)
             err("Run with --help for more information.")
             _exit(109)
@@ -279,14 +339,15 @@ def _add_common(p: argparse.ArgumentParser, mamba: bool) -> None:
 
 
 def build_parser(cfg: Config) -> ArgumentParser:
-    """The command line of ``conda`` (or ``micromamba``): the subset the tool may use."""
+    """The command line of the personality: the subset the tool may use."""
     mamba = cfg.is_mamba
     ArgumentParser.mamba = mamba
-    parser = ArgumentParser(prog=cfg.prog, add_help=True)
-    parser.add_argument("-V", "--version", action="store_true")
+    name = cfg.name
+    parser = ArgumentParser(prog=name, add_help=True)
+    parser.add_argument(*([] if mamba else ["-V"]), "--version", action="store_true")
     sub = parser.add_subparsers(dest="cmd", metavar="COMMAND")
 
-    create = sub.add_parser("create", prog=f"{cfg.prog} create")
+    create = sub.add_parser("create", prog=f"{name} create")
     _add_prefix_options(create)
     _add_common(create, mamba)
     create.add_argument("-c", "--channel", action="append", default=[])
@@ -300,7 +361,7 @@ def build_parser(cfg: Config) -> ArgumentParser:
     create.add_argument("--strict-channel-priority", action="store_true")
     create.add_argument("specs", nargs="*")
 
-    run = sub.add_parser("run", prog=f"{cfg.prog} run")
+    run = sub.add_parser("run", prog=f"{name} run")
     _add_prefix_options(run)
     run.add_argument("--cwd")
     if mamba:
@@ -318,29 +379,39 @@ def build_parser(cfg: Config) -> ArgumentParser:
         )
     run.add_argument("executable_call", nargs=argparse.REMAINDER)
 
-    remove = sub.add_parser("remove", aliases=["uninstall"], prog=f"{cfg.prog} remove")
+    remove = sub.add_parser("remove", aliases=["uninstall"], prog=f"{name} remove")
     _add_prefix_options(remove)
     _add_common(remove, mamba)
     remove.add_argument("--all", *(["-a"] if mamba else []), dest="all", action="store_true")
     remove.add_argument("packages", nargs="*")
 
-    env = sub.add_parser("env", prog=f"{cfg.prog} env")
+    env = sub.add_parser("env", prog=f"{name} env")
     env_sub = env.add_subparsers(dest="env_cmd", metavar="COMMAND")
-    env_remove = env_sub.add_parser("remove", prog=f"{cfg.prog} env remove")
+    env_remove = env_sub.add_parser("remove", prog=f"{name} env remove")
     _add_prefix_options(env_remove)
     _add_common(env_remove, mamba)
-    env_list = env_sub.add_parser("list", prog=f"{cfg.prog} env list")
+    env_list = env_sub.add_parser("list", prog=f"{name} env list")
     env_list.add_argument("--json", action="store_true")
+    if mamba:  # micromamba/src/env.cpp (1.x and 2.x): -e/--explicit, "--no-md5,!--md5"
+        export = env_sub.add_parser("export", prog=f"{name} env export")
+        _add_prefix_options(export)
+        export.add_argument("-e", "--explicit", action="store_true")
+        export.add_argument("--no-md5", dest="md5", action="store_false")
+        export.add_argument("--md5", dest="md5", action="store_true")
+        export.add_argument("--json", action="store_true")
 
-    lst = sub.add_parser("list", prog=f"{cfg.prog} list")
+    lst = sub.add_parser("list", prog=f"{name} list")
     _add_prefix_options(lst)
-    lst.add_argument("--explicit", action="store_true")
-    lst.add_argument("--md5", action="store_true")
+    if mamba:  # libmamba <= 2.0.5: `list [regex] [-f]`, no --explicit/--md5
+        lst.add_argument("-f", "--full-name", action="store_true")
+    else:
+        lst.add_argument("--explicit", action="store_true")
+        lst.add_argument("--md5", action="store_true")
     lst.add_argument("--json", action="store_true")
     lst.add_argument("-q", "--quiet", action="store_true")
     lst.add_argument("regex", nargs="?")
 
-    info = sub.add_parser("info", prog=f"{cfg.prog} info")
+    info = sub.add_parser("info", prog=f"{name} info")
     info.add_argument("--json", action="store_true")
     info.add_argument("--base", action="store_true")
     info.add_argument("-e", "--envs", action="store_true")
@@ -405,29 +476,100 @@ def toposort_records(records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
 # --------------------------------------------------------------------------- create
 
 
-def _channel_url(ch: str) -> str:
+def _rc_dir_files(base: str, names: Sequence[str]) -> List[str]:
+    """``base/NAME`` for each name, then ``base/condarc.d/*.yml`` (sorted)."""
+    found = [os.path.join(base, n) for n in names]
+    d = os.path.join(base, "condarc.d")
+    if os.path.isdir(d):
+        found += [os.path.join(d, f) for f in sorted(os.listdir(d)) if f.endswith((".yml", ".yaml"))]
+    return found
+
+
+def rc_files(cfg: Config, root_prefix: Optional[str] = None) -> List[str]:
+    """The condarc files the real program reads, lowest precedence first.
+
+    conda: conda/base/constants.py SEARCH_PATH (``$CONDA_ROOT`` = this root); libmamba:
+    ``compute_default_rc_sources`` (the root prefix's, ``~/.conda``, ``~/.condarc``,
+    ``~/.mambarc``, ``$CONDA_PREFIX``, then ``$CONDARC``/``$MAMBARC``).  The system-wide
+    ``/etc/conda`` and ``/var/lib/conda`` are left out: tests must not depend on the host.
+    """
+    env, home = os.environ, os.path.expanduser("~")
+    names = [".condarc", "condarc"] + ([".mambarc"] if cfg.is_mamba else [])
+    xdg = env.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
+    files = _rc_dir_files(root_prefix or cfg.root, names)
+    files += _rc_dir_files(os.path.join(xdg, "conda"), names)
+    if cfg.is_mamba:
+        files += _rc_dir_files(os.path.join(xdg, "mamba"), names)
+    files += _rc_dir_files(os.path.join(home, ".conda"), names)
+    files += [os.path.join(home, ".condarc")] + (
+        [os.path.join(home, ".mambarc")] if cfg.is_mamba else []
+    )
+    if env.get("CONDA_PREFIX"):
+        files += _rc_dir_files(env["CONDA_PREFIX"], names)
+    files += [env[v] for v in ("CONDARC", "MAMBARC") if env.get(v) and (v == "CONDARC" or cfg.is_mamba)]
+    return [f for f in files if os.path.isfile(f)]
+
+
+def _rc_channels(path: str) -> List[str]:
+    """The ``channels:`` list of a condarc file (block or flow style; the YAML used here)."""
+    with open(path, encoding="utf-8") as fh:
+        lines = fh.read().splitlines()
+    for i, line in enumerate(lines):
+        if not line.startswith("channels:"):
+            continue
+        rest = line[len("channels:") :].split(" #")[0].strip()
+        if rest.startswith("["):
+            return [c.strip().strip("'\"") for c in rest.strip("[]").split(",") if c.strip()]
+        items = []
+        for item in lines[i + 1 :]:
+            text = item.strip()
+            if not text.startswith("- "):
+                break
+            items.append(text[2:].split(" #")[0].strip().strip("'\""))
+        return items
+    return []
+
+
+def configured_channels(cfg: Config, root_prefix: Optional[str] = None) -> List[str]:
+    """The channels of the condarc files (higher precedence first), ``defaults`` expanded."""
+    names: List[str] = []
+    for path in reversed(rc_files(cfg, root_prefix)):
+        names += [c for c in _rc_channels(path) if c not in names]
+    names = names or ["defaults"]
+    result: List[str] = []
+    for c in names:
+        for url in cfg.channels if c == "defaults" else [channel_url(cfg, c)]:
+            if url not in result:
+                result.append(url)
+    return result
+
+
+def channel_url(cfg: Config, ch: str) -> str:
+    """A channel name, path or URL as a URL (``custom_channels`` first, then anaconda.org)."""
+    if ch in cfg.custom_channels:
+        return cfg.custom_channels[ch].rstrip("/")
     if ch.startswith("file:"):
         return ch.rstrip("/")
     if os.path.isabs(ch) or ch.startswith("."):
         return "file://" + os.path.abspath(ch).rstrip("/")
-    return ch
+    if "://" in ch:
+        return ch.rstrip("/")
+    return f"https://conda.anaconda.org/{ch}"
 
 
-def _channel_has(channel_url: str, subdirs: Iterable[str], name: str) -> bool:
-    """Whether a ``file://`` channel's repodata has a package called ``name``."""
-    if not channel_url.startswith("file://"):
-        return False
-    base = channel_url[len("file://") :]
-    for subdir in subdirs:
-        path = os.path.join(base, subdir, "repodata.json")
-        if not os.path.exists(path):
-            continue
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-        for key in ("packages", "packages.conda"):
-            if any(rec.get("name") == name for rec in data.get(key, {}).values()):
-                return True
-    return False
+def unreachable(cfg: Config, url: str) -> StandinError:
+    """A channel that is not ``file://``: the fetch fails as it does without network."""
+    repodata = f"{url}/{_subdir()}/repodata.json"
+    return StandinError(
+        "CondaHTTPError",
+        f"HTTP 000 CONNECTION FAILED for url <{repodata}>\n"
+        "Elapsed: -\n\nAn HTTP error occurred when trying to retrieve this URL.\n"
+        "HTTP errors are often intermittent, and a simple retry will get you on your way.",
+        url=repodata,
+        mamba_lines=[f"error    libmamba Could not resolve host for {repodata}"],
+        mamba_message=f"Multiple errors occurred:\n    Download error (6) Could not resolve "
+        f"hostname [{repodata}]",
+    )
 
 
 def _chan(rec: Any) -> str:
@@ -496,12 +638,20 @@ def _explicit_records(urls: List[str], rattler: Any, asyncio: Any) -> List[Any]:
 
 
 def _missing_specs(
-    rattler: Any, asyncio: Any, channels: List[str], spec_strings: List[str], specs: List[Any]
+    rattler: Any,
+    asyncio: Any,
+    channels: List[str],
+    spec_strings: List[str],
+    specs: List[Any],
+    add_pip: bool,
 ) -> List[str]:
-    """Requested specs (and dependencies of matching records) that match no record at all."""
+    """Requested specs (and dependencies of matching records) that match no record at all.
+
+    With ``add_pip`` (``add_pip_as_python_dependency``), ``python`` depends on ``pip``.
+    """
     gateway = rattler.Gateway()
     platforms = [rattler.Subdir.current(), rattler.Subdir("noarch")]
-    names = sorted({_dep_name(str(s)) for s in specs})
+    names = sorted({_dep_name(str(s)) for s in specs} | ({"pip"} if add_pip else set()))
     result = (
         asyncio.run(gateway.query(channels, platforms, names, recursive=True)) if channels else []
     )
@@ -519,12 +669,20 @@ def _missing_specs(
             missing.append(text)
             continue
         for rec in matching:
-            for dep in rec.depends:
+            extra = ["pip"] if add_pip and rec.name.normalized == "python" else []
+            for dep in [*rec.depends, *extra]:
                 try:
                     todo.append((dep, rattler.MatchSpec(dep, strict=False)))
                 except Exception:
                     pass
     return missing
+
+
+def _mamba_spec(cfg: Config, spec: str) -> str:
+    """A spec as libmamba 2.x prints it in a solver problem (``name =* *``); 1.x as given."""
+    if cfg.mamba_major < 2 or not spec or any(c in spec for c in " =<>!~*["):
+        return spec
+    return f"{spec} =* *"
 
 
 def _not_found(cfg: Config, missing: List[str], channels: List[str]) -> StandinError:
@@ -543,7 +701,10 @@ def _not_found(cfg: Config, missing: List[str], channels: List[str]) -> StandinE
         if len(missing) > 1
         else "    The following package could not be installed"
     ]
-    lines += [f"    └─ {m} does not exist (perhaps a typo or a missing channel)." for m in missing]
+    lines += [
+        f"    └─ {_mamba_spec(cfg, m)} does not exist (perhaps a typo or a missing channel)."
+        for m in missing
+    ]
     return StandinError(
         "PackagesNotFoundInChannelsError",
         message,
@@ -663,6 +824,89 @@ def _write_history(
             fh.write(datetime.datetime.now(datetime.timezone.utc).isoformat() + "\n")
 
 
+def _parse_specs(cfg: Config, spec_strings: List[str], as_json: bool, rattler: Any) -> List[Any]:
+    """MatchSpecs, or the error each program gives for a malformed one."""
+    specs = []
+    for s in spec_strings:
+        try:
+            specs.append(rattler.MatchSpec(s, strict=False))
+        except Exception as exc:
+            if as_json and not cfg.is_mamba:
+                # Quirk of real conda: with --json a malformed spec crashes with a traceback.
+                raise InvalidMatchSpec(f"Invalid spec '{s}': {exc}") from exc
+            name = _dep_name(s.replace(">", " ").replace("<", " ").replace("=", " "))
+            version = s[len(name) :].strip()
+            for op in (">=", "<=", "==", "!=", "~=", ">", "<", "="):
+                if version.startswith(op):
+                    version = version[len(op) :]
+                    break
+            raise StandinError(
+                "InvalidMatchSpec",
+                f"Invalid spec '{s}': {exc}",
+                mamba_message=f'Error parsing version "{version}". '
+                f"Version contains invalid characters in {version}.",
+            ) from exc
+    return specs
+
+
+def _clear_prefix(cfg: Config, prefix: str, yes: bool) -> bool:
+    """Deal with an existing prefix; return whether it still exists (conda keeps a folder)."""
+    if not os.path.lexists(prefix):
+        return False
+    if is_env(prefix):
+        if cfg.is_mamba:  # "Found conda-prefix at '...'. Overwrite?" (-y: yes)
+            if not (yes or confirm(cfg, default=False)):
+                raise StandinError("CondaSystemExit", "Aborting.", mamba_message="Aborting.")
+        elif not yes:
+            err(f"WARNING: A conda environment already exists at '{prefix}'")
+            if not confirm(
+                cfg,
+                "Remove existing environment?\nThis will remove ALL directories contained within "
+                "this specified prefix directory.\n (y/[n])? ",
+                default=False,
+            ):
+                raise StandinError("CondaSystemExit", "Exiting.")
+        shutil.rmtree(prefix)
+        return False
+    if cfg.is_mamba:  # libmamba create: any existing path without conda-meta, even empty
+        raise StandinError(
+            "CondaValueError",
+            "Non-conda folder exists at prefix",
+            mamba_lines=["error    libmamba Non-conda folder exists at prefix"],
+            mamba_message="Aborting.",
+        )
+    return True
+
+
+def _solve(
+    cfg: Config, channels: List[str], spec_strings: List[str], specs: List[Any], progress: bool
+) -> List[Any]:
+    """Solve ``specs`` from ``channels`` (every one ``file://``) or raise conda's error."""
+    import asyncio
+
+    import rattler
+    from rattler.exceptions import SolverError
+
+    add_pip = cfg.add_pip_as_python_dependency
+    try:
+        return asyncio.run(
+            rattler.solve(
+                channels,
+                specs,
+                gateway=rattler.Gateway(),
+                platforms=[str(rattler.Subdir.current()), "noarch"],
+                add_pip_as_python_dependency=add_pip,
+            )
+        )
+    except SolverError as exc:
+        if progress:
+            out("failed\n")
+        missing = _missing_specs(rattler, asyncio, channels, spec_strings, specs, add_pip)
+        if missing:
+            raise _not_found(cfg, missing, channels) from exc
+        raise _unsatisfiable(spec_strings, str(exc)) from exc
+
+
 def cmd_create(cfg: Config, args: argparse.Namespace, raw_args: Sequence[str]) -> int:
     """``create``: solve (or read an explicit list) and install into a new prefix."""
     as_json = bool(args.json)
@@ -672,9 +916,12 @@ def cmd_create(cfg: Config, args: argparse.Namespace, raw_args: Sequence[str]) -
             "CondaValueError", "Value error: one of --prefix or --name must be given"
         )
     prefix = resolve_prefix(cfg, args.prefix, args.name)
-    channels = [_channel_url(c) for c in args.channel]
+    channels = [channel_url(cfg, c) for c in args.channel]
     if not args.override_channels:
-        channels += [c for c in cfg.channels if c not in channels]
+        root_prefix = getattr(args, "root_prefix", None) or (
+            os.environ.get("MAMBA_ROOT_PREFIX") if cfg.is_mamba else None
+        )
+        channels += [c for c in configured_channels(cfg, root_prefix) if c not in channels]
 
     spec_strings = list(args.specs)
     explicit_urls: List[str] = []
@@ -688,88 +935,35 @@ def cmd_create(cfg: Config, args: argparse.Namespace, raw_args: Sequence[str]) -
     import asyncio
 
     import rattler
-    from rattler.exceptions import SolverError
 
-    subdirs = [str(rattler.Subdir.current()), "noarch"]
-    specs = []
-    for s in spec_strings:
-        try:
-            specs.append(rattler.MatchSpec(s, strict=False))
-        except Exception as exc:
-            if as_json and not cfg.is_mamba:
-                # Quirk of real conda: with --json a malformed spec crashes with a traceback.
-                raise InvalidMatchSpec(f"Invalid spec '{s}': {exc}") from exc
-            raise StandinError(
-                "InvalidMatchSpec",
-                f"Invalid spec '{s}': {exc}",
-                mamba_message=f"Found invalid MatchSpec: '{s}' ({exc})",
-            ) from exc
-
-    existed = os.path.lexists(prefix)
-    if existed and is_env(prefix):
-        if cfg.is_mamba:
-            if not (yes or confirm(cfg, default=False)):
-                raise StandinError("CondaSystemExit", "Aborting.")
-        elif not yes:
-            err(f"WARNING: A conda environment already exists at '{prefix}'")
-            if not confirm(
-                cfg,
-                "Remove existing environment?\nThis will remove ALL directories contained within "
-                "this specified prefix directory.\n (y/[n])? ",
-                default=False,
-            ):
-                raise StandinError("CondaSystemExit", "Exiting.")
-        shutil.rmtree(prefix)
-        existed = False
-    elif existed and cfg.is_mamba and os.path.isdir(prefix) and os.listdir(prefix):
-        err("error    libmamba Non-conda folder exists at prefix - aborting.")
-        raise StandinError(
-            "CondaValueError",
-            "Non-conda folder exists at prefix - aborting.",
-            mamba_message="Non-conda folder exists at prefix - aborting.",
-        )
-
-    solvable = [c for c in channels if c.startswith("file://")]
+    specs = _parse_specs(cfg, spec_strings, as_json, rattler)
+    existed = _clear_prefix(cfg, prefix, yes)
     progress = not as_json and not cfg.is_mamba
+    quiet = bool(args.quiet) or as_json
+    if cfg.is_mamba and not quiet and not explicit_urls:
+        out(" ".join(f"{c}/{s}" for c in channels for s in (_subdir(), "noarch")))
     if progress and not explicit_urls:
         out("Channels:")
         for c in channels:
             out(f" - {c}")
         out(f"Platform: {_subdir()}")
-        out("Collecting package metadata (repodata.json): done")
-        out("Solving environment: ", end="")
+        out("Collecting package metadata (repodata.json): ", end="")
         sys.stdout.flush()
+        if any(not c.startswith("file://") for c in channels):
+            out("failed\n")
+    if not explicit_urls:
+        for c in channels:
+            if not c.startswith("file://"):
+                raise unreachable(cfg, c)
+        if progress:
+            out("done\nSolving environment: ", end="")
+            sys.stdout.flush()
     if explicit_urls:
         records = _explicit_records(explicit_urls, rattler, asyncio)
     elif specs:
-        add_pip = cfg.add_pip_as_python_dependency and any(
-            _channel_has(c, subdirs, "pip") for c in solvable
-        )
-        try:
-            records = (
-                asyncio.run(
-                    rattler.solve(
-                        solvable,
-                        specs,
-                        gateway=rattler.Gateway(),
-                        platforms=subdirs,
-                        add_pip_as_python_dependency=add_pip,
-                    )
-                )
-                if solvable
-                else None
-            )
-        except SolverError as exc:
-            if progress:
-                out("failed\n")
-            missing = _missing_specs(rattler, asyncio, solvable, spec_strings, specs)
-            if missing:
-                raise _not_found(cfg, missing, channels) from exc
-            raise _unsatisfiable(spec_strings, str(exc)) from exc
-        if records is None:
-            if progress:
-                out("failed\n")
+        if not channels:
             raise _not_found(cfg, spec_strings, channels)
+        records = _solve(cfg, channels, spec_strings, specs, progress)
         if progress:
             out("done\n")
     else:
@@ -778,33 +972,59 @@ def cmd_create(cfg: Config, args: argparse.Namespace, raw_args: Sequence[str]) -
             out("done\n")
 
     ordered = _toposort_rattler(records)
-    if (not as_json and not args.quiet) or (not as_json and cfg.is_mamba):
+    if not quiet:
         _print_plan(cfg, prefix, spec_strings, ordered, channels)
     if args.dry_run:
-        if as_json:
-            out(
-                json.dumps(
-                    {
-                        "dry_run": True,
-                        "success": True,
-                        "prefix": prefix,
-                        "actions": {"LINK": [_record_info(r) for r in ordered], "PREFIX": prefix},
-                    },
-                    indent=2,
-                    sort_keys=True,
-                )
-            )
-        else:
-            err("\nDryRunExit: Dry run. Exiting.\n")
-        return 0
+        return _dry_run(prefix, ordered, as_json)
     if not yes and not confirm(cfg):
         raise StandinError("CondaSystemExit", "Exiting.")
+    # conda's -q hides the plan only; libmamba's -q prints nothing at all on success.
+    silent = as_json or (cfg.is_mamba and quiet)
+    _install(cfg, prefix, ordered, specs, existed, raw_args, spec_strings, silent)
+    _register_env(cfg, prefix)
+    _report_created(cfg, prefix, ordered, as_json, silent)
+    return 0
+
+
+def _dry_run(prefix: str, ordered: List[Any], as_json: bool) -> int:
+    if as_json:
+        out(
+            json.dumps(
+                {
+                    "dry_run": True,
+                    "success": True,
+                    "prefix": prefix,
+                    "actions": {"LINK": [_record_info(r) for r in ordered], "PREFIX": prefix},
+                },
+                indent=2,
+                sort_keys=True,
+            )
+        )
+    else:
+        err("\nDryRunExit: Dry run. Exiting.\n")
+    return 0
+
+
+def _install(
+    cfg: Config,
+    prefix: str,
+    ordered: List[Any],
+    specs: List[Any],
+    existed: bool,
+    raw_args: Sequence[str],
+    spec_strings: List[str],
+    quiet: bool,
+) -> None:
+    """Link the records into ``prefix`` (a failure removes a prefix that was not there)."""
+    import asyncio
+
+    import rattler
 
     had_cachedir_tag = os.path.exists(os.path.join(prefix, "CACHEDIR.TAG"))
     try:
         os.makedirs(prefix, exist_ok=True)
-        if records:
-            if not as_json and not cfg.is_mamba:
+        if ordered:
+            if not quiet and not cfg.is_mamba:
                 out(
                     "\nDownloading and Extracting Packages:\n\nPreparing transaction: done\n"
                     "Verifying transaction: done\nExecuting transaction: ",
@@ -813,7 +1033,7 @@ def cmd_create(cfg: Config, args: argparse.Namespace, raw_args: Sequence[str]) -
                 sys.stdout.flush()
             asyncio.run(
                 rattler.install(
-                    records,
+                    ordered,
                     prefix,
                     cache_dir=cfg.pkgs_dir,  # type: ignore[arg-type]
                     show_progress=False,
@@ -828,43 +1048,42 @@ def cmd_create(cfg: Config, args: argparse.Namespace, raw_args: Sequence[str]) -
     tag = os.path.join(prefix, "CACHEDIR.TAG")
     if not had_cachedir_tag and os.path.exists(tag):
         os.unlink(tag)
-    _register_env(cfg, prefix)
 
+
+def _report_created(
+    cfg: Config, prefix: str, ordered: List[Any], as_json: bool, quiet: bool
+) -> None:
+    """What each program prints after a successful create."""
     if as_json:
         link = [_record_info(r) for r in ordered]
+        result: Dict[str, Any] = {
+            "actions": {"FETCH": [], "LINK": link, "PREFIX": prefix},
+            "prefix": prefix,
+            "success": True,
+        }
         if cfg.is_mamba:
-            result = {
-                "actions": {"FETCH": [], "LINK": link, "PREFIX": prefix},
-                "dry_run": False,
-                "prefix": prefix,
-                "success": True,
-            }
-        else:
-            result = {
-                "actions": {"FETCH": [], "LINK": link, "PREFIX": prefix},
-                "prefix": prefix,
-                "success": True,
-            }
+            result["dry_run"] = False
         out(json.dumps(result, indent=2, sort_keys=True))
     elif cfg.is_mamba:
+        if quiet:
+            return
         out("Transaction starting")
         for rec in ordered:
             out(f"Linking {rec.name.normalized}-{rec.version}-{rec.build}")
         out(
             "\nTransaction finished\n\nTo activate this environment, use:\n\n"
-            f"    micromamba activate {prefix}\n\n"
+            f"    {cfg.name} activate {prefix}\n\n"
             "Or to execute a single command in this environment, use:\n\n"
-            f"    micromamba run -p {prefix} mycommand\n"
+            f"    {cfg.name} run -p {prefix} mycommand\n"
         )
     else:
-        if records:
+        if ordered:
             out("done")
         out(
             "#\n# To activate this environment, use\n#\n"
-            f"#     $ conda activate {prefix}\n#\n# To deactivate an active environment, use\n#\n"
-            "#     $ conda deactivate\n"
+            f"#     $ conda activate {prefix}\n#\n# To deactivate an active environment, "
+            "use\n#\n#     $ conda deactivate\n"
         )
-    return 0
 
 
 class InvalidMatchSpec(Exception):
@@ -904,6 +1123,8 @@ def _activation_env(cfg: Config, prefix: str) -> Dict[str, str]:
     env["PATH"] = os.pathsep.join(path)
     if os.path.realpath(prefix) == os.path.realpath(cfg.root):
         default_env = "base"
+    elif cfg.is_mamba:  # micromamba run -p P: CONDA_DEFAULT_ENV is the full prefix
+        default_env = prefix
     elif os.path.basename(os.path.dirname(prefix)) == "envs":
         default_env = os.path.basename(prefix)
     else:
@@ -1030,8 +1251,11 @@ def _run_mamba(cfg: Config, args: argparse.Namespace, prefix: str, command: List
             except ProcessLookupError:
                 pass
 
+    terminated: List[int] = []
+
     def on_term(signum: int, frame: Any) -> None:
         # libmamba's run: SIGTERM -> terminate the child, SIGKILL 3 s later.
+        terminated.append(signum)
         try:
             os.kill(proc.pid, signal.SIGTERM)
         except ProcessLookupError:
@@ -1049,6 +1273,9 @@ def _run_mamba(cfg: Config, args: argparse.Namespace, prefix: str, command: List
         except InterruptedError:
             continue
     os.unlink(script)
+    if terminated:  # observed on 2.0.5: the wait is interrupted, micromamba exits 252
+        err("Interrupted system call ; error code 4")
+        return 252
     # reproc reports a signal N as N + 255, which exit() truncates to 8 bits.
     return (255 - rc) & 0xFF if rc < 0 else rc
 
@@ -1091,15 +1318,8 @@ def cmd_list(cfg: Config, args: argparse.Namespace) -> int:
     if not is_env(prefix):
         raise env_not_found(cfg, prefix)
     records = toposort_records(read_records(prefix))
-    if args.explicit:
-        out("# This file may be used to create an environment using:")
-        out("# $ conda create --name <env> --file <this file>")
-        out(f"# platform: {_subdir()}")
-        if not cfg.is_mamba:
-            out(f"# created-by: conda {cfg.conda_version}")
-        out("@EXPLICIT")
-        for r in records:
-            out(r["url"] + (f"#{r['md5']}" if args.md5 and r.get("md5") else ""))
+    if getattr(args, "explicit", False):
+        _print_explicit(records, f"conda {cfg.conda_version}", args.md5)
         return 0
     records.sort(key=lambda r: r["name"])
     if args.json:
@@ -1126,6 +1346,38 @@ def cmd_list(cfg: Config, args: argparse.Namespace) -> int:
     out(f"# {'Name':<23} {'Version':<25} {'Build':>6}  Channel")
     for r in records:
         out(f"{r['name']:<25} {r['version']:<25} {r['build']:>6}  {r.get('channel', '')}")
+    return 0
+
+
+def _print_explicit(records: List[Dict[str, Any]], created_by: str, md5: bool) -> None:
+    """The explicit list: conda's header (``# created-by:`` only from conda), one URL a line."""
+    out("# This file may be used to create an environment using:")
+    out("# $ conda create --name <env> --file <this file>")
+    out(f"# platform: {_subdir()}")
+    if created_by:
+        out(f"# created-by: {created_by}")
+    out("@EXPLICIT")
+    for r in records:
+        out(r["url"] + (f"#{r['md5']}" if md5 and r.get("md5") else ""))
+
+
+def cmd_env_export(cfg: Config, args: argparse.Namespace) -> int:
+    """libmamba's ``env export``: ``--explicit`` (md5 unless ``--no-md5``) or the YAML."""
+    prefix = resolve_prefix(cfg, args.prefix, args.name)
+    if not is_env(prefix):
+        raise env_not_found(cfg, prefix)
+    records = toposort_records(read_records(prefix))
+    if args.explicit:
+        _print_explicit(records, "", args.md5 is not False)
+        return 0
+    out(f"name: {os.path.basename(prefix) if os.path.dirname(prefix) in cfg.envs_dirs else ''}")
+    out("channels:")
+    for channel in sorted({r.get("channel", "") for r in records}):
+        out(f"- {channel}")
+    out("dependencies:")
+    for r in sorted(records, key=lambda r: r["name"]):
+        out(f"- {r['name']}={r['version']}={r['build']}")
+    out()
     return 0
 
 
@@ -1239,12 +1491,12 @@ def main(argv: Sequence[str]) -> int:
         err("conda_standin: --standin-root ROOT is required")
         return 2
     cfg = Config.load(os.path.abspath(root), argv0)
-    log_call(cfg.root, cfg.prog, argv)
+    log_call(cfg.root, cfg.name, argv)
 
     parser = build_parser(cfg)
     args = parser.parse_args(argv)
     if args.version:
-        out(f"conda {cfg.conda_version}" if not cfg.is_mamba else cfg.micromamba_version)
+        out(cfg.version_text())
         return 0
     as_json = bool(getattr(args, "json", False))
     try:
@@ -1257,6 +1509,8 @@ def main(argv: Sequence[str]) -> int:
         if args.cmd == "env":
             if args.env_cmd == "remove":
                 return cmd_remove(cfg, args, whole_env=True)
+            if args.env_cmd == "export":
+                return cmd_env_export(cfg, args)
             if args.env_cmd == "list":
                 envs = _envs(cfg)
                 out(json.dumps({"envs": envs}, indent=2) if args.json else "\n".join(envs))
