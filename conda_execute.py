@@ -3551,6 +3551,7 @@ def _run_in_env(argv: List[str], environ: Dict[str, str], scripts: List[str], sp
     rc = procs[0].returncode
     return (128 - rc if rc < 0 else rc), out
 
+
 def run_windows(cfg: Config, env: Env, argv: List[str]) -> int:
     """On Windows there is no exec: `conda run --no-capture-output` (libmamba: `run`, which
     streams) and pass its exit code. The kind comes from the env's marker (no `--version` on a
