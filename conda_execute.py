@@ -4676,8 +4676,8 @@ def _spec_for_edit(lines: List[str], path: str) -> Spec:
 def _lock_script(target: str, path: str) -> int:
     """A descriptor of TARGET holding its exclusive flock (the file that holds it now)."""
     try:
-        fd = acquire(target, exclusive=True, create=False,
-                     flags=os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        fd = acquire(EnvDir(os.path.dirname(target), -1, ""), os.path.basename(target),
+                     exclusive=True, create=False, flags=os.O_RDWR | O_NOFOLLOW | O_CLOEXEC)
     except OSError as e:
         raise UsageError(f"cannot open: {e.strerror}", path) from None
     assert fd is not None
