@@ -498,11 +498,11 @@ def imports(b: Bench) -> None:
         total = sum(ours[n][0] for n in extra)
         shown = ", ".join(f"{n} ({ours[n][0]} µs)" for n in extra)
         load = module_load_us(b, flags)
-        total += load - ours.get("__future__", (0, 0))[0]  # imported during the load
+        total += load
         print(f"- `python3 {' '.join(flags)} conda-execute.pyz`: {len(ours)} modules "
               f"(null launcher: {len(null)}); beyond the null launcher's: {shown}, "
               f"conda_execute ({load} µs: loaded by __main__ by hand, unseen by importtime; "
-              f"median of 21 runs without it, its __future__ import included); "
+              f"median of 21 runs without it); "
               f"{total / 1000:.1f} ms in all")
     src = (b.source_dir / "conda_execute.py").read_bytes()
     start = time.perf_counter()
