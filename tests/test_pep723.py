@@ -324,6 +324,16 @@ def test_toml_corpus_tomllib():
         assert outcome(m.parse_toml, text) == outcome(m.toml_subset, text), text
 
 
+def test_toml_1_1_escapes_only_in_conda_script_blocks():
+    """\\e and \\xHH are TOML 1.1 (conda-script blocks); a bad \\x is one error, never a crash."""
+    assert m.toml_subset(m.Toml11('a = "\\x41\\e\\x7e"\n'), "s.py", 3) == {"a": "A\x1b~"}
+    for bad in ("\\xZZ", "\\x4", "\\xZ1", "\\x1Z", "\\x"):
+        with raises("Invalid hex value", line=3):
+            m.toml_subset(m.Toml11(f'a = "{bad}"\n'), "s.py", 3)
+        with raises("Unescaped", line=3):  # TOML 1.0 (PEP 723) knows no \\x
+            m.toml_subset(f'a = "{bad}"\n', "s.py", 3)
+
+
 def test_toml_error_lines_are_script_lines():
     text = "dependencies = [\n  \"a\"\n  \"b\",\n]\n"
     for parse in (m.parse_toml, m.toml_subset):

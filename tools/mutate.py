@@ -35,13 +35,14 @@ MODULE = os.path.join(ROOT, "conda_execute.py")
 # name: (words of the section's header in conda_execute.py, the tests that cover it, fast ones)
 SECTIONS = {
     "name": ("The environment's name and place",
-             "tests/test_metadata.py tests/test_core.py -k 'name or identity or dry_run or env_dir'"),
+             "tests/test_metadata.py tests/test_core.py tests/test_reliability.py -k 'name or identity "
+             "or dry_run or env_dir or private or shared_env_dir'"),
     "create": ("Creating the environment, once, under a lock",
                "tests/test_core.py -k 'create or force or incomplete or linking or shared_while "
                "or pip_step or prefix or lock'"),
     "record": ("Recording use", "tests/test_core.py tests/test_metadata.py -k 'usage or json_string'"),
     "activate": ("Activating and running", "tests/test_run.py tests/test_core.py -k "
-                 "'activate or run_with or shebang or inline or exit or signal'"),
+                 "'activate or run_with or shebang or inline or exit or signal or in_use'"),
     "gc": ("Garbage collection and listing", "tests/test_core.py -k 'gc or list'"),
     "block": ("The metadata block", "tests/test_metadata.py tests/test_hostile.py -k 'not readme'"),
     "toml": ("# TOML", "tests/test_pep723.py"),
@@ -158,9 +159,11 @@ def run_tests(tree: str, tests: str, timeout: float) -> str:
                             stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         rc = proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
+    except (subprocess.TimeoutExpired, SystemExit, KeyboardInterrupt) as e:
         os.killpg(proc.pid, signal.SIGKILL)  # pytest and the scripts it started
         proc.wait()
+        if not isinstance(e, subprocess.TimeoutExpired):
+            raise
         return "timeout"
     if rc == 5:
         raise SystemExit(f"no tests selected by: {tests}")
@@ -189,6 +192,9 @@ def main() -> int:
         first, last = (int(n) for n in args.only.split("-"))
     found = list(mutants(text, first, last))
     chosen = found[::max(1, -(-len(found) // args.max))] if args.max else found
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up the scratch copy too
     tree = scratch_copy()
     target = os.path.join(tree, "conda_execute.py")
     try:
