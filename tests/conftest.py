@@ -47,6 +47,12 @@ Fixtures
     ``standin.json`` settings (``personality="micromamba"`` for a renamed executable,
     ``micromamba_version="1.5.8"``, ``custom_channels={...}``).
 
+``backend`` (function, parametrized)
+    :class:`Backend` for each of conda 26, micromamba 2.0.5, mamba 2.x and micromamba 1.5
+    (:data:`BACKENDS`), in its own root: ``id``, ``prog``, ``root``, ``exe``, and
+    ``env_on_path(env)`` (a PATH directory holding only that program). A test taking it runs
+    once per back end (tests/test_backends.py: run, reuse, races, kills, GC, locks, PEP 723).
+
 ``isolated_env`` (function, autouse)
     Every test runs with ``HOME``, ``XDG_{CONFIG,CACHE,DATA,STATE}_HOME`` in tmp dirs,
     ``CONDARC``/``CONDA_*``/``MAMBA_*``/``_CE_*`` removed and no real conda
@@ -379,3 +385,52 @@ def _pythons_here():
         if len(major_minor) == 2 and major_minor >= (3, 8) and os.path.exists(exe):
             found.add(os.path.realpath(exe))
     return sorted(found)
+
+
+# --------------------------------------------------------------------------- back ends
+
+#: The back ends the behaviour tests run on: id -> (program name, standin.json settings).
+#: conda 26 (conda's command line), micromamba 2.0.5 and mamba 2.x (libmamba's), and
+#: micromamba 1.5 (libmamba 1.5's messages). mamba 1.x speaks conda's command line: its kind
+#: detection is tested in test_backends.py.
+BACKENDS = {
+    "conda": ("conda", {}),
+    "micromamba": ("micromamba", {}),
+    "mamba2": ("mamba", {}),
+    "micromamba1.5": ("micromamba", {"micromamba_version": "1.5.8"}),
+}
+
+
+@dataclass
+class Backend:
+    """One package manager personality in its own fake root, alone on a PATH directory."""
+
+    id: str
+    prog: str
+    root: CondaRoot
+
+    @property
+    def exe(self) -> Path:
+        """The program in ``ROOT/bin``."""
+        return self.root.root / "bin" / self.prog
+
+    @property
+    def bindir(self) -> Path:
+        """A directory holding only this program (what PATH finds)."""
+        return self.root.root / f"only-{self.prog}"
+
+    def env_on_path(self, env: Mapping[str, str]) -> Dict[str, str]:
+        """Copy of ``env`` with :attr:`bindir` first on PATH."""
+        return self.root._prepend_path(env, self.bindir)
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def backend(request: pytest.FixtureRequest, conda_root_factory: Callable[..., CondaRoot]
+            ) -> Backend:
+    """Each back end in turn (see :data:`BACKENDS`), with the session's test channel."""
+    prog, settings = BACKENDS[request.param]
+    root = conda_root_factory(name=f"root-{request.param}", **settings)
+    only = root.root / f"only-{prog}"
+    only.mkdir()
+    shutil.copy(root.root / "bin" / prog, only / prog)
+    return Backend(request.param, prog, root)

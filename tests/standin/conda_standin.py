@@ -317,8 +317,11 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def _add_prefix_options(p: argparse.ArgumentParser) -> None:
+    """-p/-n (and libmamba's -r/--root-prefix: init_prefix_options, on every subcommand)."""
     p.add_argument("-p", "--prefix")
     p.add_argument("-n", "--name")
+    if isinstance(p, ArgumentParser) and p.mamba:
+        p.add_argument("-r", "--root-prefix")
 
 
 def _add_common(p: argparse.ArgumentParser, mamba: bool) -> None:
@@ -329,7 +332,6 @@ def _add_common(p: argparse.ArgumentParser, mamba: bool) -> None:
     p.add_argument("--dry-run", *([] if mamba else ["-d"]), action="store_true")
     p.add_argument("-v", "--verbose", action="count", default=0)
     if mamba:
-        p.add_argument("-r", "--root-prefix")
         p.add_argument("--rc-file", action="append")
         p.add_argument("--no-rc", action="store_true")
         p.add_argument("--no-env", action="store_true")
@@ -365,7 +367,6 @@ def build_parser(cfg: Config) -> ArgumentParser:
     _add_prefix_options(run)
     run.add_argument("--cwd")
     if mamba:
-        run.add_argument("-r", "--root-prefix")
         run.add_argument("-a", "--attach")
         run.add_argument("--clean-env", action="store_true")
         run.add_argument("-e", "--env", action="append", default=[])
