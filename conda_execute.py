@@ -252,16 +252,17 @@ def source_from_stdin() -> Source:
     return Source("<stdin>", f"/dev/fd/{fd}", fd=fd)
 
 
-def source_from_url(url: str) -> Source:
+def source_from_url(url: str, allow_http: bool = False) -> Source:
     """Download an http(s) script completely (size cap, time limit) before anything runs.
 
-    The limit is CONDA_EXECUTE_DOWNLOAD_TIMEOUT seconds, else 30 (checked between reads; one
-    read waits at most that long). Redirects may only lead to http(s) URLs.
+    The limit is CONDA_EXECUTE_DOWNLOAD_TIMEOUT seconds, else 30, for the whole download
+    (connecting and the headers included). https:// always; http:// to a loopback host, or
+    anywhere with ALLOW_HTTP; a redirect must lead to a URL these rules accept, and never from
+    https:// to http://.
     """
     import io
 
-    if not url.lower().startswith(("http://", "https://")):
-        raise UsageError("only http:// and https:// URLs are supported", url)
+    check_script_url(url, url, allow_http)
     text = os.environ.get("CONDA_EXECUTE_DOWNLOAD_TIMEOUT", "") or "30"
     try:
         timeout = float(text)
@@ -270,50 +271,54 @@ def source_from_url(url: str) -> Source:
     if not 0 < timeout < 1e6:
         raise UsageError("CONDA_EXECUTE_DOWNLOAD_TIMEOUT must be a number of seconds > 0, "
                          f"got {text!r}")
-
-    def http_only(new: str) -> None:
-        if not new.lower().startswith(("http://", "https://")):
-            raise UsageError(f"download failed: redirected to {new!r}; only http:// and "
-                             "https:// URLs are supported", url)
-
     buf = io.BytesIO()
-    download(url, buf, "script", MAX_REMOTE_BYTES, timeout, timeout, http_only,
+    download(url, buf, "script", MAX_REMOTE_BYTES, timeout, timeout,
+             lambda new: check_script_url(url, new, allow_http),
              lambda reason: UsageError(reason, url))
     fd = _memfile(buf.getvalue())
     return Source(url, f"/dev/fd/{fd}", fd=fd)
+
+
+def check_script_url(url: str, new: str, allow_http: bool) -> None:
+    """Refuse to fetch a script from NEW (URL itself, or where URL redirected to)."""
+    from urllib.parse import urlsplit
+
+    scheme, host = urlsplit(new).scheme.lower(), (urlsplit(new).hostname or "").lower()
+    moved = f"download failed: redirected to {new!r}; " if new != url else ""
+    if scheme not in ("http", "https"):
+        raise UsageError(f"{moved}only http:// and https:// URLs are supported", url)
+    if scheme == "http" and url.lower().startswith("https:"):
+        raise UsageError(f"{moved}an https:// script is never fetched over http://", url)
+    if scheme == "http" and not (allow_http or host in LOOPBACK_HOSTS):
+        raise UsageError(f"{moved}refusing plain http:// to a host other than this machine "
+                         "(use https://, or allow it: --allow-http, CONDA_EXECUTE_ALLOW_HTTP=1 "
+                         "or allow-http: true in a condarc)", url)
 
 
 def download(url: str, out: IO[bytes], what: str, cap: int, timeout: float, deadline: float,
              check_url: Any, fail: Any, progress: Any = None) -> str:
     """Stream URL into OUT; return the sha256 of its bytes. Shared by scripts and the bootstrap.
 
-    TIMEOUT bounds each read, DEADLINE (seconds) the whole download. Each redirect target is
-    given to CHECK_URL(new_url) before it is followed (it raises to refuse it). More than CAP
-    bytes (announced or received) and fewer than Content-Length are errors, reported as
-    FAIL(reason), e.g. "download failed: HTTP 404 Not Found" ("WHAT is larger than ...").
+    TIMEOUT bounds each wait, DEADLINE (seconds) the whole download: connecting, the TLS
+    handshake, the request, the headers and the body. Each redirect target is given to
+    CHECK_URL(new_url) before it is followed (it raises to refuse it). More than CAP bytes
+    (announced or received) and fewer than Content-Length are errors, reported as FAIL(reason),
+    e.g. "download failed: HTTP 404 Not Found" ("WHAT is larger than ...").
     PROGRESS(done, total), if given, is called after each chunk.
     """
     import time
     import urllib.error
-    import urllib.request
-
-    class Checked(urllib.request.HTTPRedirectHandler):
-        def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore
-            check_url(newurl)
-            return super().redirect_request(req, fp, code, msg, headers, newurl)
 
     digest, done, total = _sha256(), 0, None
     end = time.monotonic() + deadline
     too_big = f"{what} is larger than {cap} bytes"
     try:
-        with urllib.request.build_opener(Checked).open(url, timeout=timeout) as response:
+        with _deadline_opener(end, timeout, check_url).open(url) as response:
             length = response.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
             if total is not None and total > cap:
                 raise fail(too_big)
             while True:
-                if time.monotonic() > end:
-                    raise fail(f"download failed: timed out after {deadline:g} s")
                 chunk = response.read1(1 << 16)  # what has arrived: a trickle cannot hide
                 if not chunk:
                     break
@@ -328,14 +333,96 @@ def download(url: str, out: IO[bytes], what: str, cap: int, timeout: float, dead
         raise
     except urllib.error.HTTPError as e:
         raise fail(f"download failed: HTTP {e.code} {e.reason}") from None
-    except (urllib.error.URLError, OSError, ValueError) as e:
-        raise fail(f"download failed: {getattr(e, 'reason', None) or e}") from None
-    except Exception as e:  # http.client.IncompleteRead and friends
-        reason = "truncated" if type(e).__name__ == "IncompleteRead" else type(e).__name__
-        raise fail(f"download failed: {reason}") from None
+    except Exception as e:  # URLError, OSError, http.client.IncompleteRead and friends
+        raise fail(_download_error(e, time.monotonic() >= end, deadline)) from None
     if total is not None and done != total:
         raise fail(f"download truncated ({done} of {total} bytes)")
     return digest.hexdigest()
+
+
+def _download_error(e: Exception, late: bool, deadline: float) -> str:
+    """What went wrong, in a few words."""
+    if late:
+        return f"download failed: timed out after {deadline:g} s"
+    if isinstance(e, (OSError, ValueError)):  # URLError is an OSError
+        return f"download failed: {getattr(e, 'reason', None) or e}"
+    return f"download failed: {'truncated' if type(e).__name__ == 'IncompleteRead' else type(e).__name__}"
+
+
+def _deadline_opener(end: float, timeout: float, check_url: Any) -> Any:
+    """A urllib opener whose every wait on the network ends by END (time.monotonic()).
+
+    Each connect, send and read is given min(TIMEOUT, what is left), so a server trickling its
+    status line, headers or body a byte at a time holds nothing past END. Redirect targets go
+    to CHECK_URL first.
+    """
+    import http.client
+    import socket
+    import time
+    import urllib.request
+
+    def budget() -> float:
+        left = end - time.monotonic()
+        if left <= 0:
+            raise socket.timeout("timed out")
+        return min(timeout, left)
+
+    class Timed:  # mixed into HTTPConnection and HTTPSConnection
+        response_class = _budgeted_response(budget)
+
+        def connect(self) -> None:
+            self.timeout = budget()  # the TCP connect and the TLS handshake
+            super().connect()  # type: ignore
+
+        def send(self, data: Any) -> None:
+            if self.sock:  # type: ignore  # else send() connects first
+                self.sock.settimeout(budget())  # type: ignore
+            super().send(data)  # type: ignore
+
+    def handler(base: Any, conn: Any) -> Any:
+        class Handler(base):  # type: ignore
+            def do_open(self, _: Any, req: Any, **kwargs: Any) -> Any:
+                return super().do_open(type("Conn", (Timed, conn), {}), req, **kwargs)
+        return Handler
+
+    class Checked(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore
+            check_url(newurl)
+            return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+    handlers = [Checked, handler(urllib.request.HTTPHandler, http.client.HTTPConnection)]
+    if hasattr(http.client, "HTTPSConnection"):  # Python built with ssl
+        handlers.append(handler(urllib.request.HTTPSHandler, http.client.HTTPSConnection))
+    return urllib.request.build_opener(*handlers)
+
+
+def _budgeted_response(budget: Any) -> Any:
+    """An HTTPResponse whose every socket read may wait budget() seconds, the reads that
+    http.client makes for the status line and each header line included."""
+    import http.client
+    import io
+
+    class Reader(io.RawIOBase):
+        def __init__(self, raw: Any, sock: Any) -> None:
+            self.raw, self.sock = raw, sock
+
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, b: Any) -> Any:
+            self.sock.settimeout(budget())
+            return self.raw.readinto(b)
+
+        def close(self) -> None:
+            self.raw.close()
+            super().close()
+
+    class Response(http.client.HTTPResponse):
+        def __init__(self, sock: Any, *args: Any, **kwargs: Any) -> None:
+            super().__init__(sock, *args, **kwargs)
+            self.fp = io.BufferedReader(Reader(self.fp.detach(), sock))
+
+    return Response
 
 
 ###############################################################################
@@ -653,8 +740,11 @@ def default_run_with(shebang: str, filename: str, label: str, line: int) -> Tupl
 # The spec's reference regex, one line at a time: the opener, and the closer.
 PEP723_OPENER_RE = (r"# /// ([a-zA-Z0-9-]+)")
 PEP723_CLOSER = "# ///"
-# Memory bound for one block's text (a metadata block is a few hundred bytes).
-PEP723_MAX_CHARS = 1_000_000
+# Bounds on what a block may hold before a TOML parser sees it (a real block is a few hundred
+# bytes): its text, and the parts of one dotted key (tomllib's time and memory grow with their
+# square: 32,700 parts took 20 s and 4 GB).
+PEP723_MAX_CHARS = 64 * 1024
+TOML_MAX_KEY_PARTS = 64
 # Keys of the script block: PEP 723 defines the first three; the tables are ours.
 PEP723_TOP_KEYS = frozenset({"dependencies", "requires-python", "tool"})
 TOOL_CONDA_KEYS = frozenset({"dependencies", "channels"})
@@ -757,6 +847,7 @@ def _end_pep723_block(
 # TOML ########################################################################
 
 TOML_LINE_RE = (r"\(at line (\d+), column \d+\)|\(at end of document\)")
+TOML_SCAN_RE = (r"\"\"\"|'''|[\"'#.\n=,\[\]{}]")  # what starts a string or comment, ends a key
 
 
 def parse_toml(text: str, path: str, first_line: int) -> dict[str, Any]:
@@ -769,6 +860,7 @@ def parse_toml(text: str, path: str, first_line: int) -> dict[str, Any]:
         import tomllib  # novm
     except ImportError:
         return toml_subset(text, path, first_line)
+    _check_key_parts(text, path, first_line)
     try:
         return tomllib.loads(text)
     except RecursionError:
@@ -785,6 +877,50 @@ def parse_toml(text: str, path: str, first_line: int) -> dict[str, Any]:
             offset = text.replace("\r\n", "\n").count("\n")
         message = message[: match.start()].rstrip() if match else message
         raise UsageError(f"invalid TOML in script block: {message}", path, first_line + offset) from None
+
+
+def _check_key_parts(text: str, path: str, first_line: int) -> None:
+    """Refuse a dotted key of more than TOML_MAX_KEY_PARTS parts, before any parser sees it.
+
+    Counts the dots outside strings and comments between two characters that end a key
+    (= , [ ] { } newline): a key's dots, or a float's one. Linear in the text.
+    """
+    scan, dots, pos = _rx(TOML_SCAN_RE), 0, 0
+    while True:
+        match = scan.search(text, pos)
+        if not match:
+            return
+        token, pos = match.group(), match.end()
+        if token == ".":
+            dots += 1
+            if dots >= TOML_MAX_KEY_PARTS:
+                raise UsageError(f"script block: a key of more than {TOML_MAX_KEY_PARTS} "
+                                 "dotted parts", path, first_line + text.count("\n", 0, pos))
+        elif token == "#":
+            pos = text.find("\n", pos)
+            if pos < 0:
+                return
+        elif token[0] in "\"'":
+            pos = _toml_string_end(text, pos, token)
+        else:
+            dots = 0
+
+
+def _toml_string_end(text: str, pos: int, quote: str) -> int:
+    """The position after the string that QUOTE opened just before POS (or the text's end)."""
+    while True:
+        end = text.find(quote, pos)
+        if end < 0:
+            return len(text)
+        slash = end
+        while quote[0] == '"' and text[slash - 1] == "\\":  # the opening quote stops this
+            slash -= 1
+        if (end - slash) % 2 == 0:  # not escaped
+            pos = end + len(quote)
+            for _ in range(2 if len(quote) == 3 else 0):  # """a""""" is a"" and its closer
+                pos += text.startswith(quote[0], pos)
+            return pos
+        pos = end + 1
 
 
 # A TOML reader for Python 3.8-3.10, shaped like tomli (hukkin/tomli, MIT) and
@@ -824,14 +960,17 @@ class _TomlError(Exception):
 class _TomlDoc(NamedTuple):
     """The document being built, and the namespaces that can no longer be opened.
 
-    `explicit`: tables opened by a header, or by dotted keys in an earlier section;
-    `frozen`: inline tables and arrays (and everything under them);
+    `flags`: a tree of keys ([flags, {part: node}] nodes, so that a key costs its length, not
+    the number of keys seen) marking EXPLICIT tables (opened by a header, or by dotted keys in
+    an earlier section) and FROZEN ones (inline tables and arrays, and everything under them);
     `pending`: dotted-key tables that become explicit at the next header.
     """
     data: dict[str, Any]
-    explicit: set[Key]
-    frozen: set[Key]
+    flags: list
     pending: set[Key]
+
+
+TOML_EXPLICIT, TOML_FROZEN = 1, 2
 
 
 def toml_subset(text: str, path: str, first_line: int) -> dict[str, Any]:
@@ -841,6 +980,7 @@ def toml_subset(text: str, path: str, first_line: int) -> dict[str, Any]:
     the TOML line of the problem; dates and times are "unsupported TOML".
     """
     src = type(text)(text.replace("\r\n", "\n"))  # keeps a Toml11 a Toml11
+    _check_key_parts(src, path, first_line)
     try:
         return _toml_document(src)
     except RecursionError:
@@ -853,7 +993,7 @@ def toml_subset(text: str, path: str, first_line: int) -> dict[str, Any]:
 
 def _toml_document(src: str) -> dict[str, Any]:
     """Parse statements (usually one a line) until the end of the source."""
-    doc = _TomlDoc({}, set(), set(), set())
+    doc = _TomlDoc({}, [0, {}], set())
     header: Key = ()
     pos = 0
     while True:
@@ -869,7 +1009,8 @@ def _toml_document(src: str) -> dict[str, Any]:
             pos = _key_value_rule(src, pos, doc, header)
             pos = _skip_chars(src, pos, TOML_WS)
         elif char == "[":
-            doc.explicit.update(doc.pending)
+            for key in doc.pending:
+                _mark(doc.flags, key, TOML_EXPLICIT)
             doc.pending.clear()
             if src.startswith("[[", pos):
                 pos, header = _array_table_rule(src, pos, doc)
@@ -925,8 +1066,38 @@ def _skip_array_ws(src: str, pos: int) -> int:
 
 
 def _is_frozen(frozen: set[Key], key: Key) -> bool:
-    """Whether key is an inline table or array, or lies inside one."""
+    """Whether key is an inline table or array, or lies inside one (within an inline table)."""
     return any(key[:i] in frozen for i in range(1, len(key) + 1))
+
+
+def _mark(flags: list, key: Key, flag: int) -> None:
+    """Set FLAG on KEY in the tree of flags (see _TomlDoc)."""
+    node = flags
+    for part in key:
+        node = node[1].setdefault(part, [0, {}])
+    node[0] |= flag
+
+
+def _marked(flags: list, key: Key, flag: int, inherited: bool = False) -> bool:
+    """Whether KEY has FLAG (with INHERITED: or one of the tables above it has)."""
+    node = flags
+    for part in key:
+        node = node[1].get(part)
+        if node is None:
+            return False
+        if inherited and node[0] & flag:
+            return True
+    return bool(node[0] & flag)
+
+
+def _unmark(flags: list, key: Key) -> None:
+    """Forget the flags of KEY and of everything under it."""
+    node = flags
+    for part in key[:-1]:
+        node = node[1].get(part)
+        if node is None:
+            return
+    node[1].pop(key[-1], None)
 
 
 def _get_or_create_nest(data: dict[str, Any], key: Key, access_lists: bool = True) -> dict[str, Any]:
@@ -944,9 +1115,9 @@ def _get_or_create_nest(data: dict[str, Any], key: Key, access_lists: bool = Tru
 def _table_rule(src: str, pos: int, doc: _TomlDoc) -> tuple[int, Key]:
     """`[a.b]`: open table a.b, which must not be open already."""
     pos, key = _parse_key(src, _skip_chars(src, pos + 1, TOML_WS))
-    if key in doc.explicit or _is_frozen(doc.frozen, key):
+    if _marked(doc.flags, key, TOML_EXPLICIT) or _marked(doc.flags, key, TOML_FROZEN, True):
         raise _TomlError(pos, f"Cannot declare {'.'.join(key)} twice")
-    doc.explicit.add(key)
+    _mark(doc.flags, key, TOML_EXPLICIT)
     try:
         _get_or_create_nest(doc.data, key)
     except KeyError:
@@ -959,11 +1130,10 @@ def _table_rule(src: str, pos: int, doc: _TomlDoc) -> tuple[int, Key]:
 def _array_table_rule(src: str, pos: int, doc: _TomlDoc) -> tuple[int, Key]:
     """`[[a.b]]`: append a table to the array a.b and open it."""
     pos, key = _parse_key(src, _skip_chars(src, pos + 2, TOML_WS))
-    if _is_frozen(doc.frozen, key):
+    if _marked(doc.flags, key, TOML_FROZEN, True):
         raise _TomlError(pos, f"Cannot mutate immutable namespace {'.'.join(key)}")
-    for flags in (doc.explicit, doc.frozen):  # a fresh table: forget what was under key
-        flags.difference_update([k for k in flags if k[: len(key)] == key])
-    doc.explicit.add(key)
+    _unmark(doc.flags, key)  # a fresh table: forget what was under key
+    _mark(doc.flags, key, TOML_EXPLICIT)
     try:
         cont = _get_or_create_nest(doc.data, key[:-1])
         tables = cont.setdefault(key[-1], [])
@@ -982,10 +1152,10 @@ def _key_value_rule(src: str, pos: int, doc: _TomlDoc, header: Key) -> int:
     pos, key, value = _parse_key_value_pair(src, pos)
     parent = header + key[:-1]
     for i in range(1, len(key)):
-        if header + key[:i] in doc.explicit:
+        if _marked(doc.flags, header + key[:i], TOML_EXPLICIT):
             raise _TomlError(pos, f"Cannot redefine namespace {'.'.join(header + key[:i])}")
         doc.pending.add(header + key[:i])
-    if _is_frozen(doc.frozen, parent):
+    if _marked(doc.flags, parent, TOML_FROZEN, True):
         raise _TomlError(pos, f"Cannot mutate immutable namespace {'.'.join(parent)}")
     try:
         nest = _get_or_create_nest(doc.data, parent)
@@ -994,7 +1164,7 @@ def _key_value_rule(src: str, pos: int, doc: _TomlDoc, header: Key) -> int:
     if key[-1] in nest:
         raise _TomlError(pos, "Cannot overwrite a value")
     if isinstance(value, (dict, list)):
-        doc.frozen.add(header + key)
+        _mark(doc.flags, header + key, TOML_FROZEN)
     nest[key[-1]] = value
     return pos
 
@@ -1895,13 +2065,18 @@ class Config(NamedTuple):
     bootstrap_timeout: float = BOOTSTRAP_TIMEOUT
     manager: str = ""  # the package manager load_config found ("" = none: search again)
     platform: str = ""  # envs are made for it (CONDA_SUBDIR, else this machine's platform)
+    allow_http: bool = False  # fetch http:// script URLs from hosts other than this machine
 
 
 def _which(name: str, path: Optional[str] = None) -> Optional[str]:
-    """Like shutil.which, without importing shutil."""
+    """Like shutil.which, without importing shutil; only PATH's absolute dirs are searched.
+
+    An empty or relative PATH entry means the current directory, whatever it is: never a
+    place to take the package manager (or run_with's program) from.
+    """
     for d in (path if path is not None else os.environ.get("PATH", "")).split(os.pathsep):
-        candidate = os.path.join(d or ".", name)
-        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+        candidate = os.path.join(d, name)
+        if os.path.isabs(d) and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
             return candidate
     return None
 
@@ -1990,7 +2165,7 @@ def _rc_files(base: str) -> List[str]:
 
 
 RC_KEYS = frozenset({"env-dir", "remove-if-unused-for", "allow-shared-env-dir", "bootstrap",
-                     "micromamba-url", "micromamba-sha256", "bootstrap-timeout"})
+                     "micromamba-url", "micromamba-sha256", "bootstrap-timeout", "allow-http"})
 
 
 def read_condarc(path: str) -> Dict[str, Field]:
@@ -2046,7 +2221,7 @@ def _flag(value: str, label: str, line: int = 0) -> bool:
 
 
 def load_config(env_dir: str = "", conda: str = "", shared_ok: bool = False,
-                bootstrap: Optional[bool] = None) -> Config:
+                bootstrap: Optional[bool] = None, allow_http: bool = False) -> Config:
     """Settings, first set wins: the command line, environment variables, condarc, defaults."""
     env = os.environ
     conda = conda or env.get("CONDA_EXECUTE_CONDA", "")
@@ -2078,10 +2253,13 @@ def load_config(env_dir: str = "", conda: str = "", shared_ok: bool = False,
     timeout = setting("CONDA_EXECUTE_BOOTSTRAP_TIMEOUT", "bootstrap-timeout")
     seconds = _number(timeout[0], "bootstrap-timeout", "seconds", *timeout[1:]) if timeout \
         else BOOTSTRAP_TIMEOUT
+    http = setting("CONDA_EXECUTE_ALLOW_HTTP", "allow-http")
+    allow_http = allow_http or (_flag(*http) if http else False)
     # The real path: what private_dir checks is what every later step names.
     return Config(os.path.realpath(_expand(chosen_dir)), hours, conda, shared_ok, bootstrap,
                   refused_by, _expand(url[0]) if url else "", pin[0] if pin else "",
-                  seconds or 0.001, manager or "", env_platform())
+                  seconds or 0.001, manager or "", env_platform(),
+                  allow_http)
 
 
 def _bootstrap_setting(given: Optional[bool], flag: Optional[Tuple[str, str, int]]
@@ -3378,8 +3556,23 @@ def env_vars(prefix: str) -> Dict[str, str]:
         data = _read_json_object(path)
         data = data.get("env_vars", {}) if path == state else data
         if isinstance(data, dict):
-            found.update({str(k): str(v) for k, v in data.items()})
+            for name, value in data.items():
+                found[_env_var(str(name), str(value), path)] = str(value)
     return {k.upper(): v for k, v in found.items() if v != UNSET}
+
+
+def _env_var(name: str, value: str, path: str) -> str:
+    """NAME, if NAME=VALUE can be put in an environment (execve would refuse it)."""
+    try:
+        os.fsencode(name + value)
+        ok = bool(name) and "=" not in name and "\0" not in name + value
+    except UnicodeError:  # a lone surrogate from JSON's \ud800
+        ok = False
+    if not ok:
+        raise UsageError(f"environment variable {name!r} cannot be set (an empty name, '=' in "
+                         "the name, or a NUL or unencodable character)", path,
+                         code=EXIT_CREATE_FAILED)
+    return name
 
 
 def _read_json_object(path: str) -> dict:
@@ -3917,11 +4110,12 @@ def format_list(infos: List[EnvInfo], now: float) -> str:
     rows = [("NAME", "PLATFORM", "LAST USED", "SIZE", "SPECS", "SCRIPT")]
     for info in sorted(infos, key=lambda i: -i.last_used):
         size = info.marker.get("size")
-        specs = " ".join(info.marker.get("env", [])) if info.complete else "(incomplete)"
+        specs = _shown(info.marker.get("env", [])) if info.complete else "(incomplete)"
         if info.marker.get("channels"):
-            specs += "  [" + " ".join(info.marker["channels"]) + "]"
+            specs += "  [" + _shown(info.marker["channels"]) + "]"
         rows.append((info.name, info.platform, _ago(now - info.last_used),
-                     _human_size(size) if isinstance(size, int) else "?", specs, info.script))
+                     _human_size(size) if isinstance(size, int) else "?", specs,
+                     _shown(info.script)))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     return "".join("  ".join(c.ljust(w) for c, w in zip(r[:5], widths)) + "  " + r[5] + "\n"
                    for r in rows)
@@ -3943,6 +4137,13 @@ def list_json(infos: List[EnvInfo]) -> str:
             "last_used": info.last_used, "size": size if isinstance(size, int) else None,
             "last_script": info.script}) + "\n")
     return "".join(lines)
+
+
+def _shown(value: Any) -> str:
+    """VALUE (a list: its items, space-separated) for a terminal: control characters, which
+    could move the cursor or rewrite the screen, shown as \\xNN."""
+    text = " ".join(map(str, value)) if isinstance(value, list) else str(value)
+    return text.translate({c: f"\\x{c:02x}" for c in (*range(32), *range(0x7F, 0xA0))})
 
 
 def _ago(seconds: float) -> str:
@@ -4854,6 +5055,8 @@ options:
                            'bootstrap: false' in a condarc)
   --bootstrap              download it even if CONDA_EXECUTE_BOOTSTRAP or a condarc refuses
   --allow-shared-env-dir   accept an env dir that other users can write to
+  --allow-http             fetch an http:// SCRIPT URL from another host (plain http can be
+                           altered on the way; also CONDA_EXECUTE_ALLOW_HTTP=1)
   -q, --quiet              no progress output (errors still shown)
   -v, --verbose            say what is done
   -h, --help               show this help
@@ -4871,7 +5074,8 @@ LIST_OPTIONS = {"--spec", "--channel", "--with"}  # repeatable: every value is k
 FLAG_OPTIONS = {"-f", "--force-env", "--prefix", "--dry-run", "--list", "--gc", "-q", "--quiet",
                 "-v", "--verbose", "-h", "--help", "--version", "--allow-shared-env-dir",
                 "--lock", "--locked", "--upgrade", "--bootstrap", "--no-bootstrap", "--json",
-                "--init", "--add", "--remove", "--pypi"}
+                "--init", "--add", "--remove", "--pypi",
+                "--allow-http"}
 ALIASES = {"-f": "--force-env", "-q": "--quiet", "-v": "--verbose", "-h": "--help",
            "-s": "--spec"}
 
@@ -4918,7 +5122,7 @@ def parse_args(argv: List[str]) -> Args:
     return Args(options, script, argv[i + 1:], lists)
 
 
-def make_source(args: Args) -> Source:
+def make_source(args: Args, allow_http: bool = False) -> Source:
     if "-c" in args.options:
         return Source("<-c>", "", inline=args.options["-c"])
     script = args.script or ""
@@ -4926,7 +5130,7 @@ def make_source(args: Args) -> Source:
         return source_from_stdin()
     scheme, sep, _ = script.partition("://")
     if sep and scheme.isalpha():
-        return source_from_url(script)
+        return source_from_url(script, allow_http)
     return Source(script, script)
 
 
@@ -4966,7 +5170,7 @@ def _main(argv: List[str]) -> int:
     cfg = load_config(opts.get("--env-dir", ""), opts.get("--conda", ""),
                       "--allow-shared-env-dir" in opts,
                       True if "--bootstrap" in opts else False if "--no-bootstrap" in opts
-                      else None)
+                      else None, "--allow-http" in opts)
     if "--list" in opts or "--gc" in opts:
         return _manage(cfg, args)
     tool = check_ad_hoc(args)
@@ -4978,7 +5182,7 @@ def _main(argv: List[str]) -> int:
         raise UsageError("--upgrade goes with --lock")
     if "--upgrade" in opts and "--locked" in opts:
         raise UsageError("--locked does not go with --lock --upgrade (which rewrites the lock)")
-    source = tool_source(args) if tool else make_source(args)
+    source = tool_source(args) if tool else make_source(args, cfg.allow_http)
     spec = tool_spec(args, source) if tool else load_spec(source)
     is_file = not (tool or source.inline or source.fd >= 0)
     if is_file and not ("--lock" in opts and "--upgrade" in opts):

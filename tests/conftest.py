@@ -434,3 +434,13 @@ def backend(request: pytest.FixtureRequest, conda_root_factory: Callable[..., Co
     only.mkdir()
     shutil.copy(root.root / "bin" / prog, only / prog)
     return Backend(request.param, prog, root)
+def trickle(handler: Any, head: bytes, release: Any, every: float) -> None:
+    """From an http.server HANDLER: send HEAD raw, then a byte every EVERY seconds until
+    RELEASE (a threading.Event) is set or the client has gone; then close."""
+    handler.wfile.write(head)
+    try:
+        while not release.wait(every):
+            handler.wfile.write(b"a")
+    except OSError:  # the client gave up
+        pass
+    handler.close_connection = True

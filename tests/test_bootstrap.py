@@ -26,6 +26,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STANDIN = os.path.join(ROOT, "tests", "standin", "conda_standin.py")
 sys.path.insert(0, ROOT)
+from conftest import trickle  # noqa: E402
 from test_project import readme_commands  # noqa: E402
 
 import conda_execute  # noqa: E402
@@ -60,6 +61,9 @@ class Server:
                     self.send_error(404, "Not Found")
                     return
                 kind, data = route
+                if kind == "trickle-headers":  # a header's byte every 0.1 s, never ending
+                    trickle(self, b"HTTP/1.0 200 OK\r\nX-Slow: ", outer.release, 0.1)
+                    return
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-tar")
                 self.send_header("Content-Length", str(len(data)))
@@ -305,6 +309,8 @@ BAD = {
                      "ok", {}, "the extracted micromamba does not run"),
     "timeout": (micromamba_archive, "stall", {"CONDA_EXECUTE_BOOTSTRAP_TIMEOUT": "0.5"},
                 "timed out"),
+    "trickled-headers": (micromamba_archive, "trickle-headers",  # held it forever, 1 s a read
+                         {"CONDA_EXECUTE_BOOTSTRAP_TIMEOUT": "0.3"}, "timed out after 3 s"),
 }
 
 

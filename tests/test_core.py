@@ -1134,3 +1134,81 @@ def test_url_with_a_query_string_still_gets_its_runner_from_the_extension(shared
         proc = shared.tool.run(f"{base}/remote.sh?raw=1", "x")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("shell: /dev/fd/") and proc.stdout.endswith(" x\ntool 2.0\n")
+
+
+# ------------------------------------------------------------------ issue 17, item 8
+
+
+def test_bad_env_var_from_the_environment_is_one_line(ce, tmp_path):
+    """execve refuses these: a traceback before; now FILE: message, exit 70, nothing runs."""
+    script = write(tmp_path / "s.sh", "# conda execute\n# env: [mylib]\necho ran\n")
+    assert ce.run(script).stdout == "ran\n"
+    prefix = ce.prefix_of(script)
+    pkg = os.path.join(prefix, "etc", "conda", "env_vars.d", "bad.json")
+    state = os.path.join(prefix, "conda-meta", "state")
+    os.makedirs(os.path.dirname(pkg), exist_ok=True)
+    for path, wrap in ((pkg, lambda d: d), (state, lambda d: {"env_vars": d})):
+        for name, value in (("A=B", "x"), ("NUL", "a\0b"), ("", "x"), ("LONE", "\ud800")):
+            with open(path, "w") as f:
+                json.dump(wrap({"GOOD": "1", name: value}), f)
+            err = one_line_error(ce.run(script), 70)
+            assert err.startswith(f"{path}: environment variable {name!r} cannot be set"), err
+        os.unlink(path)
+    assert ce.run(script).stdout == "ran\n"
+
+
+def test_unset_marker_masks_a_package_value_and_keeps_an_inherited_one(ce, tmp_path):
+    """'***unset***' (conda env config vars unset) as conda's activate reads it
+    (conda/activate.py _build_activate_stack; test_build_activate_dont_activate_unset_var):
+    the variable is left out of what activation exports, so a package's value is masked, and
+    a value the caller already has is neither exported nor unset: it stays."""
+    script = write(tmp_path / "s.sh", "# conda execute\n# env: [mylib]\n"
+                   'echo "PKG=${PKG-unset} MINE=${MINE-unset}"\n')
+    assert ce.run(script).returncode == 0
+    prefix = ce.prefix_of(script)
+    os.makedirs(os.path.join(prefix, "etc", "conda", "env_vars.d"), exist_ok=True)
+    with open(os.path.join(prefix, "etc", "conda", "env_vars.d", "p.json"), "w") as f:
+        json.dump({"PKG": "from-package", "MINE": "from-package"}, f)
+    with open(os.path.join(prefix, "conda-meta", "state"), "w") as f:
+        json.dump({"env_vars": {"PKG": "***unset***", "MINE": "***unset***"}}, f)
+    proc = ce.run(script, env=dict(ce.env, MINE="inherited"))
+    assert proc.stdout == "PKG=unset MINE=inherited\n", proc.stderr
+
+
+def test_list_shows_control_characters_escaped(ce, tmp_path):
+    """Markers and the log are files others may write (a shared env dir): --list printed
+    their bytes raw (terminal escapes), and a marker's non-list env was a traceback."""
+    script = write(tmp_path / "s\x1b[2J\x07.sh", "# conda execute\n# env: [mylib]\necho ran\n")
+    assert ce.run(script).stdout == "ran\n"
+    platform_dir = os.path.dirname(ce.prefix_of(script))  # ENV_DIR/PLATFORM
+    planted = os.path.join(platform_dir, "0123456789abcdef0123")
+    os.makedirs(os.path.join(planted, "conda-meta"))
+    with open(os.path.join(planted, MARKER), "w") as f:
+        json.dump({"env": ["x\x1b]0;title\x07", 3], "channels": "c\x9b31m", "size": 1}, f)
+    with open(os.path.join(platform_dir, "usage.jsonl"), "a") as f:
+        f.write(json.dumps({"time": time.time(), "env": "0123456789abcdef0123",
+                            "script": "/tmp/evil\n\rfake row"}) + "\n")
+    proc = ce.run("--list")
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert not set(proc.stdout) & (set(map(chr, range(32))) - {"\n"} | set(map(chr, range(127, 160))))
+    rows = proc.stdout.splitlines()
+    assert len(rows) == 3, rows
+    assert any(r.endswith(str(tmp_path) + "/s\\x1b[2J\\x07.sh") for r in rows), rows
+    assert any("x\\x1b]0;title\\x07 3  [c\\x9b31m]" in r and r.endswith("/tmp/evil\\x0a\\x0dfake row")
+               for r in rows), rows
+
+
+@pytest.mark.parametrize("entry", ["", ".", "bin"])
+def test_a_relative_path_entry_never_finds_the_package_manager(pyz, isolated_env, tmp_path, entry):
+    """PATH=':/usr/bin' made ./conda (in whatever dir the user stood) the package manager."""
+    work = tmp_path / "work"
+    (work / "bin").mkdir(parents=True)
+    canary = tmp_path / "canary"
+    for d in (work, work / "bin"):
+        write(d / "conda", f"#!/bin/sh\ntouch {canary}\nexit 1\n", mode=0o755)
+    write(work / "s.py", PY)
+    env = dict(isolated_env, PATH=entry + os.pathsep + isolated_env["PATH"])
+    proc = subprocess.run([sys.executable, pyz, "s.py"], cwd=work, env=env, capture_output=True,
+                          text=True, timeout=120)
+    one_line_error(proc, 69)
+    assert not canary.exists()

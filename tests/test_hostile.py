@@ -13,11 +13,14 @@ import json
 import os
 import re
 import socket
+import ssl
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
+from conftest import trickle
 
 import conda_execute
 
@@ -132,6 +135,10 @@ CASES = [
      + "# entrypoint = 'x'\n" + CE, 5, "a conda-script block after a PEP 723 script block"),
     ("cs-and-pep723-line", CS + "# entrypoint = 'x'\n" + CE + "# /// script\n", 5,
      "a PEP 723 '# /// script' line after a conda-script block"),
+    ("pep723-32700-part-key", "# /// script\n# " + "a." * 32_699 + "a = 1\n# ///\n", 2,
+     "a key of more than 64 dotted parts"),  # was 20 s and 4 GB in tomllib
+    ("pep723-77kB-block", "# /// script\n" + "".join(f"# [[a{i}]]\n" for i in range(7_000))
+     + "# ///\n", 1, "script block longer than 65536 characters"),
     ("shebang-is-us-no-extension", "#!/usr/bin/env conda-execute\n" + H + "# env: [python]\n",
      2, "cannot tell how to run"),
 ]
@@ -251,22 +258,32 @@ SCRIPT_BODY = (H + "# env: [python]\n# run_with: [python]\nprint('remote ran')\n
 
 
 class Server:
-    """A loopback http.server whose routes the tests set: path -> handler(request)."""
+    """A loopback http.server whose routes the tests set: path -> handler(request).
 
-    def __init__(self):
-        self.routes, self.release = {}, threading.Event()
+    HOST may be another loopback address (127.0.0.2: a host the tool must not treat as this
+    machine); TLS = (cert, key) makes it an https server. `hits` lists the paths requested.
+    """
+
+    def __init__(self, host="127.0.0.1", tls=None):
+        self.routes, self.release, self.hits = {}, threading.Event(), []
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
+                server.hits.append(self.path)
                 server.routes[self.path](self)
 
             def log_message(self, *args):
                 pass
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = http.server.ThreadingHTTPServer((host, 0), Handler)
         self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        if tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+        scheme = "https" if tls else "http"
+        self.url = f"{scheme}://{host}:{self.httpd.server_address[1]}"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def close(self):
@@ -327,6 +344,78 @@ def test_redirect_to_another_scheme_is_refused(run, conda_root, server):
         listener.close()
     assert proc.returncode == 2 and "redirected to" in proc.stderr, proc.stderr
     assert proc.stderr.count("\n") == 1 and conda_root.calls() == []
+
+
+@pytest.mark.parametrize("where", ["status-line", "headers"])
+def test_trickled_status_line_or_headers_hit_the_total_time_limit(run, conda_root, server, where):
+    """A byte every 0.2 s of the headers held a 2 s limit forever (each read was quick)."""
+    head = b"HTTP/1.0 200 OK\r\nX-Slow: " if where == "headers" else b"HTTP/1.0 200 "
+    server.routes["/trickle"] = lambda h: trickle(h, head, server.release, 0.2)
+    start = time.monotonic()
+    proc = run(server.url + "/trickle", extra_env={"CONDA_EXECUTE_DOWNLOAD_TIMEOUT": "2"})
+    print(f"\nFIGURE trickled {where}, limit 2 s: gave up after {time.monotonic() - start:.2f} s")
+    assert proc.returncode == 2 and proc.stderr == \
+        f"{server.url}/trickle: download failed: timed out after 2 s\n", proc.stderr
+    assert conda_root.calls() == []
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory):
+    """A self-signed certificate for 127.0.0.1: (cert, key); the tool trusts it by SSL_CERT_FILE."""
+    d = tmp_path_factory.mktemp("tls")
+    cert, key = str(d / "cert.pem"), str(d / "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", key, "-out", cert], check=True, capture_output=True)
+    return cert, key
+
+
+@pytest.fixture
+def https_server(tls):
+    s = Server(tls=tls)
+    yield s
+    s.close()
+
+
+def test_https_script_is_never_fetched_over_http(run, conda_root, server, https_server, tls):
+    server.routes["/s.py"] = _send(SCRIPT_BODY)
+    https_server.routes["/s.py"] = _send(SCRIPT_BODY)
+    https_server.routes["/to-https"] = _send(b"", status=302, headers=[
+        ("Location", https_server.url + "/s.py")])
+    https_server.routes["/to-http"] = _send(b"", status=302, headers=[
+        ("Location", server.url + "/s.py")])
+    trust = {"SSL_CERT_FILE": tls[0]}
+    for path in ("/s.py", "/to-https"):  # https, and a redirect within https: both run
+        proc = run(https_server.url + path, extra_env=trust)
+        assert proc.returncode == 0 and proc.stdout == "remote ran\n", proc.stderr
+    proc = run(https_server.url + "/to-http", extra_env=trust)
+    assert proc.returncode == 2 and proc.stderr == (
+        f"{https_server.url}/to-http: download failed: redirected to {server.url + '/s.py'!r}; "
+        "an https:// script is never fetched over http://\n")
+    assert server.hits == [] and len(conda_root.calls("create")) == 1
+
+
+def test_plain_http_to_another_host_needs_an_opt_in(run, conda_root, server, isolated_env):
+    other = Server(host="127.0.0.2")  # not this machine's name for itself: treated as remote
+    try:
+        other.routes["/s.py"] = _send(SCRIPT_BODY)
+        server.routes["/r"] = _send(b"", status=302, headers=[("Location", other.url + "/s.py")])
+        for url in (other.url + "/s.py", server.url + "/r"):
+            proc = run("--dry-run", url)
+            assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+            assert proc.stderr.startswith(f"{url}: ") and "refusing plain http:// to a host " \
+                "other than this machine (use https://, or allow it: --allow-http" in proc.stderr
+        assert other.hits == []
+        with open(os.path.join(isolated_env["HOME"], ".condarc"), "w") as f:
+            f.write("channels: [conda-forge]\nconda-execute:\n  allow-http: true\n")
+        for args, env in ((["--allow-http"], {"CONDA_EXECUTE_ALLOW_HTTP": "0"}),
+                          ([], {"CONDA_EXECUTE_ALLOW_HTTP": "1"}), ([], {})):  # condarc
+            proc = run(*args, "--dry-run", server.url + "/r", extra_env=env)
+            assert proc.returncode == 0 and json.loads(proc.stdout)["env"] == ["python"], \
+                (args, env, proc.stderr)
+        assert other.hits == ["/s.py"] * 3 and conda_root.calls() == []
+    finally:
+        other.close()
 
 
 def test_stalled_download_times_out(run, conda_root, server):

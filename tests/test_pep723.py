@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import time
 from contextlib import contextmanager
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -349,6 +350,55 @@ def test_toml_subset_unsupported():
     with raises("unsupported TOML", line=1):
         m.toml_subset("t = 07:32:00\n", "s.py", 1)
     assert str(_usage(lambda: m.toml_subset("x = \n", "s.py", 9))) == "s.py:9: invalid TOML in script block: Invalid value"
+
+
+def _timed(what: str, call):
+    """call(), its time printed as a figure (hostile inputs: bounded cost, not a timed assert)."""
+    start = time.perf_counter()
+    try:
+        return call()
+    finally:
+        print(f"FIGURE {what} on Python {sys.version.split()[0]}: "
+              f"{time.perf_counter() - start:.3f} s")
+
+
+def test_deep_dotted_keys_are_refused_before_any_parser():
+    """A 32,700-part key cost tomllib and toml_subset 20-30 s and 4 GB (quadratic)."""
+    deep = "a." * 32_699 + "a = 1\n"
+    for parse in (m.parse_toml, m.toml_subset):
+        with raises("a key of more than 64 dotted parts", line=11):
+            _timed(f"{parse.__name__} 32700-part key", lambda p=parse: p("x = 1\n" + deep, "s.py", 10))
+    with raises("more than 64 dotted parts", line=3):  # a table header too
+        m.parse_toml("\n\n[" + "t." * 64 + "t]\n", "s.py", 1)
+    key64 = ".".join(["k"] * 64)
+    assert m.parse_toml(f"{key64} = 1\n", "s.py", 1) == m.toml_subset(f"{key64} = 1\n", "s.py", 1)
+    for text in ['x = "' + "a." * 100 + '"\n', "x = '''\n" + "a." * 100 + "\n'''\n",
+                 '# ' + "a." * 100 + '\n', 'x = [' + "1.5, " * 100 + ']\n',
+                 'x = """a\\""""\ny = "' + "a." * 100 + '"\n']:  # dots in strings, comments, floats
+        assert m.parse_toml(text, "s.py", 1) == m.toml_subset(text, "s.py", 1), text
+    for text in ['x = """a\\""""\n' + "a." * 64 + "a = 1\n", "x = 'a\\'\n" + "a." * 64 + "a = 1\n"]:
+        with raises("more than 64 dotted parts", line=2):  # a string's end found as TOML does
+            m.parse_toml(text, "s.py", 1)
+
+
+def test_toml_subset_is_linear_in_array_tables():
+    """40,000 [[aN]] tables took toml_subset 403 s (tomllib 0.66 s): flags kept per key now."""
+    text = "".join(f"[[a{i}]]\nk = {i}\n" for i in range(40_000))
+    want = {f"a{i}": [{"k": i}] for i in range(40_000)}
+    assert _timed("toml_subset 40000 [[aN]] tables", lambda: m.toml_subset(text, "s.py", 1)) == want
+    assert _timed("parse_toml 40000 [[aN]] tables", lambda: m.parse_toml(text, "s.py", 1)) == want
+    text = "[[a]]\nb.c = 1\n[a.d]\n" * 40_000
+    assert _timed("toml_subset 40000 [[a]] tables", lambda: m.toml_subset(text, "s.py", 1)) == \
+        {"a": [{"b": {"c": 1}, "d": {}}] * 40_000}
+    with raises("Cannot declare a.d twice", line=5):  # the flags still see repeats
+        m.toml_subset("[[a]]\n[a.d]\n[[a]]\n[a.d]\n[a.d]\n", "s.py", 1)
+
+
+def test_block_text_cap_comes_before_parsing():
+    lines = [f"# [[a{i}]]\n" for i in range(7_000)]  # 77 kB
+    with raises("script block longer than 65536 characters", line=1):
+        _timed("find_pep723 77 kB block", lambda: find("# /// script\n" + "".join(lines) + "# ///\n"))
+    assert find("# /// script\n" + "".join(lines[:5_000]) + "# ///\n")  # 54 kB
 
 
 def _usage(call):
