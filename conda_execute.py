@@ -2801,28 +2801,34 @@ def _bootstrap_error(url: str, reason: str) -> UsageError:
                       code=EXIT_BOOTSTRAP_FAILED)
 
 
-def _show_progress(done: int, total: Optional[int]) -> None:
-    mib = 1024 * 1024
-    of = f" of {total / mib:.1f}" if total else ""
-    sys.stderr.write(f"\rconda-execute: downloading micromamba: {done / mib:.1f}{of} MiB ")
-    sys.stderr.flush()
-
-
 def download_to(url: str, out: IO[bytes], timeout: float, pinned: bool, quiet: bool) -> str:
     """Download micromamba's archive into OUT (see download); return its sha256.
 
     TIMEOUT bounds each read, 10 times it the whole download; a redirect must lead to a URL
     the transport rules accept.
     """
-    tty = not quiet and sys.stderr.isatty()
+    import time
+
+    show, drawn = show_for(quiet, False), [0]
+
+    def progress(done: int, total: Optional[int]) -> None:  # on a terminal: one line, in place
+        mib = 1024 * 1024
+        text = status_line("downloading micromamba", f"{done / mib:.1f}" + (
+            f" of {total / mib:.1f} MiB" if total else " MiB"), time.monotonic() - show.start,
+            _terminal_width())
+        sys.stderr.write("\r" + text.ljust(drawn[0]))
+        sys.stderr.flush()
+        drawn[0] = len(text)
+
     try:
         return download(url, out, "archive", MAX_BOOTSTRAP_BYTES, timeout, 10 * timeout,
                         lambda new: check_transport(new, pinned),
                         lambda reason: _bootstrap_error(url, reason),
-                        _show_progress if tty else None)
+                        progress if show.mode == "tty" else None)
     finally:
-        if tty:
-            sys.stderr.write("\n")
+        if drawn[0]:
+            sys.stderr.write("\r" + " " * drawn[0] + "\r")
+            sys.stderr.flush()
 
 
 def extract_micromamba(archive: IO[bytes], out: IO[bytes], url: str) -> None:
@@ -3306,18 +3312,120 @@ def tree_size(path: str) -> int:
     return total
 
 
-def run_step(cmd: List[str], prefix: str, lock_fd: int, quiet: bool,
-             code: int = EXIT_NO_CONDA) -> int:
-    """Run one creation step with its output on our stderr; clean up on failure or signal.
+class Show(NamedTuple):
+    """How creating an env shows itself on stderr (stdout belongs to the script)."""
 
-    The lock descriptor is passed to the package manager, so even if we are killed the lock is
-    held until it exits. SIGINT/SIGTERM stop it, remove the half-made prefix and exit 128+N.
+    mode: str  # "tty": one status line redrawn in place; "plain": lines; "quiet"; "verbose"
+    start: float  # time.monotonic() when creating began
+
+
+def show_for(quiet: bool, verbose: bool) -> Show:
+    """-v: everything, live; -q: nothing unless it fails; else a status line on a terminal."""
+    import time
+
+    mode = "verbose" if verbose else "quiet" if quiet else \
+        "tty" if os.name != "nt" and sys.stderr.isatty() else "plain"
+    return Show(mode, time.monotonic())
+
+
+PHASES = (  # the start of a line conda, micromamba or pip prints -> the phase shown
+    ("Collecting package metadata", "collecting package metadata"),
+    ("Solving environment", "solving environment"),
+    ("Transaction starting", "linking packages"),
+    ("Transaction finished", "finishing"),
+    ("Transaction", "solved"),  # micromamba's plan, printed after its solve
+    ("Downloading and Extracting Packages", "downloading packages"),
+    ("Preparing transaction", "preparing transaction"),
+    ("Verifying transaction", "verifying transaction"),
+    ("Executing transaction", "executing transaction"),
+    ("Linking ", "linking "),  # a phase ending in a space is followed by the line's next word
+    ("Collecting ", "collecting "),
+    ("Downloading ", "downloading "),
+    ("Installing collected packages", "installing"),
+)
+
+
+def phase_of(line: str) -> str:
+    """The phase a line of the package manager's (or pip's) output announces, or ""."""
+    text = line.strip()
+    for start, phase in PHASES:
+        if text.startswith(start):
+            return phase + text[len(start):].split(" ", 1)[0] if phase.endswith(" ") else phase
+    return ""
+
+
+def status_line(what: str, phase: str, seconds: float, width: int) -> str:
+    """'conda-execute: WHAT (2.1 s): PHASE', cut to fit a terminal WIDTH wide."""
+    text = f"conda-execute: {what} ({seconds:.1f} s)" + (f": {phase}" if phase else "")
+    return text[:max(width - 1, 20)]
+
+
+def _terminal_width() -> int:
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).columns or 80
+    except (OSError, ValueError):
+        return 80
+
+
+class _Drawn(NamedTuple):
+    """What a status line has drawn so far and read of the step's output."""
+
+    width: int = 0  # characters of the line on screen (to blank them out)
+    seen: int = 0  # bytes of the output read
+    pending: bytes = b""  # a line not yet ended
+    phase: str = ""
+
+
+def _redraw(log: IO[bytes], show: Show, what: str, drawn: _Drawn) -> _Drawn:
+    """Read what the step has written since DRAWN and draw the status line again."""
+    import time
+
+    seen, pending, phase = drawn.seen, drawn.pending, drawn.phase
+    size = os.fstat(log.fileno()).st_size
+    if size > seen:  # pread: the step writes through the same file offset, ours must not move
+        pending += os.pread(log.fileno(), size - seen, seen)
+        seen = size
+        *lines, pending = pending.replace(b"\r", b"\n").split(b"\n")
+        for line in (*lines, pending):
+            phase = phase_of(line.decode("utf-8", "replace")) or phase
+        pending = pending[-4096:]
+    text = status_line(what, phase, time.monotonic() - show.start, _terminal_width())
+    sys.stderr.write("\r" + text.ljust(drawn.width))
+    sys.stderr.flush()
+    return _Drawn(len(text), seen, pending, phase)
+
+
+def _watch(proc: Any, log: IO[bytes], show: Show, what: str) -> int:
+    """Wait for PROC, redrawing one status line from its output; erase it at the end."""
+    import subprocess
+
+    drawn = _Drawn()
+    try:
+        while True:
+            drawn = _redraw(log, show, what, drawn)
+            try:
+                return proc.wait(timeout=0.2)
+            except subprocess.TimeoutExpired:
+                pass
+    finally:
+        sys.stderr.write("\r" + " " * drawn.width + "\r")
+        sys.stderr.flush()
+
+
+def run_step(cmd: List[str], prefix: str, lock_fd: int, show: Show, what: str,
+             code: int = EXIT_NO_CONDA) -> int:
+    """Run one creation step (WHAT: how the status line names it); clean up on failure or signal.
+
+    Its output (stdout and stderr, in order) is kept in a temp file and shown in full if it
+    fails; with -v it goes to our stderr as it comes. The lock descriptor is passed to the
+    package manager, so even if we are killed the lock is held until it exits. SIGINT/SIGTERM
+    stop it, remove the half-made prefix and exit 128+N.
     """
     import signal
     import subprocess
 
     log = None
-    if quiet:  # tempfile costs ~2 ms to import: only when the output is kept
+    if show.mode != "verbose":  # tempfile costs ~2 ms to import: only when the output is kept
         import tempfile
 
         log = tempfile.TemporaryFile()  # noqa: SIM115 (closed at exit)
@@ -3343,7 +3451,7 @@ def run_step(cmd: List[str], prefix: str, lock_fd: int, quiet: bool,
         procs.append(proc)
         if got:
             proc.terminate()
-        rc = proc.wait()
+        rc = _watch(proc, log, show, what) if show.mode == "tty" and log else proc.wait()
     finally:
         for s, handler in old.items():
             signal.signal(s, handler)
@@ -3425,17 +3533,19 @@ def create(env: Env, spec: Spec, cfg: Config, lock_fd: int, quiet: bool = False,
            verbose: bool = False) -> None:
     """Create ENV from SPEC (the caller holds the lock exclusively)."""
     mgr = manager_for(cfg, quiet)
+    show = show_for(quiet, verbose)
     if os.path.lexists(env.prefix):
         if verbose or not quiet:
             _say(f"removing {'the' if is_complete(env) else 'incomplete'} environment "
                  f"{env.prefix}")
         remove_tree(env.prefix)
     cmd = create_command(mgr, spec, env.prefix, quiet)
-    if not quiet:
-        _say(f"creating environment {env.name} (first run) ...")
+    what = f"creating environment {env.name} with {os.path.basename(mgr.exe)}"
+    if show.mode in ("plain", "verbose"):
+        _say(what + " (first run) ...")
     if verbose:
         _say("running: " + " ".join(cmd))
-    rc = run_step(cmd, env.prefix, lock_fd, quiet)
+    rc = run_step(cmd, env.prefix, lock_fd, show, what)
     if rc != 0:
         raise UsageError(f"could not create environment {env.name}: "
                          f"{os.path.basename(mgr.exe)} create exited with {rc} (see above)",
@@ -3446,9 +3556,12 @@ def create(env: Env, spec: Spec, cfg: Config, lock_fd: int, quiet: bool = False,
                          f"{env.prefix}", spec.label, spec.line, code=EXIT_CREATE_FAILED)
     pip = pip_command(env.prefix, spec)
     if pip:
+        what = f"installing PyPI packages into {env.name} with pip"
+        if show.mode in ("plain", "verbose"):
+            _say(what + " ...")
         if verbose:
             _say("running: " + " ".join(pip))
-        rc = run_step(pip, env.prefix, lock_fd, quiet, EXIT_CREATE_FAILED)
+        rc = run_step(pip, env.prefix, lock_fd, show, what, EXIT_CREATE_FAILED)
         if rc != 0:
             raise UsageError(f"could not create environment {env.name}: pip install exited "
                              f"with {rc} (see above)", spec.label, spec.line,
@@ -3460,6 +3573,23 @@ def create(env: Env, spec: Spec, cfg: Config, lock_fd: int, quiet: bool = False,
         raise UsageError(f"could not create environment {env.name}: cannot write its "
                          f"completion marker: {e.strerror}", spec.label, spec.line,
                          code=EXIT_CREATE_FAILED) from None
+    if show.mode != "quiet":
+        pypi = (len(spec.lock.pip) if spec.lock else len(spec.pip)) if pip else 0
+        _say(created_line(env, pypi, show))
+
+
+def created_line(env: Env, from_pypi: int, show: Show) -> str:
+    """'created environment NAME (3 packages, 2.1 s)': conda's packages, then PyPI's."""
+    import time
+
+    try:
+        conda = sum(n.endswith(".json") for n in os.listdir(os.path.join(env.prefix,
+                                                                          "conda-meta")))
+    except OSError:
+        conda = 0
+    pypi = f" + {from_pypi} from PyPI" if from_pypi else ""
+    return (f"created environment {env.name} ({conda} package{'s' * (conda != 1)}{pypi}, "
+            f"{time.monotonic() - show.start:.1f} s)")
 
 
 ###############################################################################
