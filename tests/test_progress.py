@@ -198,3 +198,27 @@ def test_pip_step_on_a_terminal_and_not(setup, tmp_path):
     assert plain.stderr.splitlines()[2:] == [
         f"conda-execute: installing PyPI packages into {name} with pip ...",
         plain.stderr.splitlines()[-1]] and "+ 1 from PyPI" in plain.stderr
+
+
+def test_first_run_on_a_bare_machine_on_a_terminal(pyz, conda_root, isolated_env, tmp_path):
+    """Bootstrap by default, on a terminal: the announcement, the download on one line
+    (erased), micromamba's sha256, the create's status line, then the script's output."""
+    from test_bootstrap import Bare, Server, micromamba_archive
+
+    server = Server()
+    try:
+        url = server.add("/mm", micromamba_archive(conda_root))
+        bare = Bare(isolated_env, tmp_path, pyz)
+        env = dict(bare.env, CONDA_EXECUTE_MICROMAMBA_URL=url)
+        code, out, terminal = run_on_tty([sys.executable, pyz, bare.script(), str(tmp_path / "ran")],
+                                         env)
+    finally:
+        server.close()
+    assert code == 0, terminal
+    assert out.startswith("ran in ") and out.count("\n") == 1
+    left = screen(terminal)
+    assert [ln.split(" ", 3)[:3] for ln in left] == [
+        ["conda-execute:", "no", "conda,"], ["conda-execute:", "installed", "micromamba"],
+        ["conda-execute:", "created", "environment"]], terminal
+    assert "\rconda-execute: downloading micromamba (" in terminal
+    print("FIGURE bare tty first run:", left)
