@@ -200,11 +200,14 @@ def test_pip_step_on_a_terminal_and_not(setup, tmp_path):
         plain.stderr.splitlines()[-1]] and "+ 1 from PyPI" in plain.stderr
 
 
-def test_first_run_on_a_bare_machine_on_a_terminal(pyz, conda_root, isolated_env, tmp_path):
+def test_first_run_on_a_bare_machine_on_a_terminal(pyz, conda_root_factory, channel,
+                                                    isolated_env, tmp_path):
     """Bootstrap by default, on a terminal: the announcement, the download on one line
     (erased), micromamba's sha256, the create's status line, then the script's output."""
     from test_bootstrap import Bare, Server, micromamba_archive
 
+    # the bootstrapped root's condarc says conda-forge: offline, that is the test channel
+    conda_root = conda_root_factory(custom_channels={"conda-forge": channel.url})
     server = Server()
     try:
         url = server.add("/mm", micromamba_archive(conda_root))
