@@ -5187,7 +5187,7 @@ options:
   --allow-shared-env-dir   accept an env dir that other users can write to
   --allow-http             fetch an http:// SCRIPT URL from another host (plain http can be
                            altered on the way; also CONDA_EXECUTE_ALLOW_HTTP=1)
-  -q, --quiet              no progress output (errors still shown)
+  -q, --quiet              print nothing while creating (unless it fails)
   -v, --verbose            say what is done
   -h, --help               show this help
   --version                show the version
