@@ -5188,7 +5188,7 @@ options:
   --allow-http             fetch an http:// SCRIPT URL from another host (plain http can be
                            altered on the way; also CONDA_EXECUTE_ALLOW_HTTP=1)
   -q, --quiet              print nothing while creating (unless it fails)
-  -v, --verbose            say what is done
+  -v, --verbose            say what is done; show conda's and pip's output as it comes
   -h, --help               show this help
   --version                show the version
 
