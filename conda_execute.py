@@ -4004,61 +4004,79 @@ def collect_garbage(d: EnvDir, older_than_hours: float, dry_run: bool = False,
     import time
 
     now, removed, horizon = time.time(), [], older_than_hours * 3600
-    seen = _log_stamp(d)
-    latest: Optional[Dict[str, dict]] = None
+    log = _LogView(_log_stamp(d), None)
     for info in scan_envs(d):
-        if now - info.last_used < horizon:
+        if now - info.last_used < horizon or _created_recently(info, now, out):
             continue
-        # Where flock cannot turn an exclusive lock into a shared one atomically (BSD, macOS),
-        # a run that has just created an env holds no lock for an instant: keep new envs.
-        created = info.marker.get("created")
-        try:
-            created = float(created) if created else os.stat(info.prefix).st_mtime
-        except (OSError, TypeError, ValueError):
-            created = 0.0
-        if now - created < GC_GRACE_SECONDS:
-            if out:
-                out.write(f"created less than a minute ago, kept: {info.name}\n")
-            continue
-        # A missing lock file is held by no one (a running script always has its own): a dry
-        # run leaves it missing; a real one creates it (a run may be starting) and, if the env
-        # is kept, removes it again (safe under our exclusive lock: a waiter opens it anew).
-        lock = info.name + ".lock"
-        made = not dry_run and not _exists_in(d, lock)
-        try:
-            fd = acquire(d, lock, exclusive=True, wait=False, create=not dry_run)
-        except FileNotFoundError:
-            fd = -1  # a dry run and no lock file: nothing to lock
-        if fd is None or (fd >= 0 and LOCKING[0] == "none"):
-            if out:
-                out.write(f"{'in use' if fd is None else 'no locks here'}, kept: {info.name}\n")
-            if fd is None:
-                continue
-        try:
-            if LOCKING[0] == "none":
-                continue
-            stamp = _log_stamp(d)
-            if stamp != seen:  # runs logged since the scan: was this env among them?
-                seen, latest = stamp, read_log(d)
-            if latest and now - latest.get(info.name, {}).get("time", info.last_used) < horizon:
-                continue
-            if not dry_run:
-                remove_tree(info.prefix)
-                _unlink_in(d, lock)
-                made = False
-            removed.append(info.name)
-            if out:
-                out.write(f"{'would remove' if dry_run else 'removed'}: {info.name} "
-                          f"{' '.join(info.marker.get('env', []))}\n")
-        finally:
-            if made:
-                _unlink_in(d, lock)
-            if fd >= 0:
-                os.close(fd)
+        log = _collect_one(d, info, log, now - horizon, dry_run, out, removed)
     if not dry_run and LOCKING[0] != "none":
         _remove_leftovers(d)
         compact_log(d)
     return removed
+
+
+class _LogView(NamedTuple):
+    """What GC last read of the usage log: its stamp, and its entries once re-read."""
+
+    stamp: Tuple[int, int]
+    latest: Optional[Dict[str, dict]]
+
+
+def _created_recently(info: EnvInfo, now: float, out: Optional[IO[str]]) -> bool:
+    """Keep an env created in the last minute: where flock cannot turn an exclusive lock into
+    a shared one atomically (BSD, macOS), a run that has just created it holds no lock for an
+    instant."""
+    created = info.marker.get("created")
+    try:
+        created = float(created) if created else os.stat(info.prefix).st_mtime
+    except (OSError, TypeError, ValueError):
+        created = 0.0
+    if now - created >= GC_GRACE_SECONDS:
+        return False
+    if out:
+        out.write(f"created less than a minute ago, kept: {info.name}\n")
+    return True
+
+
+def _collect_one(d: EnvDir, info: EnvInfo, log: _LogView, cutoff: float, dry_run: bool,
+                 out: Optional[IO[str]], removed: List[str]) -> _LogView:
+    """Remove INFO's env unless it is locked or was used after CUTOFF; append its name to
+    REMOVED. Returns the log as now read (re-read only when runs were logged since).
+
+    A missing lock file is held by no one (a running script always has its own): a dry run
+    leaves it missing; a real one creates it (a run may be starting) and, if the env is kept,
+    removes it again (safe under our exclusive lock: a waiter opens it anew).
+    """
+    lock = info.name + ".lock"
+    made = not dry_run and not _exists_in(d, lock)
+    try:
+        fd = acquire(d, lock, exclusive=True, wait=False, create=not dry_run)
+    except FileNotFoundError:
+        fd = -1  # a dry run and no lock file: nothing to lock
+    if out and (fd is None or (fd >= 0 and LOCKING[0] == "none")):
+        out.write(f"{'in use' if fd is None else 'no locks here'}, kept: {info.name}\n")
+    try:
+        if fd is None or LOCKING[0] == "none":
+            return log
+        stamp = _log_stamp(d)
+        if stamp != log.stamp:  # runs logged since the scan: was this env among them?
+            log = _LogView(stamp, read_log(d))
+        if log.latest and log.latest.get(info.name, {}).get("time", info.last_used) > cutoff:
+            return log
+        if not dry_run:
+            remove_tree(info.prefix)
+            _unlink_in(d, lock)
+            made = False
+        removed.append(info.name)
+        if out:
+            out.write(f"{'would remove' if dry_run else 'removed'}: {info.name} "
+                      f"{' '.join(info.marker.get('env', []))}\n")
+        return log
+    finally:
+        if made and fd is not None:  # never unlink a lock file another process holds
+            _unlink_in(d, lock)
+        if fd is not None and fd >= 0:
+            os.close(fd)
 
 
 def _exists_in(d: EnvDir, name: str) -> bool:
@@ -5295,32 +5313,17 @@ def _main(argv: List[str]) -> int:
     if any(op in opts for op in AUTHORING):
         return author(args)
     quiet, verbose = "--quiet" in opts, "--verbose" in opts
-    if "--bootstrap" in opts and "--no-bootstrap" in opts:
-        raise UsageError("use --bootstrap or --no-bootstrap, not both")
-    cfg = load_config(opts.get("--env-dir", ""), opts.get("--conda", ""),
-                      "--allow-shared-env-dir" in opts,
-                      True if "--bootstrap" in opts else False if "--no-bootstrap" in opts
-                      else None, "--allow-http" in opts)
+    cfg = _config(opts)
     if "--list" in opts or "--gc" in opts:
         return _manage(cfg, args)
     tool = check_ad_hoc(args)
     if args.script is None and "-c" not in opts and not tool:
         raise UsageError("no script given (see --help)")
-    if "--older-than" in opts:
-        raise UsageError("--older-than goes with --gc")
-    if "--upgrade" in opts and "--lock" not in opts:
-        raise UsageError("--upgrade goes with --lock")
-    if "--upgrade" in opts and "--locked" in opts:
-        raise UsageError("--locked does not go with --lock --upgrade (which rewrites the lock)")
+    for flag, other, refused_with, message in RUN_FLAG_RULES:
+        if flag in opts and (other in opts) == refused_with:
+            raise UsageError(message)
     source = tool_source(args) if tool else make_source(args, cfg.allow_http)
-    spec = tool_spec(args, source) if tool else load_spec(source)
-    is_file = not (tool or source.inline or source.fd >= 0)
-    if is_file and not ("--lock" in opts and "--upgrade" in opts):
-        spec = apply_lock(spec, source.path, "--locked" in opts, cfg.platform) \
-            if not args.lists.get("--with") else _skip_lock(spec, source.path, quiet)
-    elif "--locked" in opts or ("--lock" in opts and not is_file):
-        raise UsageError("lock files need a script file (not -c, - or a URL)", source.label)
-    spec = with_specs(spec, args.lists.get("--with", []))
+    spec, is_file = _run_spec(args, cfg, source, tool, quiet)
     env = env_for(spec, cfg)
     if spec.entrypoint and source.inline:
         raise UsageError("a conda-script block needs a script file (its entrypoint runs "
@@ -5355,6 +5358,39 @@ def _main(argv: List[str]) -> int:
         return run_windows(cfg, env, argv_)
     exec_in_env(env, spec, argv_, fd)
     return 0  # not reached
+
+
+# Flags of a run that need another (False: refused without it) or refuse one (True).
+RUN_FLAG_RULES = (
+    ("--older-than", "--gc", False, "--older-than goes with --gc"),
+    ("--upgrade", "--lock", False, "--upgrade goes with --lock"),
+    ("--upgrade", "--locked", True,
+     "--locked does not go with --lock --upgrade (which rewrites the lock)"),
+)
+
+
+def _config(opts: Dict[str, str]) -> Config:
+    """The configuration, with the command line's options over the environment and condarc."""
+    if "--bootstrap" in opts and "--no-bootstrap" in opts:
+        raise UsageError("use --bootstrap or --no-bootstrap, not both")
+    bootstrap = True if "--bootstrap" in opts else False if "--no-bootstrap" in opts else None
+    return load_config(opts.get("--env-dir", ""), opts.get("--conda", ""),
+                       "--allow-shared-env-dir" in opts, bootstrap, "--allow-http" in opts)
+
+
+def _run_spec(args: Args, cfg: Config, source: Source, tool: bool, quiet: bool
+              ) -> Tuple[Spec, bool]:
+    """The spec a run uses (its block, the lock beside the script, --with) and whether the
+    source is a script file (the only kind a lock file goes with)."""
+    opts = args.options
+    spec = tool_spec(args, source) if tool else load_spec(source)
+    is_file = not (tool or source.inline or source.fd >= 0)
+    if is_file and not ("--lock" in opts and "--upgrade" in opts):
+        spec = apply_lock(spec, source.path, "--locked" in opts, cfg.platform) \
+            if not args.lists.get("--with") else _skip_lock(spec, source.path, quiet)
+    elif "--locked" in opts or ("--lock" in opts and not is_file):
+        raise UsageError("lock files need a script file (not -c, - or a URL)", source.label)
+    return with_specs(spec, args.lists.get("--with", [])), is_file
 
 
 def _print_dry_run(spec: Spec, env: Env, argv: List[str], source: Source, args: List[str]

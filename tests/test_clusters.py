@@ -246,6 +246,25 @@ def test_gc_on_one_platform_leaves_the_others(tool, tmp_path):
     assert [n for n in left if len(n) == 20], left  # another platform's env: not ours to judge
 
 
+
+def test_gc_and_list_see_no_directory_that_is_not_a_platform(tool, tmp_path):
+    """A folder of the user's beside the platform dirs (here a copy of an env, aged like the
+    real one) is not an env dir: --list shows and GC collects only ENV_DIR/PLATFORM/NAME."""
+    script = write(tmp_path / "t.txt", TOOL_SCRIPT)
+    assert tool.run("--prefix", script).returncode == 0
+    age(tool)
+    (name,) = [n for n in tool.entries() if len(n) == 20]
+    keep = os.path.join(tool.root_dir, "backup", name)
+    shutil.copytree(os.path.join(tool.env_dir, name), keep, symlinks=True)
+    os.chmod(os.path.dirname(keep), 0o700)
+    listing = tool.run("--list")
+    rows = [ln.split() for ln in listing.stdout.splitlines()[1:]]
+    assert [(r[0], r[1]) for r in rows] == [(name, PLATFORM)], listing.stdout + listing.stderr
+    gc = tool.run("--gc", "--older-than", "0")
+    assert gc.returncode == 0 and gc.stdout.count("removed: ") == 1, gc.stdout + gc.stderr
+    assert os.path.isfile(os.path.join(keep, ce.MARKER)), "GC removed a folder outside PLATFORM/"
+
+
 # ------------------------------------------------------------------ job arrays
 
 
