@@ -4406,7 +4406,9 @@ def _skip_lock(spec: Spec, script: str, quiet: bool) -> Spec:
 # --init writes a new script (or a block into a file that has none); --add and --remove edit
 # the block a script already has, in whichever format. Edits are made on the file's own lines
 # (an edited list item keeps its line's prefix, indentation, quoting style and comment; new
-# lines take the line ending of their neighbours); every other byte stays. The result is read
+# lines take the line ending of their neighbours); every other byte stays. A conda-script
+# block's list is its [dependencies] table: one `name = ...` line an item (script_dependency
+# spells a spec so; one it cannot spell is refused). The result is read
 # back with the real reader and must give exactly the lists that were asked for, else nothing
 # is written. The script is edited under an exclusive flock of the script itself (re-opened if
 # another edit replaced it meanwhile), so concurrent edits queue instead of losing one another,
@@ -4583,14 +4585,19 @@ def _spec_of(lines: List[str], label: str) -> Spec:
 
 def find_block(script: Script, spec: Spec) -> BlockAt:
     """The block the reader took SPEC from."""
-    text = script.lines[spec.line - 1].rstrip("\r").strip()
+    opener = script.lines[spec.line - 1].rstrip("\r")
+    prefix = script_opener(opener)
+    if prefix:
+        block = Block(spec.line, prefix, [])
+        last = spec.line + 1
+        while script_block_line(block, last, script.lines[last - 1].rstrip("\r"), script.path):
+            last += 1
+        return BlockAt("conda-script", spec.line, last, prefix)
+    text = opener.strip()
     if text.startswith("# /// "):
         content = find_pep723(enumerate((ln.rstrip("\r") for ln in script.lines), 1), script.path)
         assert content is not None
         return BlockAt("pep723", spec.line, spec.line + content[1].count("\n") + 1, "#")
-    if script_opener(text):
-        raise UsageError("editing conda-script blocks is not supported yet; edit it by hand",
-                         script.path, spec.line)
     prefix = block_prefix(text)
     last = spec.line
     while last < len(script.lines) and script.lines[last].strip().startswith(prefix):
@@ -4749,6 +4756,95 @@ def _mark_alone(lines: List[str], listing: Listing, prefix_len: int) -> Listing:
     return listing._replace(items=items)
 
 
+# conda-script's [dependencies] table: one `name = ...` line per item ###########
+
+
+def _script_content(lines: List[str], block: BlockAt, at: int) -> str:
+    """The TOML text of line AT (0-based) inside a conda-script block (after its prefix)."""
+    text = lines[at].rstrip("\r")
+    return text[len(block.prefix):] if text.startswith(block.prefix) else ""
+
+
+def _script_listing(lines: List[str], block: BlockAt, label: str) -> Optional[Listing]:
+    """The entries of the block's [dependencies] table (each key a ListItem, valued by its
+    name), or None if it has no such table. An entry over several lines cannot be edited."""
+    items: List[ListItem] = []
+    header, current = -1, ""
+    for at in range(block.first, block.last - 1):
+        content = _script_content(lines, block, at)
+        table = _toml_table(content)
+        if table is not None:
+            current, header = table, (at if table == "dependencies" else header)
+            continue
+        if current != "dependencies" or not content.strip() or content.lstrip()[0] == "#":
+            continue
+        try:
+            entry = toml_subset(Toml11(content + "\n"), label, at + 1)
+        except UsageError:
+            raise UsageError("cannot edit [dependencies]: this entry is not on one line; edit "
+                             "it by hand", label, at + 1) from None
+        start = len(block.prefix) + len(content) - len(content.lstrip())
+        items.append(ListItem(at, start, _entry_end(content, entry) + len(block.prefix),
+                              next(iter(entry)), True))
+    return Listing(items, header, -1, -1, False) if header >= 0 else None
+
+
+def _entry_end(content: str, entry: dict) -> int:
+    """Where the TOML of a one-line entry ends in CONTENT: before its comment, if any."""
+    for hash_at in (k for k, c in enumerate(content) if c == "#"):
+        try:
+            if toml_subset(Toml11(content[:hash_at] + "\n"), "", 1) == entry:
+                return _trim(content, 0, hash_at)
+        except UsageError:
+            continue
+    return _trim(content, 0, len(content))
+
+
+def script_dependency(spec: str, option: str) -> Tuple[str, str]:
+    """A match spec from the command line as a [dependencies] entry: (its TOML, the spec the
+    reader makes of it). 'name' -> name = "*"; 'name VERSION' (or 'name>=1') -> name =
+    "VERSION"; a build or a 'channel::' -> name = { version = "...", build = "...", channel =
+    "..." }. NAME[key=value] and NAME=VERSION=BUILD are refused (write NAME VERSION BUILD)."""
+    def fail(message: str) -> UsageError:
+        return UsageError(f"{option} {spec!r}: {message}")
+
+    match = _rx(r"(?:([^\s:]+)::)?(" + DEPENDENCY_NAME_RE + r")\s*(.*)").fullmatch(spec)
+    words = match.group(3).split() if match else []
+    version = words[0] if words else "*"
+    if not match or "[" in spec or len(words) > 2 or (
+            version[:1] == "=" and version[1:2] != "=" and "=" in version[1:]):
+        raise fail("cannot be written in a conda-script block; use NAME, NAME VERSION or "
+                   "NAME VERSION BUILD (with an optional CHANNEL::)")
+    channel, name = match.group(1), match.group(2)
+    table = {"version": version, **({"build": words[1]} if len(words) > 1 else {}),
+             **({"channel": channel} if channel else {})}
+    converted = dependency_spec(name, table, "", fail)[0]
+    key = name if _rx(r"[A-Za-z0-9_-]+").fullmatch(name) else _toml_string(name)
+    value = _toml_string(version) if len(table) == 1 else \
+        "{ " + ", ".join(f"{k} = {_toml_string(v)}" for k, v in table.items()) + " }"
+    return f"{key} = {value}", converted
+
+
+def _script_entry(lines: List[str], hit: Optional[ListItem], spec: str) -> str:
+    """SPEC as a [dependencies] entry; one replacing HIT keeps HIT's key as it is written."""
+    entry = script_dependency(spec, "--add")[0]
+    key = _rx(r"""("(?:[^"\\]|\\.)*"|'[^']*'|[A-Za-z0-9_-]+)[ \t]*=[ \t]*""").match(
+        lines[hit.line], hit.start) if hit else None
+    return key.group(0) + entry.split(" = ", 1)[1] if key else entry
+
+
+def _script_specs(data: dict, label: str) -> List[str]:
+    """The [dependencies] of a parsed conda-script block as the specs the reader makes of
+    them, on any platform ('when' shown after the spec)."""
+    specs = []
+    for name, value in data.get("dependencies", {}).items():
+        when = value.get("when") if isinstance(value, dict) else None
+        plain = {k: v for k, v in value.items() if k != "when"} if when else value
+        spec = dependency_spec(name, plain, "", lambda m: UsageError(m, label))[0]
+        specs.append(f"{spec} (when {when})" if when else spec)
+    return specs
+
+
 # Editing a list ###############################################################
 
 
@@ -4788,6 +4884,11 @@ def delete_item(lines: List[str], listing: Listing, k: int) -> None:
 def append_item(lines: List[str], listing: Listing, new: str) -> None:
     """Add NEW after the last item, in the list's own layout."""
     items = listing.items
+    if not items and listing.open_col < 0:  # conda-script: a line after '[dependencies]'
+        head = lines[listing.open_line]
+        end_ = "\r" if head.endswith("\r") else ""
+        lines.insert(listing.open_line + 1, head[:head.index("[")] + new + end_)
+        return
     if not items:
         text = lines[listing.open_line]
         lines[listing.open_line] = text[:listing.open_col] + new + text[listing.open_col:]
@@ -4809,7 +4910,12 @@ def append_item(lines: List[str], listing: Listing, new: str) -> None:
 # The edit, checked by the reader ##############################################
 
 WHERE = {"conda-execute": ("env",), "conda": ("tool", "conda", "dependencies"),
-         "pip": ("dependencies",)}
+         "pip": ("dependencies",), "conda-script": ("dependencies",)}
+
+
+def _kind(block: BlockAt, what: str) -> str:
+    """Which list an edit of WHAT ('conda' or 'pip') changes in BLOCK: a key of WHERE."""
+    return block.fmt if block.fmt in ("conda-execute", "conda-script") else what
 
 
 def _name_of(what: str, text: str) -> str:
@@ -4852,6 +4958,8 @@ def edited(old: List[str], adds: Tuple[str, ...], removes: Tuple[str, ...], what
 def _listing(lines: List[str], block: BlockAt, what: str) -> Optional[Listing]:
     if block.fmt == "conda-execute":
         return _yaml_listing(lines, block, "env")
+    if block.fmt == "conda-script":
+        return _script_listing(lines, block, "")
     found = _toml_listing(lines, block, "" if what == "pip" else "tool.conda")
     return _mark_alone(lines, found, 2) if found else None
 
@@ -4860,6 +4968,9 @@ def _new_toml_list(lines: List[str], block: BlockAt, what: str) -> None:
     """Write an empty `dependencies = []` where the TOML wants it (at the top for PyPI's,
     in [tool.conda], made before the closer if missing, for conda's)."""
     end_ = _ending(lines, block.first - 1)
+    if block.fmt == "conda-script":  # a [dependencies] table, before the closer
+        lines.insert(block.last - 1, block.prefix + "[dependencies]" + end_)
+        return
     at = block.first  # just after the opener
     if what == "conda":
         heads = [n for n in range(block.first, block.last - 1)
@@ -4873,7 +4984,18 @@ def _new_toml_list(lines: List[str], block: BlockAt, what: str) -> None:
 
 def edit_lines(script: Script, block: BlockAt, what: str, adds: Tuple[str, ...],
                removes: Tuple[str, ...]) -> List[str]:
-    """The script's lines with the block's list edited (see `edited`), one item at a time."""
+    """The script's lines with the block's list edited (see `edited`), one item at a time;
+    a list that cannot be edited is an error at the script's line."""
+    try:
+        return _edit_lines(script, block, what, adds, removes)
+    except UsageError as e:
+        if e.path:
+            raise
+        raise UsageError(e.message, script.path, e.line) from None
+
+
+def _edit_lines(script: Script, block: BlockAt, what: str, adds: Tuple[str, ...],
+                removes: Tuple[str, ...]) -> List[str]:
     lines = list(script.lines)
     for spec in adds:
         listing = _listing(lines, block, what)
@@ -4886,10 +5008,12 @@ def edit_lines(script: Script, block: BlockAt, what: str, adds: Tuple[str, ...],
         hits = [it for it in listing.items if _name_of(what, it.value) == _name_of(what, spec)]
         like = hits[0] if hits else (listing.items[-1] if listing.items else None)
         before = len(lines)
+        new = _script_entry(lines, hits[0] if hits else None, spec) \
+            if block.fmt == "conda-script" else _render(lines, listing, like, spec)
         if hits:
-            replace_item(lines, hits[0], _render(lines, listing, like, spec))
+            replace_item(lines, hits[0], new)
         else:
-            append_item(lines, listing, _render(lines, listing, like, spec))
+            append_item(lines, listing, new)
         block = block._replace(last=block.last + len(lines) - before)
     for name in removes:
         listing = _listing(lines, block, what)
@@ -4909,6 +5033,11 @@ def _data(lines: List[str], block: BlockAt, label: str) -> dict:
     if block.fmt == "pep723":
         text = "".join(ln.rstrip("\r")[2:] + "\n" for ln in lines[block.first:block.last - 1])
         return parse_toml(text, label, block.first + 1)
+    if block.fmt == "conda-script":
+        text = "".join(_script_content(lines, block, n) + "\n"
+                       for n in range(block.first, block.last - 1))
+        data = toml_subset(Toml11(text), label, block.first + 1)
+        return {**data, "dependencies": _script_specs(data, label)}
     body = [(n + 1, lines[n].rstrip("\r").strip()[len(block.prefix):])
             for n in range(block.first, block.last)]
     return {k: f.value if isinstance(f.value, str) else [v for _, v in f.value]
@@ -4940,7 +5069,7 @@ def check_edit(old: List[str], new: List[str], label: str, what: str, want: List
     block = find_block(Script(label, "", old, 0), old_spec)
     was = _data(old, block, label)
     now = _data(new, find_block(Script(label, "", new, 0), spec), label)
-    where = WHERE["conda-execute" if block.fmt == "conda-execute" else what]
+    where = WHERE[_kind(block, what)]
     got, _ = _pop(now, where), _pop(was, where)
     if (got or []) != want or now != was:
         raise UsageError("the edit did not read back as asked; nothing was changed: edit the "
@@ -4994,7 +5123,9 @@ def edit_script(path: str, op: str, words: List[str], what: str, quiet: bool) ->
         if what == "pip" and block.fmt != "pep723":
             raise UsageError("--pypi needs a PEP 723 block (this block has no PyPI "
                              "requirements)", path, block.first)
-        kind = "conda-execute" if block.fmt == "conda-execute" else what
+        kind = _kind(block, what)
+        if kind == "conda-script":
+            adds = tuple(script_dependency(a, op)[1] for a in adds)
         old = _pop(_data(script.lines, block, path), WHERE[kind]) or []
         want = edited(list(old), adds, removes, kind, path)  # type: ignore[arg-type]
         lines = edit_lines(script, block, what, adds, removes)
@@ -5062,21 +5193,23 @@ def init_script(path: str, words: List[str], fmt: str, channels: Tuple[str, ...]
     ext = os.path.splitext(path)[1]
     if fmt == "pep723" and lang.package != "python":
         raise UsageError("--format pep723 is for Python scripts (.py)", path)
-    if fmt == "conda-script":
-        raise UsageError("--format conda-script is not supported yet", path)
     if what == "pip" and fmt != "pep723":
         raise UsageError("--pypi goes with --format pep723", path)
-    if fmt == "conda-execute" and ext not in EXTENSION_RUNNERS:
-        raise UsageError(f"conda-execute cannot tell how to run a {ext} file; write run_with "
-                         "in the block by hand", path)
+    if fmt != "pep723" and ext not in EXTENSION_RUNNERS:
+        raise UsageError(f"conda-execute cannot tell how to run a {ext} file; write "
+                         f"{'run_with' if fmt == 'conda-execute' else 'the entrypoint'} in the "
+                         "block by hand", path)
     items = tuple(check_item(what, w, "--init") for w in words)
     for c in channels:
         check_item("conda", c, "--channel")
     specs = items if what == "conda" else ()
-    if not specs and fmt == "conda-execute":
+    if not specs and fmt != "pep723" and lang.package:
         specs = (lang.package,)
-    block = render_block(fmt, lang.comment, specs, channels, items if what == "pip" else ())
-    want = Spec(specs, channels, (), path, 0, items if what == "pip" else ())
+    if fmt == "conda-script":
+        block, want = script_block(lang.comment, specs, channels, EXTENSION_RUNNERS[ext], path)
+    else:
+        block = render_block(fmt, lang.comment, specs, channels, items if what == "pip" else ())
+        want = Spec(specs, channels, (), path, 0, items if what == "pip" else ())
     if os.path.lexists(path):
         _init_existing(path, block, want)
     else:
@@ -5086,6 +5219,20 @@ def init_script(path: str, words: List[str], fmt: str, channels: Tuple[str, ...]
     if not quiet:
         _say(f"wrote a {fmt} block to {path}")
     return 0
+
+
+def script_block(prefix: str, specs: Tuple[str, ...], channels: Tuple[str, ...], runner: str,
+                 path: str) -> Tuple[List[str], Spec]:
+    """A new conda-script block's lines (channels: conda-forge unless given; the entrypoint
+    runs RUNNER on the script) and the Spec it must read back as."""
+    channels = channels or ("conda-forge",)
+    entries = [script_dependency(s, "--init") for s in specs]
+    toml = [f"channels = [{', '.join(_toml_string(c) for c in channels)}]",
+            f"entrypoint = {_toml_string(runner + ' ${SCRIPT}')}",
+            "[dependencies]", *(entry for entry, _ in entries)]
+    lines = [f"{prefix} {SCRIPT_OPENER}", *(f"{prefix} {line}" for line in toml),
+             f"{prefix} {SCRIPT_CLOSER}"]
+    return lines, Spec(tuple(spec for _, spec in entries), channels, (), path, 0)
 
 
 def _init_new(path: str, lines: List[str], executable: bool) -> None:
@@ -5109,7 +5256,7 @@ def _init_new(path: str, lines: List[str], executable: bool) -> None:
 def _check_init(lines: List[str], want: Spec) -> None:
     """The reader must find in LINES the specs, channels and PyPI requirements asked for."""
     spec = _spec_of(lines, want.label)
-    env = spec.env if not spec.line or not lines[spec.line - 1].startswith("# /// ") else \
+    env = spec.env if not spec.line or lines[spec.line - 1].rstrip() != "# /// script" else \
         tuple(s for s in spec.env if s in want.env)
     if (env, spec.channels, spec.pip) != (want.env, want.channels, want.pip):
         raise UsageError("the new block does not read back as asked; nothing was written",
@@ -5181,7 +5328,7 @@ options:
                            another cached environment; not with --lock or --locked)
   --init SCRIPT [SPEC...]  write SCRIPT with a metadata block (or add one to a file that has
                            none), a shebang for this install, mode 0755
-    --format FORMAT        with --init: conda-execute (default) or pep723
+    --format FORMAT        with --init: conda-execute (default), pep723 or conda-script
   --add SPEC... SCRIPT     add specs to SCRIPT's block (or replace those of the same name)
   --remove NAME... SCRIPT  remove packages from SCRIPT's block
     --pypi                 PyPI requirements (PEP 723 'dependencies') instead of conda specs

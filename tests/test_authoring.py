@@ -273,6 +273,24 @@ PEP = """\
 print("hi")
 """
 
+CS = """\
+#!/usr/bin/env conda-execute
+# /// conda-script
+# channels = ["conda-forge"]  # where
+# entrypoint = { unix = "python ${SCRIPT}",
+#   win = "python ${SCRIPT}", }
+#
+# [dependencies]
+#   python = ">=3.10"  # the interpreter
+#   "numpy" = { version = "1.*", channel = "conda-forge" }
+#   scipy = '*'
+#
+# [tool.pixi]
+# x = 1
+# /// end-conda-script
+print("hi")
+"""
+
 
 @pytest.mark.parametrize("text, what, ops, want", [
     (OURS, "env", [("--add", "mylib"), ("--add", "numpy >=1.26"), ("--remove", "scipy")],
@@ -290,6 +308,13 @@ print("hi")
      [("--add", "mylib"), ("--add", "tool")], ["mylib", "tool"]),
     ("# /// script\n# [tool.conda]\n# channels = ['x']\n# ///\n", "pip",
      [("--add --pypi", "six")], ["six"]),
+    (CS, "env", [("--add", "mylib"), ("--add", "numpy>=2"), ("--remove", "scipy"),
+                 ("--add", "c::tool 1.* b_0"), ("--add", "python 3.12.*")],
+     ["python 3.12.*", "numpy >=2", "mylib", "c::tool 1.* b_0"]),
+    ("// /// conda-script\n// channels = ['x']\n// entrypoint = 'true'\n// /// end-conda-script\n",
+     "env", [("--add", "mylib"), ("--add", "tool"), ("--remove", "mylib")], ["tool"]),
+    ("-- /// conda-script\n-- channels = ['x']\n-- entrypoint = 'true'\n-- [dependencies]\n"
+     "-- /// end-conda-script\n", "env", [("--add", "mylib 1"), ("--remove", "mylib")], []),
 ])
 @pytest.mark.parametrize("crlf", [False, True])
 def test_add_remove_edit_only_the_list(tmp_path, text, what, ops, want, crlf):
@@ -318,6 +343,13 @@ def test_add_remove_edit_only_the_list(tmp_path, text, what, ops, want, crlf):
 
 @pytest.mark.parametrize("text, argv, needle, code", [
     (OURS, ["--add", "--", "-x"], "--add '-x': starts with '-'", 2),
+    (CS, ["--add", "x[version='1']"], "--add \"x[version='1']\": cannot be written in a "
+     "conda-script block", 2),
+    (CS, ["--add", "x=1=b"], "--add 'x=1=b': cannot be written in a conda-script block", 2),
+    (CS, ["--remove", "nosuch"], "no 'nosuch' to remove in dependencies", 2),
+    (CS, ["--add", "--pypi", "six"], "--pypi needs a PEP 723 block", 2),
+    (CS.replace('"numpy" = { version = "1.*", channel', '"numpy" = {\n#   version = "1.*", channel'),
+     ["--add", "numpy"], "s.py:9: cannot edit [dependencies]: this entry is not on one line", 2),
     (OURS, ["--add", ">=1"], "not a conda match spec", 2),
     (OURS, ["--add", "--pypi", "six"], "--pypi needs a PEP 723 block", 2),
     (OURS, ["--remove", "nosuch"], "no 'nosuch' to remove in env", 2),
@@ -330,8 +362,6 @@ def test_add_remove_edit_only_the_list(tmp_path, text, what, ops, want, crlf):
     (OURS, ["--add", "--format", "pep723", "numpy"], "--format does not go with --add", 2),
     (OURS, ["--init", "--format", "yaml"], "unknown --format 'yaml'", 2),
     (OURS, ["--add"], "--add needs at least one SPEC and the script", 2),
-    ('// /// conda-script\n// channels = ["x"]\n// entrypoint = "true"\n// /// end-conda-script\n',
-     ["--add", "tool"], "s.py:1: editing conda-script blocks is not supported yet", 2),
     (OURS, ["--add", "--list", "numpy"], "--list does not go with --add", 2),
     (OURS, ["--init", "--add", "numpy"], "use one of --init, --add, --remove at a time", 2),
 ])
@@ -450,37 +480,60 @@ def _model(items, ops, nonempty):
     return None if nonempty and not new else new
 
 
-@settings(max_examples=150, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(items=items_st, ops=ops_st, flow=st.booleans(), toml=st.booleans(), before=around_st,
-       after=around_st, crlf=st.booleans(), trailing=st.booleans())
-def test_edits_read_back_as_modelled(tmp_path, items, ops, flow, toml, before, after, crlf,
-                                     trailing):
-    specs = [n + v for n, v, _ in items]
-    quoted = [_quote(n + v, q, toml) for n, v, q in items]
-    if toml:
+def _block(fmt, items, flow, trailing):
+    """A block of format FMT holding ITEMS (name, version, quoting) in a layout."""
+    quoted = [_quote(n + v, q, fmt != "ours") for n, v, q in items]
+    comment = "  # c" if trailing else ""
+    if fmt == "conda-script":  # name = "version", or name = { version = "..." } when flow
+        values = [_quote(v.strip() or "*", q, True) for _, v, q in items]
+        entries = [f"# {n} = {{ version = {v} }}" if flow else f"# {n} = {v}{comment}"
+                   for (n, _, _), v in zip(items, values)]
+        return ["# /// conda-script", "# channels = ['x']", "# entrypoint = 'true'",
+                "# [dependencies]", *entries, "# /// end-conda-script"]
+    if fmt == "pep723":
         if flow:
             arr = ["# dependencies = [" + ", ".join(quoted) + "]"]
         else:
             arr = ["# dependencies = ["] + [f"#   {q}{',' if trailing or k < len(quoted) - 1 else ''}"
                                            for k, q in enumerate(quoted)] + ["# ]"]
-        block = ["# /// script", "# [tool.conda]", *arr, "# ///"]
-    elif flow:
-        block = ["# conda execute", "# env: [" + ", ".join(quoted) + "]" + ("  # c" if trailing else "")]
-    else:
-        block = ["# conda execute", "# env:"] + [f"#  - {q}" + ("  # c" if trailing else "")
-                                                 for q in quoted]
+        return ["# /// script", "# [tool.conda]", *arr, "# ///"]
+    if flow:
+        return ["# conda execute", "# env: [" + ", ".join(quoted) + "]" + comment]
+    return ["# conda execute", "# env:"] + [f"#  - {q}" + comment for q in quoted]
+
+
+def _as_read(fmt, spec):
+    """SPEC (name + version) as the reader gives it back for FMT."""
+    if fmt != "conda-script":
+        return " ".join(spec.split())
+    name = spec.split(" ")[0].split("=")[0].split(">")[0]
+    version = spec[len(name):].strip()
+    return f"{name} {version}" if version else name
+
+
+@settings(max_examples=150, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(items=items_st, ops=ops_st, flow=st.booleans(),
+       fmt=st.sampled_from(["ours", "pep723", "conda-script"]), before=around_st,
+       after=around_st, crlf=st.booleans(), trailing=st.booleans())
+def test_edits_read_back_as_modelled(tmp_path, items, ops, flow, fmt, before, after, crlf,
+                                     trailing):
+    if fmt == "conda-script":  # a [key=value] spec has no `name = "version"` spelling
+        items = [(n, v, q) for n, v, q in items if "[" not in v] or [("alpha", "", "double")]
+    specs = [n + v for n, v, _ in items]
     after = ["import x", *after]
-    lines = [*before, *([""] if before else []), *block, "", *after, ""]
+    lines = [*before, *([""] if before else []), *_block(fmt, items, flow, trailing), "",
+             *after, ""]
     nl = "\r\n" if crlf else "\n"
-    path = tmp_path / f"s{abs(hash((tuple(specs), tuple(ops), flow, toml)))}.py"
-    data = nl.join(lines).encode()
-    path.write_bytes(data)
+    path = tmp_path / f"s{abs(hash((tuple(specs), tuple(ops), flow, fmt)))}.py"
+    path.write_bytes(nl.join(lines).encode())
     model = specs
     for add, name, version in ops:
         argv = ["--add", name + version] if add else ["--remove", name]
         before_edit = path.read_bytes()
-        model_next = _model(model, [(add, name, version)], not toml)
+        model_next = _model(model, [(add, name, version)], fmt == "ours")
+        if fmt == "conda-script" and add and "[" in version:
+            model_next = None
         code, err = ce_main("-q", *argv, str(path))
         if model_next is None:
             assert code == 2 and len(err.strip().splitlines()) == 1, err
@@ -489,8 +542,8 @@ def test_edits_read_back_as_modelled(tmp_path, items, ops, flow, toml, before, a
         assert code == 0, (err, path.read_text())
         model = model_next
     spec = read_back(path)
-    got = [s for s in spec.env if s != "python"] if toml else list(spec.env)
-    assert got == [" ".join(s.split()) for s in model]
+    got = [s for s in spec.env if s != "python"] if fmt == "pep723" else list(spec.env)
+    assert got == [_as_read(fmt, s) for s in model]
     new = path.read_bytes().decode().split(nl)
     assert new[:len(before)] == before and new[-len(after) - 1:] == [*after, ""]
 
@@ -507,3 +560,62 @@ def test_round_trip_in_each_comment_syntax(tmp_path, name, prefix):
     assert read_back(path).env == ("tool",)
     assert [ln for ln in path.read_text().split("\n") if "tool" not in ln] == \
         [ln for ln in first if "tool" not in ln]
+
+
+@pytest.mark.parametrize("name, prefix, runner", [("s.py", "#", "python"), ("s.js", "//", "node"),
+                                                  ("s.lua", "--", "lua"), ("s.erl", "%", "escript")])
+def test_conda_script_round_trip(tmp_path, name, prefix, runner):
+    path = tmp_path / name
+    assert ce_main("--init", "--format", "conda-script", str(path), "tool 1.*", "c::lib")[0] == 0
+    first = path.read_text()
+    block = (f"{prefix} /// conda-script\n{prefix} channels = [\"conda-forge\"]\n"
+             f"{prefix} entrypoint = \"{runner} ${{SCRIPT}}\"\n{prefix} [dependencies]\n"
+             f"{prefix} tool = \"1.*\"\n{prefix} lib = {{ version = \"*\", channel = \"c\" }}\n"
+             f"{prefix} /// end-conda-script\n")
+    assert first.endswith(block)
+    spec = read_back(path)
+    assert spec.env == ("tool 1.*", "c::lib") and spec.channels == ("conda-forge",)
+    assert spec.entrypoint.text == f"{runner} ${{SCRIPT}}"
+    assert ce_main("--add", "mylib >=2", "tool", "lib 2 b_1", str(path))[0] == 0
+    assert read_back(path).env == ("tool", "lib 2 b_1", "mylib >=2")
+    assert f'{prefix} lib = {{ version = "2", build = "b_1" }}\n' in path.read_text()
+    assert ce_main("--remove", "mylib", "lib", str(path))[0] == 0
+    assert read_back(path).env == ("tool",)
+    assert [ln for ln in path.read_text().split("\n") if "tool" not in ln and "lib" not in ln] == \
+        [ln for ln in first.split("\n") if "tool" not in ln and "lib" not in ln]
+
+
+def test_conda_script_init_into_an_existing_file_and_defaults(tmp_path):
+    old = tmp_path / "old.sh"
+    old.write_bytes(b"#!/bin/sh\r\necho hi\r\n")
+    old.chmod(0o700)
+    assert ce_main("--init", "--format", "conda-script", "--channel", "a", "--channel", "b",
+                   str(old))[0] == 0
+    assert old.read_bytes() == (b'#!/bin/sh\r\n# /// conda-script\r\n# channels = ["a", "b"]\r\n'
+                                b'# entrypoint = "bash ${SCRIPT}"\r\n# [dependencies]\r\n'
+                                b'# bash = "*"\r\n# /// end-conda-script\r\n\r\necho hi\r\n')
+    assert old.stat().st_mode & 0o777 == 0o700
+    assert read_back(old).env == ("bash",) and read_back(old).channels == ("a", "b")
+    assert ce_main("--add", "jq", str(old))[0] == 0
+    assert old.read_bytes().count(b"\r\n") == old.read_bytes().count(b"\n")
+    code, err = ce_main("--init", "--format", "conda-script", str(tmp_path / "x.py"), "a[build=1]")
+    assert code == 2 and "cannot be written in a conda-script block" in err
+    code, err = ce_main("--init", "--pypi", "--format", "conda-script", str(tmp_path / "x.py"), "six")
+    assert code == 2 and "--pypi goes with --format pep723" in err
+    assert not (tmp_path / "x.py").exists()
+
+
+@pytest.mark.parametrize("crlf", [False, True])
+def test_conda_script_edits_keep_every_other_byte(tmp_path, crlf):
+    path = tmp_path / "s.py"
+    nl = "\r\n" if crlf else "\n"
+    path.write_bytes(CS.replace("\n", nl).encode())
+    path.chmod(0o710)
+    for argv in (["--add", "numpy>=2", "mylib"], ["--remove", "scipy"], ["--add", "python"]):
+        assert ce_main("-q", *argv, str(path))[0] == 0
+    want = CS.replace('#   python = ">=3.10"', '#   python = "*"').replace(
+        '"numpy" = { version = "1.*", channel = "conda-forge" }', '"numpy" = ">=2"').replace(
+        "#   scipy = '*'", '#   mylib = "*"')
+    assert path.read_bytes() == want.replace("\n", nl).encode()
+    assert path.stat().st_mode & 0o777 == 0o710
+    assert read_back(path).env == ("python", "numpy >=2", "mylib")
