@@ -15,27 +15,16 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 
 import pytest
+from test_reliability import figure, write
 
 import conda_execute as ce
 
 NOBODY = 65534
 PLATFORM = ce.conda_platform()
 AS_NOBODY = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
-
-
-def figure(text):
-    print(f"\nFIGURE {text}")
-    return text
-
-
-def write(path, text, mode=0o644):
-    path.write_text(textwrap.dedent(text).lstrip("\n"))
-    path.chmod(mode)
-    return str(path)
 
 
 SCRIPT = """
