@@ -546,8 +546,9 @@ def test_env_dir_without_permission_is_a_clear_error(pyz, conda_root, isolated_e
     os.mkdir(home)
     os.chown(home, NOBODY, NOBODY)
     stub = os.path.join(public_dir, "conda")  # found by nobody; never reached
+    called = os.path.join(home, "stub-called")  # nobody's home: the stub could write there
     with open(stub, "w") as f:
-        f.write("#!/bin/sh\ntouch /tmp/ce-stub-called; exit 99\n")
+        f.write(f"#!/bin/sh\ntouch '{called}'; exit 99\n")
     os.chmod(stub, 0o755)
     base = dict(isolated_env, HOME=home, CONDA_EXECUTE_CONDA=stub)
     results = {}
@@ -562,7 +563,7 @@ def test_env_dir_without_permission_is_a_clear_error(pyz, conda_root, isolated_e
         assert proc.returncode == 73 and err.count("\n") == 1, (env_dir, err)
         assert "Permission denied" in err, err
     figure(f"no_permission {results}")
-    assert os.listdir(mine) == [] and not os.path.exists("/tmp/ce-stub-called")
+    assert os.listdir(mine) == [] and not os.path.exists(called)
 
 
 def test_disk_full_during_create_keeps_nothing(tool, tmp_path):
