@@ -26,7 +26,6 @@ modules are imported inside the functions that need them.
 
 from __future__ import annotations
 
-import errno
 import os
 import sys
 
@@ -2643,6 +2642,8 @@ def _open_dir(name: str, path: str, what: str, code: int, shared_ok: Optional[bo
             raise UsageError(f"cannot create {what}: it vanished", path, code=code) from None
         raise
     except OSError as e:
+        import errno
+
         reason = "it is a symbolic link or not a directory" if e.errno in (
             errno.ELOOP, errno.ENOTDIR) else e.strerror
         raise UsageError(f"cannot {'create' if create else 'open'} {what}: {reason}", path,
@@ -3125,6 +3126,8 @@ def _open_in(d: EnvDir, name: str, flags: int) -> int:
     try:
         fd = os.open(name, flags | O_NOFOLLOW | O_CLOEXEC | os.O_NONBLOCK, 0o600, dir_fd=d.fd)
     except OSError as e:
+        import errno
+
         if e.errno == errno.ELOOP:
             raise PermissionError(e.errno, f"{name} is a symbolic link; not following it",
                                   os.path.join(d.path, name)) from None
@@ -3132,6 +3135,8 @@ def _open_in(d: EnvDir, name: str, flags: int) -> int:
     st = os.fstat(fd)
     if not (st.st_mode & 0o170000 == 0o100000 and st.st_uid == os.getuid()):
         os.close(fd)
+        import errno
+
         raise PermissionError(errno.EPERM, f"{name} is not a regular file of yours",
                               os.path.join(d.path, name))
     return fd
@@ -3150,7 +3155,6 @@ def _lstat_in(d: EnvDir, name: str) -> os.stat_result:
 # a forked child does not hold them (conda running a create is not covered), and they survive
 # exec (the script's lock descriptor is inheritable, as for flock).
 LOCKING = ["flock"]
-UNSUPPORTED = frozenset({errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOLCK})
 
 
 def _lock(fd: int, exclusive: bool, wait: bool, where: str) -> bool:
@@ -3164,10 +3168,12 @@ def _lock(fd: int, exclusive: bool, wait: bool, where: str) -> bool:
         try:
             (fcntl.flock if LOCKING[0] == "flock" else fcntl.lockf)(fd, op)
             return True
-        except OSError as e:
+        except OSError as e:  # errno is imported only when a lock fails (warm path: never)
+            import errno
+
             if e.errno in (errno.EAGAIN, errno.EACCES) and not wait:
                 return False
-            if e.errno not in UNSUPPORTED:
+            if e.errno not in (errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOLCK):
                 raise
             LOCKING[0] = "lockf" if LOCKING[0] == "flock" else "none"
     if len(LOCKING) == 1:
