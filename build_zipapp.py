@@ -14,6 +14,16 @@ module conda_execute: one read, one unmarshal, no importlib machinery. A Python 
 $XDG_CACHE_HOME/conda-execute/pyc, keyed by the module's sha256 and the magic number
 (_pyc_cache.py, read only then).
 
+A warm run (the environment exists) needs about half the module, so the bytecode comes in two
+parts (split_source, done once on the source by the building Python, each part then compiled
+by every interpreter): conda_execute.<magic>.pyc holds every statement but the definitions a
+warm run does not reach (WARM names the functions it does), with a stub of the same signature
+for each cold function that warm code names; conda_execute.<magic>.cold (deflated) holds those
+definitions, on the same line numbers. The first call of a stub runs the cold part in the
+module (__main__'s __cold__), gives each stub its real code (the function object stays the
+one every reference holds) and calls it. A warm run thus unmarshals ~45% less and creates
+half the classes. Generators and decorated or rebound names always stay warm.
+
 zipimport looks for __main__.pyc only, so one Python (the first of --pythons; by default the
 one running the build) gets __main__.pyc; the others compile the small __main__.py, which
 costs ~1-2 ms however small it is (a process's first compile() creates the AST types).
@@ -30,6 +40,7 @@ the sources read only by a Python without bytecode are deflated. With --no-bytec
 from __future__ import annotations
 
 import argparse
+import ast
 import hashlib
 import io
 import os
@@ -47,9 +58,23 @@ import sys
 from _frozen_importlib_external import MAGIC_NUMBER
 from marshal import loads
 
+
+def __cold__(f, done=[]):
+    \"\"\"Run the module's cold part once (split_source); F is then its real self.\"\"\"
+    if not done:
+        done.append(f)
+        g, before = f.__globals__, dict(f.__globals__)
+        exec(loads(memoryview(__loader__.get_data("conda_execute.%s.cold" % MAGIC_NUMBER.hex()))[16:]), g)
+        for name, stub in before.items():
+            if g[name] is not stub:  # keep the function object every reference holds
+                stub.__code__, stub.__doc__, g[name] = g[name].__code__, g[name].__doc__, stub
+    return f
+
+
 if hasattr(__loader__, "archive"):  # run as a zip: this Python's bytecode, else the user cache
     conda_execute = sys.modules["conda_execute"] = type(sys)("conda_execute")
     conda_execute.__file__ = __loader__.archive + "/conda_execute.py"
+    conda_execute.__cold__ = __cold__
     try:
         code = loads(memoryview(__loader__.get_data("conda_execute.%s.pyc" % MAGIC_NUMBER.hex()))[16:])
     except OSError:
@@ -151,6 +176,151 @@ code = compile(source.replace(future, b"\\n\\n", 1), sys.argv[1], "exec", flags,
 sys.stdout.buffer.write(importlib.util.MAGIC_NUMBER + (0b01).to_bytes(4, "little")
                         + importlib.util.source_hash(source) + marshal.dumps(code))
 """
+# The functions a warm run calls (the environment exists, GC is not due): for a '# conda execute'
+# block (with or without run_with), a PEP 723 block, a conda-script block and `-s SPEC -- CMD`;
+# with a condarc, CONDA_EXE, the default or a configured env dir; a lock file, activation
+# scripts, a script from stdin, a bootstrapped micromamba. Anything else is loaded on first use
+# (~1-2 ms once). tests/test_pyz_bytecode.py runs the common forms warm with the cold part taken
+# out of the pyz: a name missing here fails there.
+WARM = (
+    "_activating", "_array_table_rule", "_block_line", "_block_lines", "_bootstrap_setting",
+    "_check_bootstrapped", "_check_key_parts", "_check_keys", "_check_parents", "_check_text",
+    "_cli_specs", "_conda_spec_name", "_config", "_end_pep723_block", "_env_lock", "_env_var",
+    "_expand", "_expanded", "_flag", "_foreign", "_get_or_create_nest", "_interpreter",
+    "_is_content_line", "_is_frozen", "_is_pin", "_items", "_json_string", "_key_line",
+    "_key_value_rule", "_list_item", "_lock", "_lstat_in", "_main", "_makedirs_private",
+    "_mark", "_marked", "_match_spec", "_memfile", "_names_us", "_number", "_open_dir",
+    "_open_in", "_open_script", "_parse_array", "_parse_basic_str", "_parse_escape",
+    "_parse_flow_list", "_parse_inline_table", "_parse_key", "_parse_key_part",
+    "_parse_key_value_pair", "_parse_literal_str", "_parse_multiline_str", "_parse_plain",
+    "_parse_quoted", "_parse_scalar", "_parse_value", "_pep723_line", "_prepend",
+    "_private_dir", "_python_clause", "_rc_files", "_read_blocks", "_read_json_object",
+    "_run_in_env", "_run_spec", "_rx", "_say", "_sha256", "_sha256_bytes", "_sha256_hex",
+    "_shell_command", "_shell_dollar", "_shell_double", "_shell_sequence", "_shell_word",
+    "_skip_array_ws", "_skip_chars", "_skip_comment", "_skip_until", "_strings", "_table",
+    "_table_rule", "_toml_document", "_toml_escape", "_toml_skip_comment", "_toml_string_end",
+    "_toml_type", "_toml_value", "_unmark", "_when_holds", "_which", "_words", "acquire",
+    "activate_scripts", "activated_environ", "apply_lock", "block_prefix", "bootstrap_dir",
+    "bootstrapped_micromamba", "check_ad_hoc", "check_match_spec", "conda_platform",
+    "conda_root", "conda_script_spec", "condarc_paths", "console_main", "default_env_dir",
+    "default_run_with", "dependency_spec", "ensure_env", "entry_variables", "env_for",
+    "env_name", "env_named", "env_platform", "env_vars", "exec_in_env", "expand_word",
+    "find_manager", "find_pep723", "is_complete", "is_platform", "iter_lines", "load_config",
+    "load_spec", "log_line", "main", "make_source", "manager_exe",
+    "maybe_collect_in_background", "missing_interpreter", "open_env_dir", "parse_args",
+    "parse_block", "parse_entrypoint", "parse_toml", "pep723_fields", "private_dir",
+    "python_spec", "read_condarc", "read_lock", "read_spec", "record_use", "run_entrypoint",
+    "script_argv", "script_block_line", "script_opener", "select_entrypoint", "shown_command",
+    "source_from_stdin", "spec_from_fields", "spec_identity", "toml_subset", "tool_argv",
+    "tool_source", "tool_spec", "with_specs",
+)
+
+
+class Split(NamedTuple):
+    """The module's source as two sources of the same lines (line numbers hold in both)."""
+
+    warm: str  # the module without the cold definitions; a stub for each one warm code names
+    cold: str  # only the cold definitions (and the __future__ import)
+    stubs: tuple[str, ...]  # the functions stubbed in `warm`
+
+
+def _loaded_names(node: ast.AST) -> set[str]:
+    """The names NODE reads at run time (annotations are strings: `from __future__`)."""
+    names, todo = set(), [node]
+    while todo:
+        n = todo.pop()
+        if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load):
+            names.add(n.id)
+        todo.extend(child for field, child in ast.iter_fields(n) if field not in
+                    ("annotation", "returns") for child in (child if isinstance(child, list)
+                                                            else [child])
+                    if isinstance(child, ast.AST))
+    return names
+
+
+def _bound_once(tree: ast.Module) -> set[str]:
+    """Top-level names bound by exactly one statement and never by a `global`."""
+    counts: dict[str, int] = {}
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names = [node.name]
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = [(a.asname or a.name).split(".")[0] for a in node.names]
+        else:
+            names = [n.id for n in ast.walk(node) if isinstance(n, ast.Name)
+                     and isinstance(n.ctx, ast.Store)]
+        for name in names:
+            counts[name] = counts.get(name, 0) + 1
+    rebound = {n for node in ast.walk(tree) if isinstance(node, ast.Global) for n in node.names}
+    return {name for name, count in counts.items() if count == 1 and name not in rebound}
+
+
+def _cold_candidates(tree: ast.Module, warm: tuple[str, ...]) -> dict[str, ast.stmt]:
+    """Plain top-level defs not in WARM, and plain top-level classes: {name: node}."""
+    once = _bound_once(tree)
+    return {node.name: node for node in tree.body
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not node.decorator_list
+            and node.name in once and node.name not in warm and node.body[0].lineno > node.lineno
+            and "__cold__" not in _loaded_names(node) and not _yields(node)}
+
+
+def _yields(node: ast.AST) -> bool:
+    """Whether NODE holds a yield: a generator's code cannot be given to a plain function
+    (Python 3.13 warns), so generators stay warm."""
+    return any(isinstance(n, (ast.Yield, ast.YieldFrom, ast.Await)) for n in ast.walk(node))
+
+
+def _defaults(args: ast.arguments) -> list[ast.AST]:
+    return [d for d in [*args.defaults, *args.kw_defaults] if d is not None]
+
+
+def _stub_call(node: ast.FunctionDef) -> str:
+    """`return __cold__(f)(a, b, *c, d=d, **e)`: the call that forwards F's arguments."""
+    a = node.args
+    args = [p.arg for p in [*getattr(a, "posonlyargs", []), *a.args]]
+    if a.vararg:
+        args.append("*" + a.vararg.arg)
+    args += [f"{p.arg}={p.arg}" for p in a.kwonlyargs]
+    if a.kwarg:
+        args.append("**" + a.kwarg.arg)
+    return f"    return __cold__({node.name})({', '.join(args)})"
+
+
+def split_source(source: str, warm: tuple[str, ...] = WARM) -> Split:
+    """Keep in the warm source what a warm run needs: every statement but the cold candidates,
+    the classes those statements name (to a fixed point), and a stub for each cold function
+    they name; the cold source defines the rest, run by __main__'s __cold__ on first need."""
+    tree = ast.parse(source)
+    cold = _cold_candidates(tree, warm)
+    refs = set().union(*(_loaded_names(n) for n in tree.body if getattr(n, "name", None)
+                         not in cold))
+    while True:  # a warm class, or a stubbed function's defaults, may name more classes
+        needed = {n for n in refs & set(cold) if isinstance(cold[n], ast.ClassDef)
+                  or cold[n].args.defaults or cold[n].args.kw_defaults}
+        grown = refs.union(*(_loaded_names(cold[n]) if isinstance(cold[n], ast.ClassDef) else
+                             set().union(*map(_loaded_names, _defaults(cold[n].args)))
+                             for n in needed))
+        if grown == refs:
+            break
+        refs = grown
+    classes = {n for n in refs & set(cold) if isinstance(cold[n], ast.ClassDef)}
+    stubs = tuple(n for n in cold if n in refs and n not in classes)
+    lines = source.split("\n")
+    warm_lines, cold_lines = list(lines), [""] * len(lines)
+    for name, node in cold.items():
+        if name in classes:
+            continue
+        first, last = node.lineno - 1, node.end_lineno
+        cold_lines[first:last] = lines[first:last]
+        body = node.body[0].lineno - 1 if name in stubs else first
+        warm_lines[body:last] = [""] * (last - body)
+        if name in stubs:
+            warm_lines[body] = _stub_call(node)
+    future = lines.index("from __future__ import annotations")
+    cold_lines[future] = lines[future]
+    return Split("\n".join(warm_lines), "\n".join(cold_lines), stubs)
+
+
 EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can carry
 DEFAULT_PYTHON = "/usr/bin/env python3"
 STORED = ("__main__.py", ".pyc")  # read on every run; the rest only without bytecode
@@ -182,6 +352,7 @@ class Bytecode(NamedTuple):
 
     version: str  # e.g. 3.11.7
     pyc: bytes  # an unchecked hash-based .pyc: magic number, flags 0b01, SipHash, code
+    cold: bytes = b""  # the cold part's .pyc, when `pyc` is the warm part (split_source)
 
 
 def compile_with(interpreter: str, source: bytes, filename: str = "conda_execute.py"
@@ -198,13 +369,17 @@ def compile_with(interpreter: str, source: bytes, filename: str = "conda_execute
     return Bytecode(proc.stderr.decode(errors="replace").strip(), proc.stdout)
 
 
-def all_bytecode(module_source: bytes, interpreters: list[str]) -> dict[str, Bytecode]:
-    """{magic number (hex): Bytecode} over INTERPRETERS; the first of those sharing a magic."""
+def all_bytecode(module_source: bytes, interpreters: list[str],
+                 warm: tuple[str, ...] = WARM) -> dict[str, Bytecode]:
+    """{magic number (hex): Bytecode} over INTERPRETERS (the first of those sharing a magic):
+    the module's warm part, and its cold part beside it (split_source)."""
+    split = split_source(module_source.decode("utf-8"), warm)
     out: dict[str, Bytecode] = {}
     for exe in interpreters:
-        compiled = compile_with(exe, module_source)
-        if compiled is not None:
-            out.setdefault(compiled.pyc[:4].hex(), compiled)
+        warm = compile_with(exe, split.warm.encode())
+        cold = compile_with(exe, split.cold.encode())
+        if warm is not None and cold is not None:
+            out.setdefault(warm.pyc[:4].hex(), warm._replace(cold=cold.pyc))
     return out
 
 
@@ -217,6 +392,7 @@ def archive_bytes(module_source: bytes, interpreter: str, pycs: dict[str, Byteco
     if main_pyc:
         members["__main__.pyc"] = main_pyc
     members.update((f"conda_execute.{magic}.pyc", b.pyc) for magic, b in pycs.items())
+    members.update((f"conda_execute.{magic}.cold", b.cold) for magic, b in pycs.items() if b.cold)
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         for name, data in sorted(members.items()):

@@ -197,10 +197,11 @@ class Bench:
         self.pycs: Dict[str, object] = {}
         self.pythons: List[Tuple[str, str, str]] = []  # (version, interpreter, magic hex)
         for exe in builder.find_pythons():
-            compiled = builder.compile_with(exe, source)
-            if compiled is not None and compiled.pyc[:4].hex() not in self.pycs:
-                self.pycs[compiled.pyc[:4].hex()] = compiled
-                self.pythons.append((compiled.version, exe, compiled.pyc[:4].hex()))
+            compiled = builder.all_bytecode(source, [exe])  # warm and cold part, as released
+            for magic, bytecode in compiled.items():
+                if magic not in self.pycs:
+                    self.pycs[magic] = bytecode
+                    self.pythons.append((bytecode.version, exe, magic))
         self.pythons.sort(key=lambda p: tuple(map(int, p[0].split("."))))
         self.main_pyc = builder.compile_with(REALPY, builder.MAIN, "__main__.py").pyc
         self.pyz = self.pyz_file("conda-execute.pyz", REALPY)

@@ -50,6 +50,15 @@ MAGIC = "import importlib.util, sys; print(importlib.util.MAGIC_NUMBER.hex(), *s
 CI_PYTHONS = {(3, 8), (3, 9), (3, 10), (3, 11), (3, 12), (3, 13)}  # what CI machines have
 
 
+def load_builder():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_ce_build", os.path.join(ROOT, "build_zipapp.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def magics():
     """{magic number (hex): (major, minor)} of every Python 3.8+ here."""
     out = {}
@@ -74,11 +83,13 @@ def test_zipapp_is_reproducible_and_holds_bytecode_for_every_python_here(tmp_pat
         names = zf.namelist()
         assert names == sorted(names)  # a fixed order
         assert set(names) >= {"__main__.py", "__main__.pyc", "_pyc_cache.py", "conda_execute.py",
-                              *(f"conda_execute.{m}.pyc" for m in here)}
+                              *(f"conda_execute.{m}.pyc" for m in here),
+                              *(f"conda_execute.{m}.cold" for m in here)}
         methods = {i.filename: i.compress_type for i in zf.infolist()}
         assert {n for n, m in methods.items() if m == zipfile.ZIP_DEFLATED} == {
-            "_pyc_cache.py", "conda_execute.py"}  # read only without bytecode; the rest stored
-        assert len(zf.read("__main__.py").decode().splitlines()) < 20
+            "_pyc_cache.py", "conda_execute.py", *(f"conda_execute.{m}.cold" for m in here)
+        }  # read only without bytecode or off the warm path; the rest stored
+        assert len(zf.read("__main__.py").decode().splitlines()) < 32
         members = {name: zf.read(name) for name in zf.namelist()}
     # Each member is its Python's, unchecked hash-based (PEP 552), of exactly that source.
     import _imp
@@ -87,19 +98,24 @@ def test_zipapp_is_reproducible_and_holds_bytecode_for_every_python_here(tmp_pat
 
     source = members["conda_execute.py"]
     for magic in here:
-        pyc = members[f"conda_execute.{magic}.pyc"]
-        assert pyc[:4].hex() == magic and int.from_bytes(pyc[4:8], "little") == 0b01
-    mine = members[f"conda_execute.{importlib.util.MAGIC_NUMBER.hex()}.pyc"]
-    assert mine[8:16] == _imp.source_hash(importlib.util._RAW_MAGIC_NUMBER, source)
-    # compiled with the annotations future as a flag, not an import (the line left blank)
+        for part in ("pyc", "cold"):
+            pyc = members[f"conda_execute.{magic}.{part}"]
+            assert pyc[:4].hex() == magic and int.from_bytes(pyc[4:8], "little") == 0b01
+    # the warm and the cold part of exactly this source, compiled with the annotations future
+    # as a flag, not an import (the line left blank)
     import __future__
 
-    future = b"\nfrom __future__ import annotations\n"
-    assert source.count(future) == 1
-    code = marshal.loads(mine[16:])
-    assert code == compile(source.replace(future, b"\n\n"), "conda_execute.py", "exec",
-                           __future__.annotations.compiler_flag, dont_inherit=True)
-    assert "__future__" not in code.co_names
+    split = load_builder().split_source(source.decode())
+    future = "\nfrom __future__ import annotations\n"
+    magic = importlib.util.MAGIC_NUMBER.hex()
+    for part, text in (("pyc", split.warm), ("cold", split.cold)):
+        mine = members[f"conda_execute.{magic}.{part}"]
+        assert mine[8:16] == _imp.source_hash(importlib.util._RAW_MAGIC_NUMBER, text.encode())
+        assert text.count(future) == 1
+        code = marshal.loads(mine[16:])
+        assert code == compile(text.replace(future, "\n\n"), "conda_execute.py", "exec",
+                               __future__.annotations.compiler_flag, dont_inherit=True)
+        assert "__future__" not in code.co_names
     main_pyc = members["__main__.pyc"]  # the building Python's
     assert main_pyc[:4] == importlib.util.MAGIC_NUMBER
     assert marshal.loads(main_pyc[16:]) == compile(members["__main__.py"], "__main__.py",
@@ -122,7 +138,7 @@ def test_zipapp_pythons_option_chooses_the_interpreters(tmp_path):
     version = ".".join(map(str, sys.version_info[:3]))
     assert f"(bytecode for Python {version})" in out
     with zipfile.ZipFile(pyz) as zf:
-        assert len([n for n in zf.namelist() if n.startswith("conda_execute.")]) == 2
+        assert len([n for n in zf.namelist() if n.startswith("conda_execute.")]) == 3
     bad = subprocess.run([sys.executable, os.path.join(ROOT, "build_zipapp.py"), "--output",
                           str(tmp_path / "bad.pyz"), "--pythons", str(tmp_path / "nope")],
                          capture_output=True, text=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -178,3 +179,133 @@ def test_a_python_left_out_of_the_build_uses_the_cache_and_others_do_not(tmp_pat
     assert version(sys.executable, out, cache) == "0.1.0"
     (entry,) = cached(cache)
     assert entry.name.endswith(f".{me.hex()}.pyc")
+
+
+# --------------------------------------------------------------------------- the cold part
+
+SPLIT_DEMO = '''\
+"""A module split as the pyz splits conda_execute: only console_main is warm."""
+
+from __future__ import annotations
+
+import sys
+
+__version__ = "demo"
+
+
+class Cold(tuple):  # named by cold functions only: defined by the cold part
+    def twice(self) -> list:
+        return list(self * 2)
+
+
+def kinds(a, b=2, /, c=3, *rest, d, e=5, **kw) -> tuple:
+    """Every kind of parameter."""
+    return (a, b, c, rest, d, e, sorted(kw.items()))
+
+
+def counting(n: int):
+    yield from range(n)
+
+
+def uses_cold_class() -> list:
+    return Cold((1, 2)).twice()
+
+
+def deep() -> str:  # called by a cold function only: no stub
+    return "deep"
+
+
+def calls_deep() -> str:
+    return deep()
+
+
+TABLE = {"kinds": kinds}  # holds the stub's function object
+
+
+def console_main() -> int:
+    print(TABLE["kinds"](1, d=4, z=9), kinds(1, 2, 3, 4, d=5, e=6))
+    print(list(counting(3)), uses_cold_class(), calls_deep())
+    print(TABLE["kinds"] is kinds, kinds.__doc__, kinds.__name__, kinds.__defaults__)
+    return 0
+'''
+
+
+def test_the_cold_part_runs_on_first_use_and_keeps_every_function_what_it_was(tmp_path):
+    """A demo module split with only console_main warm gives, on every Python, what it gives
+    run from source: arguments of every kind, defaults, docstrings, a generator, a class only
+    cold code names, and the function object a table held before the cold part ran."""
+    b = builder()
+    split = b.split_source(SPLIT_DEMO, ("console_main",))
+    assert split.stubs == ("kinds", "uses_cold_class", "calls_deep")  # no generator
+    assert "class Cold" in split.cold and "class Cold" not in split.warm
+    assert "def deep" in split.cold and "def deep" not in split.warm
+    assert len(split.warm.splitlines()) == len(split.cold.splitlines()) == len(
+        SPLIT_DEMO.splitlines())
+    pythons = other_pythons()
+    pyz = tmp_path / "demo.pyz"
+    pyz.write_bytes(b.archive_bytes(SPLIT_DEMO.encode(), "/usr/bin/env python3",
+                                    b.all_bytecode(SPLIT_DEMO.encode(), pythons, ("console_main",))))
+    for exe in pythons:
+        want = subprocess.run([exe, "-c", SPLIT_DEMO + "console_main()"], capture_output=True,
+                              text=True, check=True).stdout
+        got = subprocess.run([exe, str(pyz)], capture_output=True, text=True)
+        assert (got.returncode, got.stderr, got.stdout) == (0, "", want), exe
+        assert "(1, 2, 3, (), 4, 5, [('z', 9)])" in want and "True Every kind" in want
+
+
+def without_cold_part(pyz: str, out: Path) -> Path:
+    """A copy of PYZ without its cold members (shebang line kept)."""
+    with open(pyz, "rb") as f:
+        shebang = f.readline()
+    with zipfile.ZipFile(pyz) as zin, zipfile.ZipFile(out.with_suffix(".zip"), "w") as zout:
+        for info in zin.infolist():
+            if not info.filename.endswith(".cold"):
+                zout.writestr(info, zin.read(info.filename))
+    out.write_bytes(shebang + out.with_suffix(".zip").read_bytes())
+    return out
+
+
+def test_a_warm_run_needs_no_cold_code_in_any_block_form(pyz, channel, conda_root, isolated_env,
+                                                         tmp_path):
+    """build_zipapp.WARM is complete: with the cold part taken out of the pyz, a warm run of
+    each form (a '# conda execute' block with and without run_with, PEP 723 with
+    requires-python, literal strings and [tool.conda], conda-script, -s SPEC) still works on
+    every Python here, with a condarc, CONDA_EXE and the default env dir; while anything that
+    needs cold code fails (so the copy really lacks it)."""
+    env = conda_root.env_with_conda_on_path(isolated_env)
+    env.pop("CONDA_EXECUTE_ENV_DIR", None)
+    env["CONDA_EXE"] = shutil.which("conda", path=env["PATH"])
+    with open(os.path.join(env["HOME"], ".condarc"), "a") as f:
+        f.write("conda-execute:\n  remove-if-unused-for: 30\n  bootstrap: true\n")
+    url = channel.url
+    scripts = {
+        "ce.py": "# conda execute\n# env: [python]\n# run_with: [python]\nprint('ce', 1)\n",
+        "norun.py": "# conda execute\n# env: [python]\nprint('norun', 1)\n",
+        "pep723.py": ("# /// script\n# requires-python = '>=3.8'\n# dependencies = ['pip']\n"
+                      f"# [tool.conda]\n# channels = [\"{url}\"]\n# ///\nprint('pep723', 1)\n"),
+        "cs.py": (f'# /// conda-script\n# channels = ["{url}"]\n'
+                  '# entrypoint = "python ${SCRIPT}"\n# [dependencies]\n# python = "*"\n'
+                  "# /// end-conda-script\nprint('cs', 1)\n"),
+    }
+    runs = [[str(tmp_path / name)] for name in scripts]
+    runs.append(["-s", "python", "--", "python", "-c", "print('tool', 1)"])
+    for name, text in scripts.items():
+        (tmp_path / name).write_text(text)
+    for argv in runs:  # the first run creates the environment: the full pyz
+        first = subprocess.run([sys.executable, pyz, *argv], env=env, capture_output=True,
+                               text=True)
+        assert first.returncode == 0, first.stderr
+    prefix = subprocess.run([sys.executable, pyz, "--prefix", runs[0][0]], env=env,
+                            capture_output=True, text=True, check=True).stdout.strip()
+    assert prefix.startswith(str(conda_root.root))  # the default env dir, beside conda's
+    Path(prefix).parent.joinpath(".gc-stamp").touch()  # GC not due (cold code, once an hour)
+    warm_only = without_cold_part(pyz, tmp_path / "warm-only.pyz")
+    for exe in other_pythons():
+        for argv in runs:
+            proc = subprocess.run([exe, str(warm_only), *argv], env=env, capture_output=True,
+                                  text=True)
+            assert (proc.returncode, proc.stderr) == (0, ""), (exe, argv, proc.stderr)
+            assert proc.stdout.endswith(" 1\n"), (exe, argv, proc.stdout)
+    cold = subprocess.run([sys.executable, str(warm_only), "--list"], env=env,
+                          capture_output=True, text=True)
+    assert cold.returncode != 0 and "conda_execute." in cold.stderr
