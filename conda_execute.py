@@ -754,6 +754,74 @@ PEP440_VERSION_RE = (r"[0-9]+(?:\.[0-9]+)*(?:(?:a|b|rc)[0-9]+)?")
 PEP440_PREFIX_RE = (r"[0-9]+(?:\.[0-9]+)*\.\*")
 # The package name of a conda match spec, after an optional `channel::`.
 CONDA_SPEC_NAME_RE = (r"(?:[^\s:]+::)?([A-Za-z0-9_][A-Za-z0-9_.-]*)")
+# A warm run matches these by hand: importing re costs 5-7 ms (3.8-3.13), more than all the
+# rest of a warm run's own work. tests/test_pep723.py holds each matcher to its regex.
+DIGITS = frozenset("0123456789")
+PEP723_TYPE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-")
+PEP440_OPERATORS = ("~=", "===", "==", "!=", "<=", ">=", "<", ">")  # in PEP440_CLAUSE_RE's order
+SPEC_NAME_START = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
+SPEC_NAME_CHARS = SPEC_NAME_START | frozenset(".-")
+
+
+def pep723_opener(line: str) -> str:
+    """The TYPE of a `# /// TYPE` line (PEP723_OPENER_RE's group), else ''."""
+    kind = line[6:] if line.startswith("# /// ") else ""
+    return kind if kind and all(c in PEP723_TYPE_CHARS for c in kind) else ""
+
+
+def pep440_clause(clause: str) -> Tuple[str, str]:
+    """(operator, version) of one PEP 440 clause (PEP440_CLAUSE_RE's groups), else ('', '')."""
+    text = clause.strip()
+    for op in PEP440_OPERATORS:  # as the regex's alternation backtracks: '===' may be '==' '='
+        version = text[len(op):].lstrip() if text.startswith(op) else ""
+        if version and not any(c.isspace() for c in version):
+            return op, version
+    return "", ""
+
+
+def _digits(text: str) -> bool:
+    return bool(text) and all(c in DIGITS for c in text)
+
+
+def is_pep440_version(version: str) -> bool:
+    """PEP440_VERSION_RE: N(.N)* and an optional aN, bN or rcN."""
+    cut = next((i for i, c in enumerate(version) if c not in DIGITS and c != "."), len(version))
+    pre = version[cut:]
+    kind = "rc" if pre.startswith("rc") else pre[:1]
+    return all(map(_digits, version[:cut].split("."))) and (
+        not pre or (kind in ("a", "b", "rc") and _digits(pre[len(kind):])))
+
+
+def is_pep440_prefix(version: str) -> bool:
+    """PEP440_PREFIX_RE: N(.N)*.*"""
+    return version.endswith(".*") and all(map(_digits, version[:-2].split(".")))
+
+
+def _name_end(text: str, start: int) -> int:
+    """Where a package name ([A-Za-z0-9_][A-Za-z0-9_.-]*) starting at START ends (START: none)."""
+    if start >= len(text) or text[start] not in SPEC_NAME_START:
+        return start
+    end = start + 1
+    while end < len(text) and text[end] in SPEC_NAME_CHARS:
+        end += 1
+    return end
+
+
+def _name_starts(spec: str) -> Tuple[int, ...]:
+    """Where CONDA_SPEC_NAME_RE tries the name: after a leading `channel::`, then at 0."""
+    channel, sep, _ = spec.partition("::")
+    if sep and channel and not any(c == ":" or c.isspace() for c in channel):
+        return (len(channel) + 2, 0)
+    return (0,)
+
+
+def spec_name(spec: str) -> str:
+    """The package name CONDA_SPEC_NAME_RE matches at the start of SPEC ('' if none)."""
+    for start in _name_starts(spec):
+        end = _name_end(spec, start)
+        if end > start:
+            return spec[start:end]
+    return ""
 
 
 def _pep723_line(lineno: int, line: str) -> str:
@@ -808,9 +876,8 @@ def find_pep723(lines: Iterable[tuple[int, str]], path: str) -> tuple[int, str] 
             continue  # fast path: most lines of a big script are code
         line = _pep723_line(lineno, raw)
         if not kind:
-            match = _rx(PEP723_OPENER_RE).fullmatch(line)
-            if match:
-                kind, opener, count, close_at = match.group(1), lineno, 0, 0
+            if pep723_opener(line):
+                kind, opener, count, close_at = pep723_opener(line), lineno, 0, 0
                 keep, overflow, content, size = kind == "script", False, [], 0
             continue
         if not _is_content_line(line):
@@ -847,18 +914,24 @@ def _end_pep723_block(
 
 TOML_LINE_RE = (r"\(at line (\d+), column \d+\)|\(at end of document\)")
 TOML_SCAN_RE = (r"\"\"\"|'''|[\"'#.\n=,\[\]{}]")  # what starts a string or comment, ends a key
+TOML_SCAN_CHARS = frozenset("\"'#.\n=,[]{}")  # _toml_token matches TOML_SCAN_RE by hand
 
 
 def parse_toml(text: str, path: str, first_line: int) -> dict[str, Any]:
     """Parse TOML text whose line 1 is line `first_line` of the script.
 
-    Uses tomllib where Python has it (3.11+), else toml_subset; both give the same
-    dict, and errors as UsageError at the same script line.
+    toml_subset reads it (tomllib costs 7-16 ms to import, with the re it imports); what that
+    refuses goes to tomllib where Python has it (3.11+: dates and times, tomllib's own
+    messages). Both give the same dict, and errors as UsageError at the same script line.
     """
+    try:
+        return toml_subset(text, path, first_line)
+    except UsageError as error:
+        refused = error
     try:
         import tomllib  # novm
     except ImportError:
-        return toml_subset(text, path, first_line)
+        raise refused from None
     _check_key_parts(text, path, first_line)
     try:
         return tomllib.loads(text)
@@ -884,12 +957,11 @@ def _check_key_parts(text: str, path: str, first_line: int) -> None:
     Counts the dots outside strings and comments between two characters that end a key
     (= , [ ] { } newline): a key's dots, or a float's one. Linear in the text.
     """
-    scan, dots, pos = _rx(TOML_SCAN_RE), 0, 0
+    dots, pos = 0, 0
     while True:
-        match = scan.search(text, pos)
-        if not match:
+        token, pos = _toml_token(text, pos)
+        if not token:
             return
-        token, pos = match.group(), match.end()
         if token == ".":
             dots += 1
             if dots >= TOML_MAX_KEY_PARTS:
@@ -903,6 +975,16 @@ def _check_key_parts(text: str, path: str, first_line: int) -> None:
             pos = _toml_string_end(text, pos, token)
         else:
             dots = 0
+
+
+def _toml_token(text: str, pos: int) -> Tuple[str, int]:
+    """The next token TOML_SCAN_RE finds from POS and the position after it, else ('', POS)."""
+    for i in range(pos, len(text)):
+        char = text[i]
+        if char in TOML_SCAN_CHARS:
+            token = char * 3 if char in "\"'" and text.startswith(char * 3, i) else char
+            return token, i + len(token)
+    return "", pos
 
 
 def _toml_string_end(text: str, pos: int, quote: str) -> int:
@@ -922,10 +1004,10 @@ def _toml_string_end(text: str, pos: int, quote: str) -> int:
         pos = end + 1
 
 
-# A TOML reader for Python 3.8-3.10, shaped like tomli (hukkin/tomli, MIT) and
-# raising at the same positions: strings (basic, literal, multi-line), integers,
-# floats, booleans, arrays, inline tables, [tables], [[arrays of tables]],
-# comments. Dates and times raise "unsupported". Every rule is a small function
+# A TOML reader that imports nothing (tomllib and its re cost 7-16 ms), shaped like tomli
+# (hukkin/tomli, MIT) and raising at the same positions: strings (basic, literal,
+# multi-line), integers, floats, booleans, arrays, inline tables, [tables], [[arrays of
+# tables]], comments. Dates and times raise "unsupported". Every rule is a small function
 # (src, pos) -> (pos, value); errors carry the position (_TomlError) and
 # toml_subset turns it into a script line.
 
@@ -973,7 +1055,7 @@ TOML_EXPLICIT, TOML_FROZEN = 1, 2
 
 
 def toml_subset(text: str, path: str, first_line: int) -> dict[str, Any]:
-    """Parse the TOML that PEP 723 blocks use, on Pythons without tomllib.
+    """Parse the TOML that PEP 723 blocks use, without importing anything (parse_toml).
 
     Gives the dict tomllib would, or a UsageError at script line `first_line` +
     the TOML line of the problem; dates and times are "unsupported TOML".
@@ -1452,13 +1534,12 @@ def python_spec(requires_python: str, path: str, line: int) -> str:
 
 def _python_clause(clause: str, whole: str, path: str, line: int) -> str:
     """One PEP 440 clause as conda version-spec text."""
-    match = _rx(PEP440_CLAUSE_RE).fullmatch(clause)
-    op, version = match.groups() if match else ("", "")
+    op, version = pep440_clause(clause)
     if op == "===":
         raise UsageError(f"requires-python {whole!r}: '===' (arbitrary equality) has no conda equivalent", path, line)
-    if op in ("==", "!=") and _rx(PEP440_PREFIX_RE).fullmatch(version):
+    if op in ("==", "!=") and is_pep440_prefix(version):
         return version if op == "==" else op + version
-    if not _rx(PEP440_VERSION_RE).fullmatch(version):
+    if not is_pep440_version(version):
         raise UsageError(
             f"requires-python {whole!r}: expected comma-separated clauses like '>=3.10' or '==3.11.*'", path, line
         )
@@ -1472,8 +1553,7 @@ def _python_clause(clause: str, whole: str, path: str, line: int) -> str:
 
 def _conda_spec_name(spec: str) -> str:
     """The lower-cased package name of a conda match spec ('' if it has none)."""
-    match = _rx(CONDA_SPEC_NAME_RE).match(spec)
-    return match.group(1).lower() if match else ""
+    return spec_name(spec).lower()
 
 
 def _toml_type(value: Any) -> str:
@@ -1543,6 +1623,13 @@ DEPENDENCY_FIELD_RES = {  # what a match spec can carry unquoted (no space, comm
     "build-number": r"(?:[<>]=?|==|!=)?[0-9]+", "subdir": r"[a-z0-9]+-[a-z0-9_]+|noarch",
     "md5": r"[0-9a-fA-F]{32}", "sha256": r"[0-9a-fA-F]{64}", "channel": r"[^\s\[\],'\"]+",
     "url": r"(?:https?|file)://[^\s#]+\.(?:conda|tar\.bz2)"}
+# The fields a warm run meets most, matched by hand (no re: see DIGITS): the characters of
+# DEPENDENCY_FIELD_RES' plain character classes. tests/test_pep723.py holds them to it.
+DEPENDENCY_FIELD_CHARS = {
+    "version": frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.*+!<>=|~^,-"),
+    "build": frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.*+!")}
+IDENTIFIER_START = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_")
+IDENTIFIER_CHARS = IDENTIFIER_START | DIGITS
 WHEN_FAMILIES = {"__unix": ("linux", "osx"), "__linux": ("linux",), "__osx": ("osx",),
                  "__win": ("win",)}
 ENTRYPOINT_FAMILIES = {"linux": "linux", "osx": "osx", "win": "win"}
@@ -1646,6 +1733,21 @@ def _key_line(block: Block, key: str, after: int, default: int = 0) -> int:
     return default or block.line
 
 
+def dependency_field_ok(key: str, text: str) -> bool:
+    """Whether TEXT may stand unquoted as KEY in a match spec (DEPENDENCY_FIELD_RES[KEY])."""
+    chars = DEPENDENCY_FIELD_CHARS.get(key)
+    if chars is None:
+        return bool(_rx(DEPENDENCY_FIELD_RES[key]).fullmatch(text))
+    return bool(text) and all(c in chars for c in text)
+
+
+def is_assignment(word: str) -> bool:
+    """Whether WORD starts with NAME= (the regex [A-Za-z_][A-Za-z0-9_]*=, by hand)."""
+    name, sep, _ = word.partition("=")
+    return bool(sep and name and name[0] in IDENTIFIER_START
+                and all(c in IDENTIFIER_CHARS for c in name))
+
+
 def dependency_spec(name: str, value: Any, platform: str, fail: Any) -> Tuple[str, ...]:
     """The conda match spec of one [dependencies] entry (none if its 'when' does not hold here).
 
@@ -1654,7 +1756,7 @@ def dependency_spec(name: str, value: Any, platform: str, fail: Any) -> Tuple[st
     version build' or 'name[...]'; url (with md5) -> the package URL; when: '__unix', '__linux',
     '__osx' or '__win'. extras and flags have no conda spelling: errors, as is anything else.
     """
-    if not _rx(DEPENDENCY_NAME_RE).fullmatch(name):
+    if not name or _name_end(name, 0) != len(name):  # DEPENDENCY_NAME_RE
         raise fail(f"[dependencies]: {name!r} is not a package name (letters, digits, '-', "
                    "'_', '.')")
     if isinstance(value, str):
@@ -1669,7 +1771,7 @@ def dependency_spec(name: str, value: Any, platform: str, fail: Any) -> Tuple[st
             raise fail(f"[dependencies] {name}: {key!r} has no conda match spec spelling")
         text = str(item) if key == "build-number" and type(item) is int else item
         text = "".join(text.split()) if isinstance(text, str) else text
-        if not isinstance(text, str) or not _rx(DEPENDENCY_FIELD_RES[key]).fullmatch(text):
+        if not isinstance(text, str) or not dependency_field_ok(key, text):
             raise fail(f"[dependencies] {name}: {key} {item!r} cannot be part of a conda match "
                        "spec")
         table[key] = text
@@ -1813,7 +1915,7 @@ def _shell_sequence(src: str, pos: int, depth: int, opened: int) -> Tuple[int, t
 def _shell_command(words: list, src: str, pos: int) -> tuple:
     """A command's words; one that starts with NAME=value would be an assignment: refused."""
     first = words[0][0]
-    if first.kind == "text" and _rx(r"[A-Za-z_][A-Za-z0-9_]*=").match(first.value):
+    if first.kind == "text" and is_assignment(first.value):
         raise _ShellError(pos, f"{first.value!r} looks like a variable assignment, which the "
                                "entrypoint cannot do")
     return tuple(words)
@@ -3840,7 +3942,7 @@ def _expanded(commands: tuple, variables: Dict[str, str], substitute: Any, spec:
     """Each command's arguments (substitutions run as they come); empty commands skipped."""
     for words in commands:
         argv = [arg for word in words for arg in expand_word(word, variables, substitute)]
-        if argv and _rx(r"[A-Za-z_][A-Za-z0-9_]*=").match(argv[0]):
+        if argv and is_assignment(argv[0]):
             raise UsageError(f"entrypoint: {argv[0]!r} looks like a variable assignment, which "
                              "the entrypoint cannot do", spec.label, spec.entrypoint.line)
         if argv:
@@ -3851,9 +3953,6 @@ def _run_in_env(argv: List[str], environ: Dict[str, str], scripts: List[str], sp
                 capture: Optional[bool]) -> Tuple[int, bytes]:
     """Run ARGV in the activated env: (exit code, 128+N for signal N; its output if CAPTURE,
     for $(...), whose stdin is closed). CAPTURE None only checks that ARGV[0] can be found."""
-    import signal
-    import subprocess
-
     where = (spec.label, spec.entrypoint.line)  # type: ignore[union-attr]
     exe = argv[0] if scripts or os.sep in argv[0] else _which(argv[0], environ.get("PATH"))
     if not exe:
@@ -3861,6 +3960,9 @@ def _run_in_env(argv: List[str], environ: Dict[str, str], scripts: List[str], sp
                          *where, code=EXIT_NOT_FOUND)
     if capture is None:
         return 0, b""
+    import signal  # here: an entrypoint of one command never runs a child
+    import subprocess
+
     procs: list = []
     old = {signal.SIGINT: signal.signal(signal.SIGINT, lambda *_: None),  # the child gets it
            signal.SIGTERM: signal.signal(signal.SIGTERM, lambda n, _: [p.send_signal(n)
@@ -4332,17 +4434,29 @@ TOOL_REFUSES = ("-c", "--lock", "--locked", "--upgrade")
 AD_HOC = ("--spec", "--channel", "--with")  # options of a run, refused by --list and --gc
 
 
-def check_match_spec(text: str, fail: Any, pattern: str = MATCH_SPEC_RE,
+def is_match_spec(spec: str) -> bool:
+    """MATCH_SPEC_RE: [channel::]NAME, then nothing, or whitespace or one of = < > ! ~ [ and
+    the rest of the line."""
+    for start in _name_starts(spec):
+        end = _name_end(spec, start)
+        tail = spec[end:]
+        if end > start and (not tail or ((tail[0].isspace() or tail[0] in "=<>!~[")
+                                         and "\n" not in tail[1:])):
+            return True
+    return False
+
+
+def check_match_spec(text: str, fail: Any, matches: Any = is_match_spec,
                      expected: str = "conda match spec (NAME, NAME VERSION or NAME[key=value])"
                      ) -> str:
-    """TEXT as a block item (see _list_item) that also starts with a package name (PATTERN);
+    """TEXT as a block item (see _list_item) that also starts with a package name (MATCHES);
     else FAIL(message). Returns the normalised spec."""
     def problem(kind: str, detail: str, _at: object) -> UsageError:
         return fail({"control": f"control character {detail!r}", "empty": "empty spec",
                      "option": "starts with '-' (it would be read as an option)"}[kind])
 
     spec = _list_item(text, 0, False, False, problem)
-    if not _rx(pattern).fullmatch(spec):
+    if not matches(spec):
         raise fail(f"not a {expected}")
     return spec
 
@@ -4384,7 +4498,7 @@ def tool_spec(args: Args, source: Source) -> Spec:
     env = _cli_specs("-s", args.lists["--spec"])
     channels = tuple(_list_item(c, 0, False, False, lambda kind, _d, _a, c=c: UsageError(
         f"--channel {c!r}: bad channel ({kind})")) for c in args.lists.get("--channel", []))
-    command = args.script or _rx(CONDA_SPEC_NAME_RE).match(env[0]).group(1)
+    command = args.script or spec_name(env[0])
     return Spec(env, channels, (command,), source.label, 0)
 
 
@@ -4936,8 +5050,8 @@ def check_item(what: str, text: str, option: str) -> str:
     """A spec (conda match spec, or PEP 508 requirement with --pypi) from the command line."""
     if what != "pip":
         return _cli_specs(option, [text])[0]
-    return check_match_spec(text, lambda m: UsageError(f"{option} {text!r}: {m}"), PYPI_NAME_RE,
-                            "PyPI requirement (NAME, NAME>=VERSION, NAME[extra]...)")
+    return check_match_spec(text, lambda m: UsageError(f"{option} {text!r}: {m}"),
+                            _rx(PYPI_NAME_RE).fullmatch, "PyPI requirement (NAME, NAME>=VERSION, NAME[extra]...)")
 
 
 def edited(old: List[str], adds: Tuple[str, ...], removes: Tuple[str, ...], what: str,

@@ -633,6 +633,78 @@ print(1)
     with raises("unknown key 'channel'", line=2):
         pep723_metadata(numbered("\n# /// script\n# [tool.conda]\n# channel = []\n# ///\n"), "s.py")
 
+# The hand matchers of the warm path, each against the regex it stands for ##################
+
+# Characters near every edge of the patterns: names, operators, separators, unicode spaces,
+# letters and digits that are not ASCII.
+MATCHER_CHARS = "aAzZ09_.-:=<>!~*[] \t\n\r\x0b\x1c\u2028\u3000#/'\"{},rcb\u0661\u00e9"
+
+
+def _regex_group(pattern, text, group=1, how="fullmatch"):
+    found = getattr(re.compile(pattern), how)(text)
+    return found.group(group) if found else None
+
+
+if given is not None:
+
+    @settings(max_examples=3000, deadline=None)
+    @given(st.text(MATCHER_CHARS, max_size=12), st.sampled_from(["", "# /// ", "# ///", "#  /// "]))
+    def test_pep723_opener_is_its_regex(rest, head):
+        line = head + rest
+        assert m.pep723_opener(line) == (_regex_group(m.PEP723_OPENER_RE, line) or ""), line
+
+    @settings(max_examples=3000, deadline=None)
+    @given(st.text(MATCHER_CHARS, max_size=6), st.sampled_from(["", *m.PEP440_OPERATORS, " ", "="]),
+           st.text("0123456789.*arcb \u0661", max_size=8))
+    def test_pep440_matchers_are_their_regexes(space, op, version):
+        clause = space + op + version
+        found = re.fullmatch(m.PEP440_CLAUSE_RE, clause)
+        assert m.pep440_clause(clause) == (found.groups() if found else ("", "")), clause
+        for text in (version, version.strip(), clause):
+            assert m.is_pep440_version(text) == bool(re.fullmatch(m.PEP440_VERSION_RE, text)), text
+            assert m.is_pep440_prefix(text) == bool(re.fullmatch(m.PEP440_PREFIX_RE, text)), text
+
+    @settings(max_examples=5000, deadline=None)
+    @given(st.text(MATCHER_CHARS, max_size=14), st.sampled_from(["", "conda-forge::", "a b::", "::"]))
+    def test_spec_name_and_match_spec_are_their_regexes(rest, head):
+        spec = head + rest
+        assert m.spec_name(spec) == (_regex_group(m.CONDA_SPEC_NAME_RE, spec, how="match") or ""), spec
+        assert m.is_match_spec(spec) == bool(re.fullmatch(m.MATCH_SPEC_RE, spec)), spec
+
+    @settings(max_examples=3000, deadline=None)
+    @given(st.text(MATCHER_CHARS, max_size=20), st.integers(0, 22))
+    def test_toml_token_is_its_regex(text, pos):
+        found = re.compile(m.TOML_SCAN_RE).search(text, pos)
+        want = (found.group(), found.end()) if found else ("", pos)
+        assert m._toml_token(text, pos) == want, (text, pos)
+
+    @settings(max_examples=3000, deadline=None)
+    @given(st.text(MATCHER_CHARS + "+|^,", max_size=10), st.sampled_from(["version", "build"]))
+    def test_dependency_matchers_are_their_regexes(text, key):
+        assert m.dependency_field_ok(key, text) == bool(
+            re.fullmatch(m.DEPENDENCY_FIELD_RES[key], text)), (key, text)
+        assert (m._name_end(text, 0) == len(text) > 0) == bool(
+            re.fullmatch(m.DEPENDENCY_NAME_RE, text)), text
+        assignment = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=").match(text)
+        assert m.is_assignment(text) == bool(assignment), text
+
+else:
+
+    def test_dependency_matchers_are_their_regexes():
+        require(False, "hypothesis")
+
+    def test_pep723_opener_is_its_regex():
+        require(False, "hypothesis")
+
+    def test_pep440_matchers_are_their_regexes():
+        require(False, "hypothesis")
+
+    def test_spec_name_and_match_spec_are_their_regexes():
+        require(False, "hypothesis")
+
+    def test_toml_token_is_its_regex():
+        require(False, "hypothesis")
+
 
 if __name__ == "__main__":  # plain run, for a Python without pytest
     tests = [(name, f) for name, f in sorted(globals().items()) if name.startswith("test_") and callable(f)]
