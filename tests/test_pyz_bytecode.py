@@ -270,8 +270,8 @@ def test_a_warm_run_needs_no_cold_code_in_any_block_form(pyz, channel, conda_roo
     """build_zipapp.WARM is complete: with the cold part taken out of the pyz, a warm run of
     each form (a '# conda execute' block with and without run_with, PEP 723 with
     requires-python, literal strings and [tool.conda], conda-script, -s SPEC) still works on
-    every Python here, with a condarc, CONDA_EXE and the default env dir; while anything that
-    needs cold code fails (so the copy really lacks it)."""
+    every Python here, with a condarc, CONDA_EXE and the default env dir, importing nothing but
+    WARM_IMPORTS; while anything that needs cold code fails (so the copy really lacks it)."""
     env = conda_root.env_with_conda_on_path(isolated_env)
     env.pop("CONDA_EXECUTE_ENV_DIR", None)
     env["CONDA_EXE"] = shutil.which("conda", path=env["PATH"])
@@ -306,6 +306,17 @@ def test_a_warm_run_needs_no_cold_code_in_any_block_form(pyz, channel, conda_roo
                                   text=True)
             assert (proc.returncode, proc.stderr) == (0, ""), (exe, argv, proc.stderr)
             assert proc.stdout.endswith(" 1\n"), (exe, argv, proc.stdout)
+            imported = subprocess.run([exe, "-X", "importtime", str(warm_only), *argv],
+                                      env=env, capture_output=True, text=True).stderr
+            names = [line.rpartition("|")[2].strip() for line in imported.splitlines()
+                     if line.startswith("import time:")]
+            after = names[len(names) - names[::-1].index("runpy"):]  # what runpy ran imported
+            assert set(after) <= WARM_IMPORTS, (exe, argv, after)
     cold = subprocess.run([sys.executable, str(warm_only), "--list"], env=env,
                           capture_output=True, text=True)
     assert cold.returncode != 0 and "conda_execute." in cold.stderr
+
+
+# All a warm run imports beyond what runpy has loaded: built in (_operator) or one small
+# extension each (re alone would cost 5-7 ms, tomllib 6-10 ms more, subprocess ~4 ms).
+WARM_IMPORTS = {"_operator", "_sha256", "_sha2", "fcntl"}
