@@ -20,13 +20,15 @@ by every interpreter): conda_execute.<magic>.pyc holds every statement but the d
 warm run does not reach (WARM names the functions it does), with a stub of the same signature
 for each cold function that warm code names; conda_execute.<magic>.cold (deflated) holds those
 definitions, on the same line numbers. The first call of a stub runs the cold part in the
-module (__main__'s __cold__), gives each stub its real code (the function object stays the
-one every reference holds) and calls it. A warm run thus unmarshals ~45% less and creates
-half the classes. Generators and decorated or rebound names always stay warm.
+module (COLD_LOADER's __cold__, appended to the warm part), gives each stub its real code
+(the function object stays the one every reference holds) and calls it. A warm run thus
+unmarshals ~45% less and creates half the classes. Generators and decorated or rebound names
+always stay warm.
 
 zipimport looks for __main__.pyc only, so one Python (the first of --pythons; by default the
 one running the build) gets __main__.pyc; the others compile the small __main__.py, which
-costs ~1-2 ms however small it is (a process's first compile() creates the AST types).
+costs ~1-2 ms however small it is (a process's first compile() creates the AST types), as
+any one-file zipapp costs on the Pythons it was not built with; each line more costs ~10 µs.
 
 Each .pyc is an unchecked hash-based pyc (PEP 552: no timestamp, never compared with the source
 at run time), compiled with a fixed hash seed (set constants marshal in a fixed order). The
@@ -58,23 +60,10 @@ import sys
 from _frozen_importlib_external import MAGIC_NUMBER
 from marshal import loads
 
-
-def __cold__(f, done=[]):
-    \"\"\"Run the module's cold part once (split_source); F is then its real self.\"\"\"
-    if not done:
-        done.append(f)
-        g, before = f.__globals__, dict(f.__globals__)
-        exec(loads(memoryview(__loader__.get_data("conda_execute.%s.cold" % MAGIC_NUMBER.hex()))[16:]), g)
-        for name, stub in before.items():
-            if g[name] is not stub:  # keep the function object every reference holds
-                stub.__code__, stub.__doc__, g[name] = g[name].__code__, g[name].__doc__, stub
-    return f
-
-
 if hasattr(__loader__, "archive"):  # run as a zip: this Python's bytecode, else the user cache
     conda_execute = sys.modules["conda_execute"] = type(sys)("conda_execute")
     conda_execute.__file__ = __loader__.archive + "/conda_execute.py"
-    conda_execute.__cold__ = __cold__
+    conda_execute.__loader__ = __loader__  # COLD_LOADER reads the cold part through it
     try:
         code = loads(memoryview(__loader__.get_data("conda_execute.%s.pyc" % MAGIC_NUMBER.hex()))[16:])
     except OSError:
@@ -85,6 +74,24 @@ else:  # unpacked into a directory
     import conda_execute
 raise SystemExit(conda_execute.console_main())
 """
+# Appended to the warm part (split_source): what each stub calls (kept out of __main__.py,
+# which all but one Python compile on every run: ~0.2-0.3 ms more for these 12 lines).
+COLD_LOADER = '''
+
+def __cold__(f, done=[]):
+    """Run the module's cold part once (build_zipapp.split_source); F is then its real self."""
+    if not done:
+        from _frozen_importlib_external import MAGIC_NUMBER
+        from marshal import loads
+
+        done.append(f)
+        g, before = f.__globals__, dict(f.__globals__)
+        exec(loads(memoryview(__loader__.get_data(f"conda_execute.{MAGIC_NUMBER.hex()}.cold"))[16:]), g)
+        for name, stub in before.items():
+            if g[name] is not stub:  # keep the function object every reference holds
+                stub.__code__, stub.__doc__, g[name] = g[name].__code__, g[name].__doc__, stub
+    return f
+'''
 # The per-user bytecode cache, for a Python the pyz has no bytecode for. KEY (filled in by the
 # build) is the module source's sha256: a changed pyz never loads an old entry.
 PYC_CACHE = r'''
@@ -222,7 +229,8 @@ WARM = (
 class Split(NamedTuple):
     """The module's source as two sources of the same lines (line numbers hold in both)."""
 
-    warm: str  # the module without the cold definitions; a stub for each one warm code names
+    warm: str  # the module without the cold definitions, a stub for each one warm code names,
+    #            and COLD_LOADER after its last line
     cold: str  # only the cold definitions (and the __future__ import)
     stubs: tuple[str, ...]  # the functions stubbed in `warm`
 
@@ -292,7 +300,7 @@ def _stub_call(node: ast.FunctionDef) -> str:
 def split_source(source: str, warm: tuple[str, ...] = WARM) -> Split:
     """Keep in the warm source what a warm run needs: every statement but the cold candidates,
     the classes those statements name (to a fixed point), and a stub for each cold function
-    they name; the cold source defines the rest, run by __main__'s __cold__ on first need."""
+    they name; the cold source defines the rest, run by COLD_LOADER's __cold__ on first need."""
     tree = ast.parse(source)
     cold = _cold_candidates(tree, warm)
     refs = set().union(*(_loaded_names(n) for n in tree.body if getattr(n, "name", None)
@@ -321,7 +329,7 @@ def split_source(source: str, warm: tuple[str, ...] = WARM) -> Split:
             warm_lines[body] = _stub_call(node)
     future = lines.index("from __future__ import annotations")
     cold_lines[future] = lines[future]
-    return Split("\n".join(warm_lines), "\n".join(cold_lines), stubs)
+    return Split("\n".join(warm_lines) + COLD_LOADER, "\n".join(cold_lines), stubs)
 
 
 EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can carry
