@@ -35,7 +35,9 @@ included), the table shows the median. Sections:
 6. the newest Python found, left out of a build: its first run (it compiles the module into the
    user cache), its later runs, against the release pyz and a null launcher;
 7. create overhead: cold runs against the bare stand-in `micromamba create` they run, for a
-   one-file env and a 10,000-file env.
+   one-file env and a 10,000-file env;
+8. warm run of each block form ('# conda execute', PEP 723, conda-script) and of tool mode
+   (-s), on every Python found, against a null launcher built the way the pyz is.
 """
 
 from __future__ import annotations
@@ -236,9 +238,11 @@ class Bench:
         self.prefix = Path(prefix)
         self.env_python = str(self.prefix / "bin" / "python")
 
-    def null_pyz(self, name: str, interpreter: str, python: Optional[str] = REALPY) -> str:
-        """A null launcher zipapp, with __main__.pyc compiled by PYTHON (None: source only)."""
-        main = NULL_MAIN.format(python=self.env_python).encode()
+    def null_pyz(self, name: str, interpreter: str, python: Optional[str] = REALPY,
+                 env_python: str = "") -> str:
+        """A null launcher zipapp, with __main__.pyc compiled by PYTHON (None: source only),
+        exec'ing ENV_PYTHON (default: the environment's)."""
+        main = NULL_MAIN.format(python=env_python or self.env_python).encode()
         members = {"__main__.py": main}
         if python:  # like conda-execute's pyz on the Python that built it
             members["__main__.pyc"] = self.builder.compile_with(python, main, "__main__.py").pyc
@@ -575,6 +579,58 @@ def management(b: Bench, many_dir: Path, rounds: int, warmup: int, n_envs: int) 
 COLD_SCRIPT = "# conda execute\n# env: [{pkg}]\n# run_with: [true]\n"
 
 
+FORMS = {  # a warm run of each block form ({url}: the test channel)
+    "# conda execute": SCRIPT,
+    "PEP 723": ("# /// script\n# requires-python = \">=3.8\"\n# dependencies = []\n"
+                "# [tool.conda]\n# channels = [\"{url}\"]\n# ///\npass\n"),
+    "conda-script": ("# /// conda-script\n# channels = [\"{url}\"]\n"
+                     "# entrypoint = \"python ${{SCRIPT}}\"\n# [dependencies]\n"
+                     "# python = \"*\"\n# /// end-conda-script\npass\n"),
+}
+
+
+def forms(b: Bench, rounds: int, warmup: int) -> None:
+    """A warm run of each block form and of tool mode, on every Python, against a null
+    launcher built the way the release pyz is (__main__.pyc for the building Python only)
+    that execs the same environment's python."""
+    argvs, prefixes = {}, {}
+    for form, text in FORMS.items():
+        path = b.tmp / f"form-{len(argvs)}.py"
+        path.write_text(text.format(url=b.channel.as_uri()))
+        argvs[form] = [str(path)]
+        subprocess.run([REALPY, b.pyz, str(path)], env=b.env, check=True, capture_output=True)
+        prefixes[form] = subprocess.run([REALPY, b.pyz, "--prefix", str(path)], env=b.env,
+                                        check=True, capture_output=True, text=True
+                                        ).stdout.strip()
+    argvs["-s python -- python SCRIPT"] = ["-s", "python", "--", "python", str(b.script)]
+    prefixes["-s python -- python SCRIPT"] = prefixes["# conda execute"]
+    rows = []
+    for version, exe, magic in b.pythons:
+        cases, nulls = [], {}
+        for form, argv in argvs.items():
+            cases.append((form, [exe, b.pyz, *argv], b.env))
+            python = os.path.join(prefixes[form], "bin", "python")
+            if python not in nulls:
+                own = REALPY if magic == importlib.util.MAGIC_NUMBER.hex() else None
+                nulls[python] = b.null_pyz(f"null-form-{version}-{len(nulls)}.pyz", exe, own,
+                                           python)
+                cases.append((f"null {python}", [exe, nulls[python], str(b.script)], b.env))
+        both = measure_cpu(cases, rounds, warmup)
+        for form in argvs:
+            null = both[f"null {os.path.join(prefixes[form], 'bin', 'python')}"]
+            got = both[form]
+            rows.append([version, form, ms(got[0]), ms(null[0]), f"{got[0] / null[0]:.3f}",
+                         ms(got[1]), ms(null[1]), f"{got[1] / null[1]:.3f}"])
+    print("\n### 8. Warm run of each block form on every Python found (medians of whole "
+          "processes)\n")
+    print(table(["Python", "form", "python X.pyz ms", "null ms", "ratio", "CPU ms",
+                 "null CPU ms", "CPU ratio"], rows))
+    print(f"\nEach Python's rows interleaved, {rounds} rounds. `null`: a null launcher zipapp "
+          "built like the release pyz (__main__.pyc for the building Python only, so every "
+          "other Python compiles its __main__.py, as it does ours), exec'ing the python of the "
+          "same environment.")
+
+
 def cold(b: Bench, samples: int, n_files: int) -> None:
     """Cold runs (a fresh env dir each) against the bare create command they run, with the
     stand-in's micromamba personality, for a one-file env and an N_FILES-file env. The script
@@ -642,7 +698,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--cold", type=int, help="cold-run/create samples")
     parser.add_argument("--files", type=int, help="files in the big env (default 10000)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
-    parser.add_argument("--only", default="1234567", help="sections to run, e.g. 13 (default all)")
+    parser.add_argument("--only", default="12345678", help="sections to run, e.g. 13 (default all)")
     args = parser.parse_args(argv)
     rounds = args.rounds or (5 if args.quick else 100)
     warmup = 2 if args.quick else 10
@@ -677,6 +733,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             no_bytecode_python(b, max(3, samples))
         if "7" in args.only:
             cold(b, samples, n_files)
+        if "8" in args.only:
+            forms(b, rounds, warmup)
         print("\nbenchmarks done")
     finally:
         os.chdir(cwd)

@@ -17,7 +17,8 @@ def test_bench_warm_quick_runs_and_prints_its_tables():
     print(out)
     for heading in ("### 1. Warm run on every Python found", "### 2. Warm run on Python",
                     "### 3. What the warm path imports", "### 4. Warm run",
-                    "### 5. Management commands", "### 6. Python 3.", "### 7. Create overhead"):
+                    "### 5. Management commands", "### 6. Python 3.", "### 7. Create overhead",
+                    "### 8. Warm run of each block form"):
         assert heading in out, heading
     assert "| python3 conda-execute.pyz " in out and "| python3 null.pyz " in out
     assert "conda_execute (" in out  # the import list names the module and its cost
@@ -30,4 +31,7 @@ def test_bench_warm_quick_runs_and_prints_its_tables():
     if os.environ.get("CI") == "true":  # every Python CI has is measured
         assert {r.split("|")[1].strip().rsplit(".", 1)[0] for r in rows} >= {
             "3.8", "3.9", "3.10", "3.11", "3.12", "3.13"}, rows
+    forms = out.split("### 8.")[1]
+    for form in ("| # conda execute ", "| PEP 723 ", "| conda-script ", "| -s python -- "):
+        assert form in forms, form
     assert out.rstrip().endswith("benchmarks done")
