@@ -663,27 +663,37 @@ def cold(b: Bench, samples: int, n_files: int) -> None:
             bare_prefix = str(b.tmp / f"bare-{kind}-{i}" / "env")
             os.makedirs(os.path.dirname(bare_prefix))
             jobs += [(f"bare {kind}", [bare_prefix if a == prefix else a for a in cmd], env),
+                     (f"version {kind}", [cmd[0], "--version"], env),
                      (f"cold {kind}", [REALPY, b.pyz, scripts[kind]],
                       dict(env, CONDA_EXECUTE_ENV_DIR=str(b.tmp / f"cold-{kind}-{i}"))),
                      (f"cold -I -S {kind}", [REALPY, "-I", "-S", b.pyz, scripts[kind]],
                       dict(env, CONDA_EXECUTE_ENV_DIR=str(b.tmp / f"cold-IS-{kind}-{i}")))]
         random.shuffle(jobs)
         for label, cmd, job_env in jobs:
-            times.setdefault(label, []).append(spawn(cmd, job_env))
-    med = {k: statistics.median(v) for k, v in times.items()}
+            times.setdefault(label, []).append(spawn_cpu(cmd, job_env))
+    med = {k: statistics.median(w for w, _ in v) for k, v in times.items()}
+    cpu = {k: statistics.median(c for _, c in v) for k, v in times.items()}
     rows = []
     for kind, size in (("small", "1 file"), ("big", f"{n_files:,} files")):
-        bare = med[f"bare {kind}"]
-        rows += [[f"bare: micromamba create -p ... --yes {kinds[kind]} ({size})", ms(bare), ""],
-                 [f"cold run: python3 conda-execute.pyz script ({size})",
-                  ms(med[f"cold {kind}"]), f"{(med[f'cold {kind}'] - bare) * 1000:+.1f}"],
-                 [f"cold run: python3 -I -S conda-execute.pyz script ({size})",
-                  ms(med[f"cold -I -S {kind}"]),
-                  f"{(med[f'cold -I -S {kind}'] - bare) * 1000:+.1f}"]]
+        bare, version = med[f"bare {kind}"], med[f"version {kind}"]
+        bare_cpu, version_cpu = cpu[f"bare {kind}"], cpu[f"version {kind}"]
+        rows += [[f"bare: micromamba create -p ... --yes {kinds[kind]} ({size})", ms(bare), "",
+                  ms(bare_cpu), ""],
+                 ["micromamba --version (the kind probe, once per cold run)", ms(version), "",
+                  ms(version_cpu), ""]]
+        for label, how in (("cold", "python3"), ("cold -I -S", "python3 -I -S")):
+            key = f"{label} {kind}"
+            rows.append([f"cold run: {how} conda-execute.pyz script ({size})", ms(med[key]),
+                         f"{(med[key] - bare - version) * 1000:+.1f}", ms(cpu[key]),
+                         f"{(cpu[key] - bare_cpu - version_cpu) * 1000:+.1f}"])
     print(f"\n### 7. Create overhead, stand-in micromamba ({samples} interleaved samples, "
           "medians)\n")
-    print(table(["", "ms", "overhead"], rows))
-    spread = {k: (max(times[f"bare {k}"]) - min(times[f"bare {k}"])) * 1000 for k in kinds}
+    print(table(["", "ms", "overhead ms", "CPU ms", "CPU overhead ms"], rows))
+    print("\n(overhead: the cold run's time less the bare create's and the --version probe's, "
+          "both of which the stand-in, a Python program, makes far slower than micromamba; "
+          "CPU: user + system of the process and the children it waited for)")
+    spread = {k: (max(w for w, _ in times[f"bare {k}"]) - min(w for w, _ in times[f"bare {k}"]))
+              * 1000 for k in kinds}
     print(f"\n(the bare creates vary by {spread['small']:.0f} ms and {spread['big']:.0f} ms "
           "between samples; the overhead includes starting Python, which python3 alone takes "
           "~15 ms longer here than python3 -I -S: see section 1)")
