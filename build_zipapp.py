@@ -223,7 +223,7 @@ WARM = (
     "record_use", "run_entrypoint", "script_argv", "script_block_line", "script_opener",
     "select_entrypoint", "shown_command", "source_from_stdin", "spec_from_fields",
     "spec_identity", "spec_name", "toml_subset", "tool_argv", "tool_source", "tool_spec",
-    "with_specs",
+    "unnamed_file", "with_specs",
 )
 
 

@@ -230,14 +230,22 @@ def iter_lines(f: IO[bytes], label: str) -> Iterator[Tuple[int, str]]:
 ###############################################################################
 
 
+def unnamed_file() -> int:
+    """A new unnamed read-write file: memfd on Linux (tempfile costs ~5 ms to import)."""
+    try:
+        return os.memfd_create("conda-execute")
+    except (AttributeError, OSError):  # not Linux, or a kernel without memfd
+        import tempfile
+
+        with tempfile.TemporaryFile() as f:
+            return os.dup(f.fileno())
+
+
 def _memfile(data: bytes) -> int:
     """An unnamed temporary file holding DATA; its /dev/fd path outlives exec."""
-    import tempfile
-
-    with tempfile.TemporaryFile() as f:
-        f.write(data)
-        f.flush()
-        fd = os.dup(f.fileno())
+    fd, view = unnamed_file(), memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
     os.lseek(fd, 0, os.SEEK_SET)
     os.set_inheritable(fd, True)
     return fd
@@ -3129,6 +3137,18 @@ def no_manager(cfg: Config) -> UsageError:
 _KINDS: Dict[str, str] = {}  # manager_kind's answers in this process
 
 
+def is_conda_version_line(line: str) -> bool:
+    """`conda 26.7.1` or `mamba 1.5.8` (the regex (conda|mamba) [0-9], by hand: no re)."""
+    return line.startswith(("conda ", "mamba ")) and line[6:7] in DIGITS
+
+
+def is_bare_version(text: str) -> bool:
+    """`2.0.5` (the regex [0-9]+(\\.[0-9]+)+\\S*$, by hand): N.N, then no space to the end."""
+    head, _, rest = text.partition(".")
+    rest = rest[:-1] if rest.endswith("\n") else rest  # $ also matches before a last newline
+    return _digits(head) and rest[:1] in DIGITS and not any(c.isspace() for c in rest)
+
+
 def manager_kind(exe: str) -> str:
     """The dialect of EXE from what it is, not its name: `EXE --version`, once per process.
 
@@ -3137,21 +3157,18 @@ def manager_kind(exe: str) -> str:
     Only ever run on the cold path (creating, locking), never on a warm run.
     """
     if exe not in _KINDS:
-        import subprocess
-
         try:
-            proc = subprocess.run([exe, "--version"], stdin=subprocess.DEVNULL,
-                                  capture_output=True, text=True, errors="replace")
+            rc, out, err = Child.output([exe, "--version"])
         except OSError as e:
             raise UsageError(f"cannot run {exe}: {e.strerror}", code=EXIT_NO_CONDA) from None
-        lines = proc.stdout.split("\n")
-        if proc.returncode == 0 and any(_rx(r"(conda|mamba) [0-9]").match(ln) for ln in lines):
+        lines = out.split("\n")
+        if rc == 0 and any(is_conda_version_line(ln) for ln in lines):
             _KINDS[exe] = "conda"
-        elif proc.returncode == 0 and _rx(r"[0-9]+(\.[0-9]+)+\S*$").match(lines[0].strip()):
+        elif rc == 0 and is_bare_version(lines[0].strip()):
             _KINDS[exe] = "micromamba"
         else:
-            shown = lines[0].strip()[:80] or proc.stderr.strip()[:80]
-            raise UsageError(f"{exe} --version exited with {proc.returncode} and printed "
+            shown = lines[0].strip()[:80] or err.strip()[:80]
+            raise UsageError(f"{exe} --version exited with {rc} and printed "
                              f"{shown!r}: not conda, mamba or micromamba", code=EXIT_NO_CONDA)
     return _KINDS[exe]
 
@@ -3503,18 +3520,95 @@ def _redraw(log: IO[bytes], show: Show, what: str, drawn: _Drawn) -> _Drawn:
     return _Drawn(len(text), seen, pending, phase)
 
 
-def _watch(proc: Any, log: IO[bytes], show: Show, what: str) -> int:
-    """Wait for PROC, redrawing one status line from its output; erase it at the end."""
-    import subprocess
+class Child:
+    """A child process, started with os.posix_spawn where there is one: what the creation
+    steps need of subprocess.Popen (subprocess and what it imports cost ~10 ms, a third of a
+    first run's own work). Its stdin is /dev/null; STDOUT and STDERR are descriptors to give
+    it (-1: ours); KEEP, one more it inherits (the env's lock)."""
 
+    def __init__(self, cmd: List[str], stdout: int = -1, stderr: int = -1, keep: int = -1):
+        self.returncode: Optional[int] = None
+        if not hasattr(os, "posix_spawn"):  # Windows
+            import subprocess
+
+            self.popen = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
+                                          stdout=None if stdout < 0 else stdout,
+                                          stderr=None if stderr < 0 else stderr)
+            return
+        actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)]
+        actions += [(os.POSIX_SPAWN_DUP2, fd, n) for fd, n in ((stdout, 1), (stderr, 2))
+                    if fd >= 0]
+        if keep >= 0:
+            os.set_inheritable(keep, True)  # inherited, as pass_fds would; ours again after
+        try:
+            self.pid = os.posix_spawn(cmd[0], cmd, os.environ, file_actions=actions)
+        finally:
+            if keep >= 0:
+                os.set_inheritable(keep, False)
+
+    def wait(self, timeout: Optional[float] = None) -> Optional[int]:
+        """The exit code (-N for signal N), or None if TIMEOUT seconds pass first."""
+        import time
+
+        deadline, delay = time.monotonic() + (timeout or 0.0), 0.0005
+        while self.poll(block=timeout is None) is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            delay = min(delay * 2, left, 0.05)
+            time.sleep(delay)
+        return self.returncode
+
+    def poll(self, block: bool = False) -> Optional[int]:
+        if self.returncode is None and hasattr(self, "popen"):
+            self.returncode = self.popen.wait() if block else self.popen.poll()
+        elif self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, 0 if block else os.WNOHANG)
+            except ChildProcessError:  # reaped meanwhile, by a signal handler's poll()
+                return self.returncode
+            if pid:
+                self.returncode = -os.WTERMSIG(status) if os.WIFSIGNALED(status) \
+                    else os.WEXITSTATUS(status)
+        return self.returncode
+
+    def send_signal(self, signum: int) -> None:
+        if self.poll() is None:  # never a pid that was reaped (and may be reused)
+            self.popen.send_signal(signum) if hasattr(self, "popen") else \
+                os.kill(self.pid, signum)
+
+    def terminate(self) -> None:
+        self.send_signal(15)  # SIGTERM
+
+    @staticmethod
+    def output(cmd: List[str]) -> Tuple[int, str, str]:
+        """Run CMD to its end: (exit code, stdout, stderr), each kept in an unnamed file."""
+        out, err = unnamed_file(), unnamed_file()
+        try:
+            rc = Child(cmd, out, err).wait()
+            texts = []
+            for fd in (out, err):
+                with open(fd, "rb") as f:
+                    f.seek(0)
+                    texts.append(f.read().decode("utf-8", "replace"))
+        finally:
+            for fd in (out, err):
+                try:
+                    os.close(fd)
+                except OSError:  # closed with its file
+                    pass
+        return rc or 0, texts[0], texts[1]
+
+
+def _watch(proc: Child, log: IO[bytes], show: Show, what: str) -> int:
+    """Wait for PROC, redrawing one status line from its output; erase it at the end."""
     drawn = _Drawn()
     try:
         while True:
             drawn = _redraw(log, show, what, drawn)
-            try:
-                return proc.wait(timeout=0.2)
-            except subprocess.TimeoutExpired:
-                pass
+            rc = proc.wait(timeout=0.2)
+            if rc is not None:
+                return rc
     finally:
         sys.stderr.write("\r" + " " * drawn.width + "\r")
         sys.stderr.flush()
@@ -3529,14 +3623,11 @@ def run_step(cmd: List[str], prefix: str, lock_fd: int, show: Show, what: str,
     package manager, so even if we are killed the lock is held until it exits. SIGINT/SIGTERM
     stop it, remove the half-made prefix and exit 128+N.
     """
-    import signal
-    import subprocess
+    import _signal as signal  # signal.py imports enum (~2 ms) for what this needs not
 
     log = None
-    if show.mode != "verbose":  # tempfile costs ~2 ms to import: only when the output is kept
-        import tempfile
-
-        log = tempfile.TemporaryFile()  # noqa: SIM115 (closed at exit)
+    if show.mode != "verbose":  # the output is kept (shown if the step fails)
+        log = open(unnamed_file(), "w+b")  # noqa: SIM115 (closed at exit)
     got: List[int] = []
 
     procs: list = []
@@ -3550,9 +3641,8 @@ def run_step(cmd: List[str], prefix: str, lock_fd: int, show: Show, what: str,
     old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         try:
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
-                                    stdout=log or sys.stderr.fileno(), stderr=log or None,
-                                    pass_fds=(lock_fd,) if os.name != "nt" else ())
+            out = log.fileno() if log else sys.stderr.fileno()
+            proc = Child(cmd, out, out if log else -1, lock_fd)
         except OSError as e:  # CODE: 69 for the package manager, 70 for pip
             remove_tree(prefix)
             raise UsageError(f"cannot run {cmd[0]}: {e.strerror}", code=code) from None

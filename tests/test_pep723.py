@@ -688,7 +688,17 @@ if given is not None:
         assignment = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=").match(text)
         assert m.is_assignment(text) == bool(assignment), text
 
+    @settings(max_examples=3000, deadline=None)
+    @given(st.text(MATCHER_CHARS, max_size=10), st.sampled_from(["", "conda ", "mamba ", "2.", "10.3"]))
+    def test_version_line_matchers_are_their_regexes(rest, head):
+        line = head + rest
+        assert m.is_conda_version_line(line) == bool(re.match(r"(conda|mamba) [0-9]", line)), line
+        assert m.is_bare_version(line) == bool(re.match(r"[0-9]+(\.[0-9]+)+\S*$", line)), line
+
 else:
+
+    def test_version_line_matchers_are_their_regexes():
+        require(False, "hypothesis")
 
     def test_dependency_matchers_are_their_regexes():
         require(False, "hypothesis")
