@@ -576,7 +576,16 @@ def management(b: Bench, many_dir: Path, rounds: int, warmup: int, n_envs: int) 
     print(table(["command", "ms"], [[k, ms(v)] for k, v in med.items()]))
 
 
-COLD_SCRIPT = "# conda execute\n# env: [{pkg}]\n# run_with: [true]\n"
+# Run by sh at the end of a cold run, in the same process (exec): writes the process's own CPU
+# time so far (the kernel's se.sum_exec_runtime, ms; children not included) to $CE_BENCH_OUT,
+# with shell builtins only.
+COLD_SCRIPT = """# conda execute
+# env: [{pkg}]
+# run_with: [sh]
+while read -r key _ value; do
+  if [ "$key" = se.sum_exec_runtime ]; then echo "$value" > "$CE_BENCH_OUT"; break; fi
+done < /proc/$$/sched
+"""
 
 
 FORMS = {  # a warm run of each block form ({url}: the test channel)
@@ -655,7 +664,8 @@ def cold(b: Bench, samples: int, n_files: int) -> None:
         assert proc.returncode == 0 and found, proc.stderr
         prefix = re.search(r" -p (\S+)", found.group(1)).group(1)
         creates[kind] = (found.group(1).split(" "), prefix)
-    times: Dict[str, List[float]] = {}
+    times: Dict[str, List[Tuple[float, float]]] = {}
+    own: Dict[str, List[float]] = {}  # the process's own CPU seconds (COLD_SCRIPT), if known
     for i in range(samples):
         jobs = []
         for kind in kinds:
@@ -668,30 +678,42 @@ def cold(b: Bench, samples: int, n_files: int) -> None:
                       dict(env, CONDA_EXECUTE_ENV_DIR=str(b.tmp / f"cold-{kind}-{i}"))),
                      (f"cold -I -S {kind}", [REALPY, "-I", "-S", b.pyz, scripts[kind]],
                       dict(env, CONDA_EXECUTE_ENV_DIR=str(b.tmp / f"cold-IS-{kind}-{i}")))]
+            jobs.append((f"sh {kind}", ["/bin/sh", scripts[kind]], env))  # its own share
         random.shuffle(jobs)
         for label, cmd, job_env in jobs:
-            times.setdefault(label, []).append(spawn_cpu(cmd, job_env))
+            out = b.tmp / "own-cpu.txt"
+            out.write_text("")
+            times.setdefault(label, []).append(spawn_cpu(cmd, dict(job_env,
+                                                                   CE_BENCH_OUT=str(out))))
+            if out.read_text().strip():
+                own.setdefault(label, []).append(float(out.read_text()) / 1000)
     med = {k: statistics.median(w for w, _ in v) for k, v in times.items()}
     cpu = {k: statistics.median(c for _, c in v) for k, v in times.items()}
+    own_cpu = {k: statistics.median(v) for k, v in own.items()}
     rows = []
     for kind, size in (("small", "1 file"), ("big", f"{n_files:,} files")):
         bare, version = med[f"bare {kind}"], med[f"version {kind}"]
         bare_cpu, version_cpu = cpu[f"bare {kind}"], cpu[f"version {kind}"]
         rows += [[f"bare: micromamba create -p ... --yes {kinds[kind]} ({size})", ms(bare), "",
-                  ms(bare_cpu), ""],
+                  ms(bare_cpu), "", ""],
                  ["micromamba --version (the kind probe, once per cold run)", ms(version), "",
-                  ms(version_cpu), ""]]
+                  ms(version_cpu), "", ""]]
+        sh = own_cpu.get(f"sh {kind}")
         for label, how in (("cold", "python3"), ("cold -I -S", "python3 -I -S")):
             key = f"{label} {kind}"
+            mine = f"{(own_cpu[key] - sh) * 1000:.1f}" if key in own_cpu and sh else "n/a"
             rows.append([f"cold run: {how} conda-execute.pyz script ({size})", ms(med[key]),
                          f"{(med[key] - bare - version) * 1000:+.1f}", ms(cpu[key]),
-                         f"{(cpu[key] - bare_cpu - version_cpu) * 1000:+.1f}"])
+                         f"{(cpu[key] - bare_cpu - version_cpu) * 1000:+.1f}", mine])
     print(f"\n### 7. Create overhead, stand-in micromamba ({samples} interleaved samples, "
           "medians)\n")
-    print(table(["", "ms", "overhead ms", "CPU ms", "CPU overhead ms"], rows))
+    print(table(["", "ms", "overhead ms", "CPU ms", "CPU overhead ms", "own CPU ms"], rows))
     print("\n(overhead: the cold run's time less the bare create's and the --version probe's, "
           "both of which the stand-in, a Python program, makes far slower than micromamba; "
-          "CPU: user + system of the process and the children it waited for)")
+          "CPU: user + system of the process and the children it waited for; own CPU: the "
+          "conda-execute process alone, children excluded, from /proc/PID/sched at the end of "
+          "the run, less what sh takes to run the script alone: what conda-execute adds, "
+          "starting Python included)")
     spread = {k: (max(w for w, _ in times[f"bare {k}"]) - min(w for w, _ in times[f"bare {k}"]))
               * 1000 for k in kinds}
     print(f"\n(the bare creates vary by {spread['small']:.0f} ms and {spread['big']:.0f} ms "
