@@ -740,8 +740,8 @@ def default_run_with(shebang: str, filename: str, label: str, line: int) -> Tupl
 # PEP 723 inline script metadata (`# /// script`) ##############################
 ###############################################################################
 #
-# Flow: find_pep723 (lines -> TOML text) -> parse_toml (tomllib, or toml_subset
-# before 3.11) -> pep723_fields (dict -> conda specs, channels, pip requirements,
+# Flow: find_pep723 (lines -> TOML text) -> parse_toml (toml_subset; tomllib for what
+# that refuses, on 3.11+) -> pep723_fields (dict -> conda specs, channels, pip requirements,
 # run_with); _read_pep723 chains the three (and also watches for a '# conda execute' block).
 
 # The spec's reference regex, one line at a time: the opener, and the closer.
