@@ -188,8 +188,8 @@ sys.stdout.buffer.write(importlib.util.MAGIC_NUMBER + (0b01).to_bytes(4, "little
 # block (with or without run_with), a PEP 723 block, a conda-script block and `-s SPEC -- CMD`;
 # with a condarc, CONDA_EXE, the default or a configured env dir; a lock file, activation
 # scripts, a script from stdin, a bootstrapped micromamba. Anything else is loaded on first use
-# (~1-2 ms once). tests/test_pyz_bytecode.py runs the common forms warm with the cold part taken
-# out of the pyz: a name missing here fails there.
+# (~1-2 ms once). tests/test_pyz_bytecode.py runs these warm with the cold part taken out of the
+# pyz (all but the bootstrapped micromamba): a name missing here fails there.
 WARM = (
     "_activating", "_array_table_rule", "_block_line", "_block_lines", "_bootstrap_setting",
     "_check_bootstrapped", "_check_key_parts", "_check_keys", "_check_parents", "_check_text",
@@ -217,13 +217,13 @@ WARM = (
     "exec_in_env", "expand_word", "find_manager", "find_pep723", "is_assignment", "is_complete",
     "is_match_spec", "is_pep440_prefix", "is_pep440_version", "is_platform", "iter_lines",
     "load_config", "load_spec", "log_line", "main", "make_source", "manager_exe",
-    "maybe_collect_in_background", "missing_interpreter", "open_env_dir", "parse_args",
-    "parse_block", "parse_entrypoint", "parse_toml", "pep440_clause", "pep723_fields",
-    "pep723_opener", "private_dir", "python_spec", "read_condarc", "read_lock", "read_spec",
-    "record_use", "run_entrypoint", "script_argv", "script_block_line", "script_opener",
-    "select_entrypoint", "shown_command", "source_from_stdin", "spec_from_fields",
-    "spec_identity", "spec_name", "toml_subset", "tool_argv", "tool_source", "tool_spec",
-    "unnamed_file", "with_specs",
+    "maybe_collect_in_background", "metadata_hash", "missing_interpreter", "open_env_dir",
+    "parse_args", "parse_block", "parse_entrypoint", "parse_toml", "pep440_clause",
+    "pep723_fields", "pep723_opener", "private_dir", "python_spec", "read_condarc", "read_lock",
+    "read_spec", "record_use", "run_entrypoint", "script_argv", "script_block_line",
+    "script_opener", "select_entrypoint", "shown_command", "source_from_stdin",
+    "spec_from_fields", "spec_identity", "spec_name", "toml_subset", "tool_argv", "tool_source",
+    "tool_spec", "unnamed_file", "with_specs",
 )
 
 

@@ -270,15 +270,18 @@ def test_a_warm_run_needs_no_cold_code_in_any_block_form(pyz, channel, conda_roo
                                                          tmp_path):
     """build_zipapp.WARM is complete: with the cold part taken out of the pyz, a warm run of
     each form (a '# conda execute' block with and without run_with, PEP 723 with
-    requires-python, literal strings and [tool.conda], conda-script, -s SPEC) still works on
-    every Python here, with a condarc, CONDA_EXE and the default env dir, importing nothing but
-    WARM_IMPORTS; while anything that needs cold code fails (so the copy really lacks it)."""
+    requires-python, literal strings and [tool.conda], conda-script, -s SPEC, a script on
+    stdin, a script with its lock file, an environment with activation scripts and variables)
+    still works on every Python here, with a condarc, CONDA_EXE and the default env dir,
+    importing nothing but WARM_IMPORTS; while anything that needs cold code fails (so the copy
+    really lacks it)."""
     env = conda_root.env_with_conda_on_path(isolated_env)
     env.pop("CONDA_EXECUTE_ENV_DIR", None)
     env["CONDA_EXE"] = shutil.which("conda", path=env["PATH"])
     with open(os.path.join(env["HOME"], ".condarc"), "a") as f:
         f.write("conda-execute:\n  remove-if-unused-for: 30\n  bootstrap: true\n")
     url = channel.url
+    shows = "import os; print(os.environ.get('ACT'), os.environ.get('STATE_VAR'), 1)\n"
     scripts = {
         "ce.py": "# conda execute\n# env: [python]\n# run_with: [python]\nprint('ce', 1)\n",
         "norun.py": "# conda execute\n# env: [python]\nprint('norun', 1)\n",
@@ -287,32 +290,47 @@ def test_a_warm_run_needs_no_cold_code_in_any_block_form(pyz, channel, conda_roo
         "cs.py": (f'# /// conda-script\n# channels = ["{url}"]\n'
                   '# entrypoint = "python ${SCRIPT}"\n# [dependencies]\n# python = "*"\n'
                   "# /// end-conda-script\nprint('cs', 1)\n"),
+        "locked.py": "# conda execute\n# env: [python, pip]\nprint('locked', 1)\n",
+        "act.py": "# conda execute\n# env: [python, pip >=0]\n" + shows,
     }
-    runs = [[str(tmp_path / name)] for name in scripts]
-    runs.append(["-s", "python", "--", "python", "-c", "print('tool', 1)"])
     for name, text in scripts.items():
         (tmp_path / name).write_text(text)
-    for argv in runs:  # the first run creates the environment: the full pyz
-        first = subprocess.run([sys.executable, pyz, *argv], env=env, capture_output=True,
+    runs = [([str(tmp_path / name)], None) for name in scripts]
+    runs.append((["-s", "python", "--", "python", "-c", "print('tool', 1)"], None))
+    runs.append((["-"], scripts["ce.py"]))
+    full = [sys.executable, pyz]
+    subprocess.run([*full, "--lock", str(tmp_path / "locked.py")], env=env, check=True,
+                   capture_output=True)
+    for argv, stdin in runs:  # the first run creates the environment: the full pyz
+        first = subprocess.run([*full, *argv], env=env, input=stdin, capture_output=True,
                                text=True)
         assert first.returncode == 0, first.stderr
-    prefix = subprocess.run([sys.executable, pyz, "--prefix", runs[0][0]], env=env,
-                            capture_output=True, text=True, check=True).stdout.strip()
-    assert prefix.startswith(str(conda_root.root))  # the default env dir, beside conda's
-    Path(prefix).parent.joinpath(".gc-stamp").touch()  # GC not due (cold code, once an hour)
+    prefix = Path(subprocess.run([*full, "--prefix", str(tmp_path / "act.py")], env=env,
+                                 capture_output=True, text=True, check=True).stdout.strip())
+    assert str(prefix).startswith(str(conda_root.root))  # the default env dir, beside conda's
+    (prefix / "etc" / "conda" / "activate.d").mkdir(parents=True)
+    (prefix / "etc" / "conda" / "activate.d" / "act.sh").write_text("export ACT=on\n")
+    (prefix / "conda-meta" / "state").write_text('{"env_vars": {"STATE_VAR": "set"}}')
+    prefix.parent.joinpath(".gc-stamp").touch()  # GC not due (cold code, once an hour)
     warm_only = without_cold_part(pyz, tmp_path / "warm-only.pyz")
     for exe in other_pythons():
-        for argv in runs:
-            proc = subprocess.run([exe, str(warm_only), *argv], env=env, capture_output=True,
-                                  text=True)
+        for argv, stdin in runs:
+            proc = subprocess.run([exe, str(warm_only), *argv], env=env, input=stdin,
+                                  capture_output=True, text=True)
             assert (proc.returncode, proc.stderr) == (0, ""), (exe, argv, proc.stderr)
             assert proc.stdout.endswith(" 1\n"), (exe, argv, proc.stdout)
             imported = subprocess.run([exe, "-X", "importtime", str(warm_only), *argv],
-                                      env=env, capture_output=True, text=True).stderr
+                                      env=env, input=stdin, capture_output=True,
+                                      text=True).stderr
             names = [line.rpartition("|")[2].strip() for line in imported.splitlines()
                      if line.startswith("import time:")]
             after = names[len(names) - names[::-1].index("runpy"):]  # what runpy ran imported
+            if argv[0].endswith("act.py"):  # conda-meta/state is JSON: json (and its re) too
+                after = [n for n in after if n not in JSON_IMPORTS]
             assert set(after) <= WARM_IMPORTS, (exe, argv, after)
+        acted = subprocess.run([exe, str(warm_only), str(tmp_path / "act.py")], env=env,
+                               capture_output=True, text=True)
+        assert acted.stdout == "on set 1\n", acted  # the activation really ran
     cold = subprocess.run([sys.executable, str(warm_only), "--list"], env=env,
                           capture_output=True, text=True)
     assert cold.returncode != 0 and "conda_execute." in cold.stderr
@@ -321,3 +339,10 @@ def test_a_warm_run_needs_no_cold_code_in_any_block_form(pyz, channel, conda_roo
 # All a warm run imports beyond what runpy has loaded: built in (_operator) or one small
 # extension each (re alone would cost 5-7 ms, tomllib 6-10 ms more, subprocess ~4 ms).
 WARM_IMPORTS = {"_operator", "_sha256", "_sha2", "fcntl"}
+# What reading an environment's variables (conda-meta/state, etc/conda/env_vars.d: JSON) adds,
+# 3.8-3.13: json and what it imports.
+JSON_IMPORTS = {"json", "json.decoder", "json.scanner", "json.encoder", "_json", "re", "enum",
+                "sre_compile", "sre_parse", "sre_constants", "_sre", "copyreg", "_locale",
+                "re._compiler", "re._parser", "re._constants", "re._casefix", "types",
+                "operator", "functools", "_functools", "collections", "_collections",
+                "itertools", "keyword", "reprlib", "heapq", "_heapq", "collections.abc"}
