@@ -79,15 +79,16 @@ raise SystemExit(conda_execute.console_main())
 # which all but one Python compile on every run: ~0.2-0.3 ms more for these 12 lines).
 COLD_LOADER = '''
 
-def __cold__(f, done=[]):
-    """Run the module's cold part once (build_zipapp.split_source); F is then its real self."""
-    if not done:
+def __cold__(f, part, done=set()):
+    """Run one part the build kept apart, once (build_zipapp.split_source); F is then its
+    real self."""
+    if part not in done:
         from _frozen_importlib_external import MAGIC_NUMBER
         from marshal import loads
 
-        done.append(f)
+        done.add(part)
         g, before = f.__globals__, dict(f.__globals__)
-        exec(loads(memoryview(__loader__.get_data(f"conda_execute.{MAGIC_NUMBER.hex()}.cold"))[16:]), g)
+        exec(loads(memoryview(__loader__.get_data(f"conda_execute.{MAGIC_NUMBER.hex()}.{part}"))[16:]), g)
         for name, stub in before.items():
             if g[name] is not stub:  # keep the function object every reference holds
                 stub.__code__, stub.__doc__, g[name] = g[name].__code__, g[name].__doc__, stub
@@ -185,7 +186,8 @@ sys.stdout.buffer.write(importlib.util.MAGIC_NUMBER + (0b01).to_bytes(4, "little
                         + importlib.util.source_hash(source) + marshal.dumps(code))
 """
 # The functions a warm run calls (the environment exists, GC is not due): for a '# conda execute'
-# block (with or without run_with), a PEP 723 block, a conda-script block and `-s SPEC -- CMD`;
+# block (with or without run_with), a PEP 723 block, a conda-script block (with CONDA_SCRIPT)
+# and `-s SPEC -- CMD`;
 # with a condarc, CONDA_EXE, the default or a configured env dir; a lock file, activation
 # scripts, a script from stdin, a bootstrapped micromamba. Anything else is loaded on first use
 # (~1-2 ms once). tests/test_pyz_bytecode.py runs these warm with the cold part taken out of the
@@ -194,46 +196,51 @@ WARM = (
     "_activating", "_array_table_rule", "_block_line", "_block_lines", "_bootstrap_setting",
     "_check_bootstrapped", "_check_key_parts", "_check_keys", "_check_parents", "_check_text",
     "_cli_specs", "_conda_spec_name", "_config", "_digits", "_end_pep723_block", "_env_lock",
-    "_env_var", "_expand", "_expanded", "_flag", "_foreign", "_get_or_create_nest",
-    "_interpreter", "_is_content_line", "_is_frozen", "_is_pin", "_items", "_json_string",
-    "_key_line", "_key_value_rule", "_list_item", "_lock", "_lstat_in", "_main",
-    "_makedirs_private", "_mark", "_marked", "_match_spec", "_memfile", "_name_end",
-    "_name_starts", "_names_us", "_number", "_open_dir", "_open_in", "_open_script",
-    "_parse_array", "_parse_basic_str", "_parse_escape", "_parse_flow_list",
+    "_env_var", "_expand", "_flag", "_foreign", "_get_or_create_nest", "_interpreter",
+    "_is_content_line", "_is_frozen", "_is_pin", "_items", "_json_string", "_key_value_rule",
+    "_list_item", "_lock", "_lstat_in", "_main", "_makedirs_private", "_mark", "_marked",
+    "_memfile", "_name_end", "_name_starts", "_names_us", "_number", "_open_dir", "_open_in",
+    "_open_script", "_parse_array", "_parse_basic_str", "_parse_escape", "_parse_flow_list",
     "_parse_inline_table", "_parse_key", "_parse_key_part", "_parse_key_value_pair",
     "_parse_literal_str", "_parse_multiline_str", "_parse_plain", "_parse_quoted",
     "_parse_scalar", "_parse_value", "_pep723_line", "_prepend", "_private_dir",
-    "_python_clause", "_rc_files", "_read_blocks", "_read_json_object", "_run_in_env",
-    "_run_spec", "_rx", "_say", "_sha256", "_sha256_bytes", "_sha256_hex", "_shell_command",
-    "_shell_dollar", "_shell_double", "_shell_sequence", "_shell_word", "_skip_array_ws",
-    "_skip_chars", "_skip_comment", "_skip_until", "_strings", "_table", "_table_rule",
-    "_toml_document", "_toml_escape", "_toml_skip_comment", "_toml_string_end", "_toml_token",
-    "_toml_type", "_toml_value", "_unmark", "_when_holds", "_which", "_words", "acquire",
-    "activate_scripts", "activated_environ", "apply_lock", "block_prefix", "bootstrap_dir",
+    "_python_clause", "_rc_files", "_read_blocks", "_read_json_object", "_run_spec", "_rx",
+    "_say", "_sha256", "_sha256_bytes", "_sha256_hex", "_skip_array_ws", "_skip_chars",
+    "_skip_comment", "_skip_until", "_strings", "_table", "_table_rule", "_toml_document",
+    "_toml_escape", "_toml_skip_comment", "_toml_string_end", "_toml_token", "_toml_type",
+    "_toml_value", "_unmark", "_which", "_words", "acquire", "activate_scripts",
+    "activated_environ", "apply_lock", "block_prefix", "bootstrap_dir",
     "bootstrapped_micromamba", "check_ad_hoc", "check_match_spec", "conda_platform",
-    "conda_root", "conda_script_spec", "condarc_paths", "console_main", "default_env_dir",
-    "default_run_with", "dependency_field_ok", "dependency_spec", "ensure_env",
-    "entry_variables", "env_for", "env_name", "env_named", "env_platform", "env_vars",
-    "exec_in_env", "expand_word", "find_manager", "find_pep723", "is_assignment", "is_complete",
-    "is_match_spec", "is_pep440_prefix", "is_pep440_version", "is_platform", "iter_lines",
-    "load_config", "load_spec", "log_line", "main", "make_source", "manager_exe",
-    "maybe_collect_in_background", "metadata_hash", "missing_interpreter", "open_env_dir",
-    "parse_args", "parse_block", "parse_entrypoint", "parse_toml", "pep440_clause",
-    "pep723_fields", "pep723_opener", "private_dir", "python_spec", "read_condarc", "read_lock",
-    "read_spec", "record_use", "run_entrypoint", "script_argv", "script_block_line",
-    "script_opener", "select_entrypoint", "shown_command", "source_from_stdin",
-    "spec_from_fields", "spec_identity", "spec_name", "toml_subset", "tool_argv", "tool_source",
-    "tool_spec", "unnamed_file", "with_specs",
+    "conda_root", "condarc_paths", "console_main", "default_env_dir", "default_run_with",
+    "ensure_env", "env_for", "env_name", "env_named", "env_platform", "env_vars", "exec_in_env",
+    "find_manager", "find_pep723", "is_complete", "is_match_spec", "is_pep440_prefix",
+    "is_pep440_version", "is_platform", "iter_lines", "load_config", "load_spec", "log_line",
+    "main", "make_source", "manager_exe", "maybe_collect_in_background", "metadata_hash",
+    "missing_interpreter", "open_env_dir", "parse_args", "parse_block", "parse_toml",
+    "pep440_clause", "pep723_fields", "pep723_opener", "private_dir", "python_spec",
+    "read_condarc", "read_lock", "read_spec", "record_use", "script_argv", "script_opener",
+    "source_from_stdin", "spec_from_fields", "spec_identity", "spec_name", "toml_subset",
+    "tool_argv", "tool_source", "tool_spec", "unnamed_file", "with_specs",
 )
+# The functions only a conda-script block's warm run adds: a part of their own (stored), run
+# when such a block is read; a '# conda execute', PEP 723 or -s run does without them.
+CONDA_SCRIPT = (
+    "_expanded", "_key_line", "_match_spec", "_run_in_env", "_shell_command", "_shell_dollar",
+    "_shell_double", "_shell_sequence", "_shell_word", "_when_holds", "conda_script_spec",
+    "dependency_field_ok", "dependency_spec", "entry_variables", "expand_word", "is_assignment",
+    "parse_entrypoint", "run_entrypoint", "script_block_line", "select_entrypoint",
+    "shown_command",
+)
+PARTS = {"conda-script": CONDA_SCRIPT}  # and "cold": every other function kept apart
 
 
 class Split(NamedTuple):
-    """The module's source as two sources of the same lines (line numbers hold in both)."""
+    """The module's source as sources of the same lines (line numbers hold in each)."""
 
-    warm: str  # the module without the cold definitions, a stub for each one warm code names,
-    #            and COLD_LOADER after its last line
-    cold: str  # only the cold definitions (and the __future__ import)
-    stubs: tuple[str, ...]  # the functions stubbed in `warm`
+    warm: str  # the module without the definitions kept apart, a stub for each one that
+    #            another part names, and COLD_LOADER after its last line
+    parts: dict[str, str]  # part -> the definitions it holds (and the __future__ import)
+    stubs: dict[str, str]  # function stubbed in `warm` -> its part
 
 
 def _loaded_names(node: ast.AST) -> set[str]:
@@ -298,8 +305,8 @@ def _defaults(args: ast.arguments) -> list[ast.AST]:
     return [d for d in [*args.defaults, *args.kw_defaults] if d is not None]
 
 
-def _stub_call(node: ast.FunctionDef) -> str:
-    """`return __cold__(f)(a, b, *c, d=d, **e)`: the call that forwards F's arguments."""
+def _stub_call(node: ast.FunctionDef, part: str) -> str:
+    """`return __cold__(f, PART)(a, b, *c, d=d, **e)`: the call that forwards F's arguments."""
     a = node.args
     args = [p.arg for p in [*getattr(a, "posonlyargs", []), *a.args]]
     if a.vararg:
@@ -307,51 +314,76 @@ def _stub_call(node: ast.FunctionDef) -> str:
     args += [f"{p.arg}={p.arg}" for p in a.kwonlyargs]
     if a.kwarg:
         args.append("**" + a.kwarg.arg)
-    return f"    return __cold__({node.name})({', '.join(args)})"
+    return f"    return __cold__({node.name}, {part!r})({', '.join(args)})"
 
 
-def split_source(source: str, warm: tuple[str, ...] = WARM) -> Split:
-    """Keep in the warm source what a warm run needs: every statement but the cold candidates,
-    the classes those statements name (to a fixed point), and a stub for each cold function
-    they name; the cold source defines the rest, run by COLD_LOADER's __cold__ on first need."""
+def _homes(tree: ast.Module, movable: dict[str, ast.stmt], functions: dict[str, str]
+           ) -> tuple[dict[str, str], dict[str, set[str]]]:
+    """Where each movable definition lives ("warm" or a part), and the names each place reads.
+
+    A function lives in its part (FUNCTIONS); a class where it is read: in the warm part if
+    warm code or two parts read it, else in the one part that does (to a fixed point: class
+    bodies read more). Defaults count as warm: a stub evaluates them."""
+    home = {n: functions.get(n, "cold") for n in movable}
+    for _ in range(len(movable) + 1):
+        refs: dict[str, set[str]] = {"warm": set()}
+        for node in tree.body:
+            place = home.get(getattr(node, "name", None), "warm")
+            refs.setdefault(place, set()).update(_loaded_names(node))
+            if isinstance(node, ast.FunctionDef) and place != "warm":
+                refs["warm"].update(*map(_loaded_names, _defaults(node.args)))
+        moved = {}
+        for name, node in movable.items():
+            readers = {p for p, names in refs.items() if name in names}
+            if isinstance(node, ast.ClassDef):
+                place = "warm" if "warm" in readers or len(readers) > 1 else \
+                    next(iter(readers), "cold")
+                moved.update({name: place} if place != home[name] else {})
+        if not moved:
+            return home, refs
+        home.update(moved)
+    raise AssertionError("split_source: the classes' places do not settle")
+
+
+def split_source(source: str, warm: tuple[str, ...] = WARM,
+                 parts: dict[str, tuple[str, ...]] = PARTS) -> Split:
+    """Keep in the warm source what a warm run needs: every statement but the definitions a
+    warm run does not reach (PARTS' functions, the other plain ones not in WARM, the classes
+    only those read), with a stub for each function another part names; each part's source
+    defines its own, run by COLD_LOADER's __cold__ on first need."""
     tree = ast.parse(source)
-    cold = _cold_candidates(tree, warm)
-    refs = set().union(*(_loaded_names(n) for n in tree.body if getattr(n, "name", None)
-                         not in cold))
-    while True:  # a warm class, or a stubbed function's defaults, may name more classes
-        needed = {n for n in refs & set(cold) if isinstance(cold[n], ast.ClassDef)
-                  or cold[n].args.defaults or cold[n].args.kw_defaults}
-        grown = refs.union(*(_loaded_names(cold[n]) if isinstance(cold[n], ast.ClassDef) else
-                             set().union(*map(_loaded_names, _defaults(cold[n].args)))
-                             for n in needed))
-        if grown == refs:
-            break
-        refs = grown
-    classes = {n for n in refs & set(cold) if isinstance(cold[n], ast.ClassDef)}
-    stubs = tuple(n for n in cold if n in refs and n not in classes)
+    movable = _cold_candidates(tree, warm)
+    functions = {n: p for p, names in parts.items() for n in names if n in movable}
+    home, refs = _homes(tree, movable, functions)
+    stubs = {n: p for n, p in home.items() if p != "warm" and isinstance(movable[n], ast.FunctionDef)
+             and any(n in names for q, names in refs.items() if q != p)}
     lines = source.split("\n")
-    warm_lines, cold_lines = list(lines), [""] * len(lines)
-    for name, node in cold.items():
-        if name in classes:
+    warm_lines = list(lines)
+    part_lines = {p: [""] * len(lines) for p in (*parts, "cold")}
+    for name, node in movable.items():
+        if home[name] == "warm":
             continue
         first, last = node.lineno - 1, node.end_lineno
-        cold_lines[first:last] = lines[first:last]
+        part_lines[home[name]][first:last] = lines[first:last]
         body = node.body[0].lineno - 1 if name in stubs else first
         warm_lines[body:last] = [""] * (last - body)
         if name in stubs:
-            warm_lines[body] = _stub_call(node)
+            warm_lines[body] = _stub_call(node, home[name])
     for node in ast.walk(ast.Module(body=[n for n in tree.body if getattr(n, "name", None)
-                                          not in cold], type_ignores=[])):
+                                          not in movable], type_ignores=[])):
         first, last = _docstring_lines(node)
         warm_lines[first:last] = [""] * (last - first)
     future = lines.index("from __future__ import annotations")
-    cold_lines[future] = lines[future]
-    return Split("\n".join(warm_lines) + COLD_LOADER, "\n".join(cold_lines), stubs)
+    for part in part_lines.values():
+        part[future] = lines[future]
+    return Split("\n".join(warm_lines) + COLD_LOADER,
+                 {p: "\n".join(text) for p, text in part_lines.items()}, stubs)
 
 
 EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can carry
 DEFAULT_PYTHON = "/usr/bin/env python3"
-STORED = ("__main__.py", ".pyc")  # read on every run; the rest only without bytecode
+STORED = ("__main__.py", ".pyc", ".conda-script")  # read on warm runs; the rest only on cold
+# ones, or without bytecode
 
 
 def find_pythons() -> list[str]:
@@ -380,7 +412,7 @@ class Bytecode(NamedTuple):
 
     version: str  # e.g. 3.11.7
     pyc: bytes  # an unchecked hash-based .pyc: magic number, flags 0b01, SipHash, code
-    cold: bytes = b""  # the cold part's .pyc, when `pyc` is the warm part (split_source)
+    parts: tuple = ()  # (name, .pyc) of each part kept apart, when `pyc` is the warm part
 
 
 def compile_with(interpreter: str, source: bytes, filename: str = "conda_execute.py"
@@ -400,17 +432,17 @@ def compile_with(interpreter: str, source: bytes, filename: str = "conda_execute
     return Bytecode(proc.stderr.decode(errors="replace").strip(), proc.stdout)
 
 
-def all_bytecode(module_source: bytes, interpreters: list[str],
-                 warm: tuple[str, ...] = WARM) -> dict[str, Bytecode]:
+def all_bytecode(module_source: bytes, interpreters: list[str], warm: tuple[str, ...] = WARM,
+                 parts: dict[str, tuple[str, ...]] = PARTS) -> dict[str, Bytecode]:
     """{magic number (hex): Bytecode} over INTERPRETERS (the first of those sharing a magic):
     the module's warm part, and its cold part beside it (split_source)."""
-    split = split_source(module_source.decode("utf-8"), warm)
+    split = split_source(module_source.decode("utf-8"), warm, parts)
     out: dict[str, Bytecode] = {}
     for exe in interpreters:
-        warm = compile_with(exe, split.warm.encode())
-        cold = compile_with(exe, split.cold.encode())
-        if warm is not None and cold is not None:
-            out.setdefault(warm.pyc[:4].hex(), warm._replace(cold=cold.pyc))
+        compiled = [compile_with(exe, text.encode()) for text in (split.warm, *split.parts.values())]
+        if None not in compiled:
+            parts = tuple((name, b.pyc) for name, b in zip(split.parts, compiled[1:]))
+            out.setdefault(compiled[0].pyc[:4].hex(), compiled[0]._replace(parts=parts))
     return out
 
 
@@ -423,7 +455,8 @@ def archive_bytes(module_source: bytes, interpreter: str, pycs: dict[str, Byteco
     if main_pyc:
         members["__main__.pyc"] = main_pyc
     members.update((f"conda_execute.{magic}.pyc", b.pyc) for magic, b in pycs.items())
-    members.update((f"conda_execute.{magic}.cold", b.cold) for magic, b in pycs.items() if b.cold)
+    members.update((f"conda_execute.{magic}.{name}", pyc) for magic, b in pycs.items()
+                   for name, pyc in b.parts)
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         for name, data in sorted(members.items()):

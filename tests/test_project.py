@@ -96,7 +96,8 @@ def test_zipapp_is_reproducible_and_holds_bytecode_for_every_python_here(tmp_pat
         assert names == sorted(names)  # a fixed order
         assert set(names) >= {"__main__.py", "__main__.pyc", "_pyc_cache.py", "conda_execute.py",
                               *(f"conda_execute.{m}.pyc" for m in here),
-                              *(f"conda_execute.{m}.cold" for m in here)}
+                              *(f"conda_execute.{m}.cold" for m in here),
+                              *(f"conda_execute.{m}.conda-script" for m in here)}
         methods = {i.filename: i.compress_type for i in zf.infolist()}
         assert {n for n, m in methods.items() if m == zipfile.ZIP_DEFLATED} == {
             "_pyc_cache.py", "conda_execute.py", *(f"conda_execute.{m}.cold" for m in here)
@@ -110,17 +111,17 @@ def test_zipapp_is_reproducible_and_holds_bytecode_for_every_python_here(tmp_pat
 
     source = members["conda_execute.py"]
     for magic in here:
-        for part in ("pyc", "cold"):
+        for part in ("pyc", "cold", "conda-script"):
             pyc = members[f"conda_execute.{magic}.{part}"]
             assert pyc[:4].hex() == magic and int.from_bytes(pyc[4:8], "little") == 0b01
-    # the warm and the cold part of exactly this source, compiled with the annotations future
+    # the warm part and the parts kept apart, of exactly this source, compiled with the annotations future
     # as a flag, not an import (the line left blank)
     import __future__
 
     split = load_builder().split_source(source.decode())
     future = "\nfrom __future__ import annotations\n"
     magic = importlib.util.MAGIC_NUMBER.hex()
-    for part, text in (("pyc", split.warm), ("cold", split.cold)):
+    for part, text in (("pyc", split.warm), *split.parts.items()):
         mine = members[f"conda_execute.{magic}.{part}"]
         assert mine[8:16] == _imp.source_hash(importlib.util._RAW_MAGIC_NUMBER, text.encode())
         assert text.count(future) == 1
@@ -148,7 +149,7 @@ def test_zipapp_pythons_option_chooses_the_interpreters(tmp_path):
     version = ".".join(map(str, sys.version_info[:3]))
     assert f"(bytecode for Python {version})" in out
     with zipfile.ZipFile(pyz) as zf:
-        assert len([n for n in zf.namelist() if n.startswith("conda_execute.")]) == 3
+        assert len([n for n in zf.namelist() if n.startswith("conda_execute.")]) == 4
     bad = subprocess.run([sys.executable, os.path.join(ROOT, "build_zipapp.py"), "--output",
                           str(tmp_path / "bad.pyz"), "--pythons", str(tmp_path / "nope")],
                          capture_output=True, text=True)

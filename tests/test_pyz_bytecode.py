@@ -219,11 +219,23 @@ def calls_deep() -> str:
     return deep()
 
 
+class Tiered(tuple):  # read by the tier's functions only: defined by the tier
+    pass
+
+
+def tier_helper() -> str:  # called from its own part only: no stub
+    return "helper"
+
+
+def tiered(x: int = 2) -> tuple:  # a part of its own ("tier"), which calls into "cold"
+    return (x, tier_helper(), Tiered((1,)), calls_deep())
+
+
 TABLE = {"kinds": kinds}  # holds the stub's function object
 
 
 def console_main() -> int:
-    print(TABLE["kinds"](1, d=4, z=9), kinds(1, 2, 3, 4, d=5, e=6))
+    print(TABLE["kinds"](1, d=4, z=9), kinds(1, 2, 3, 4, d=5, e=6), tiered())
     print(list(counting(3)), uses_cold_class(), calls_deep())
     print(TABLE["kinds"] is kinds, kinds.__doc__, kinds.__name__, kinds.__defaults__)
     return 0
@@ -235,32 +247,38 @@ def test_the_cold_part_runs_on_first_use_and_keeps_every_function_what_it_was(tm
     run from source: arguments of every kind, defaults, docstrings, a generator, a class only
     cold code names, and the function object a table held before the cold part ran."""
     b = builder()
-    split = b.split_source(SPLIT_DEMO, ("console_main",))
-    assert split.stubs == ("kinds", "uses_cold_class", "calls_deep")  # no generator
-    assert "class Cold" in split.cold and "class Cold" not in split.warm
-    assert "def deep" in split.cold and "def deep" not in split.warm
+    tiers = {"tier": ("tiered", "tier_helper")}
+    split = b.split_source(SPLIT_DEMO, ("console_main",), tiers)
+    assert split.stubs == {"kinds": "cold", "uses_cold_class": "cold", "calls_deep": "cold",
+                           "tiered": "tier"}  # no generator
+    cold, tier = split.parts["cold"], split.parts["tier"]
+    assert "class Cold" in cold and "class Cold" not in split.warm + tier
+    assert "def deep" in cold and "def deep" not in split.warm + tier
+    assert "class Tiered" in tier and "def tier_helper" in tier
+    assert "class Tiered" not in split.warm + cold and "def tier_helper" not in split.warm + cold
     assert split.warm.endswith(b.COLD_LOADER)  # after the module's last line: lines hold
-    assert len(split.warm[:-len(b.COLD_LOADER)].splitlines()) == len(
-        split.cold.splitlines()) == len(SPLIT_DEMO.splitlines())
+    assert len(split.warm[:-len(b.COLD_LOADER)].splitlines()) == len(cold.splitlines()) == len(
+        tier.splitlines()) == len(SPLIT_DEMO.splitlines())
     pythons = other_pythons()
     pyz = tmp_path / "demo.pyz"
-    pyz.write_bytes(b.archive_bytes(SPLIT_DEMO.encode(), "/usr/bin/env python3",
-                                    b.all_bytecode(SPLIT_DEMO.encode(), pythons, ("console_main",))))
+    pyz.write_bytes(b.archive_bytes(SPLIT_DEMO.encode(), "/usr/bin/env python3", b.all_bytecode(
+        SPLIT_DEMO.encode(), pythons, ("console_main",), tiers)))
     for exe in pythons:
         want = subprocess.run([exe, "-c", SPLIT_DEMO + "console_main()"], capture_output=True,
                               text=True, check=True).stdout
         got = subprocess.run([exe, str(pyz)], capture_output=True, text=True)
         assert (got.returncode, got.stderr, got.stdout) == (0, "", want), exe
         assert "(1, 2, 3, (), 4, 5, [('z', 9)])" in want and "True Every kind" in want
+        assert "(2, 'helper', (1,), 'deep')" in want
 
 
-def without_cold_part(pyz: str, out: Path) -> Path:
-    """A copy of PYZ without its cold members (shebang line kept)."""
+def without_parts(pyz: str, out: Path, parts=(".cold", ".conda-script")) -> Path:
+    """A copy of PYZ without the members of PARTS (shebang line kept)."""
     with open(pyz, "rb") as f:
         shebang = f.readline()
     with zipfile.ZipFile(pyz) as zin, zipfile.ZipFile(out.with_suffix(".zip"), "w") as zout:
         for info in zin.infolist():
-            if not info.filename.endswith(".cold"):
+            if not info.filename.endswith(parts):
                 zout.writestr(info, zin.read(info.filename))
     out.write_bytes(shebang + out.with_suffix(".zip").read_bytes())
     return out
@@ -268,7 +286,8 @@ def without_cold_part(pyz: str, out: Path) -> Path:
 
 def test_a_warm_run_needs_no_cold_code_in_any_block_form(pyz, channel, conda_root, isolated_env,
                                                          tmp_path):
-    """build_zipapp.WARM is complete: with the cold part taken out of the pyz, a warm run of
+    """build_zipapp.WARM is complete: with the cold part (and, but for the conda-script
+    block, CONDA_SCRIPT's part) taken out of the pyz, a warm run of
     each form (a '# conda execute' block with and without run_with, PEP 723 with
     requires-python, literal strings and [tool.conda], conda-script, -s SPEC, a script on
     stdin, a script with its lock file, an environment with activation scripts and variables)
@@ -312,14 +331,16 @@ def test_a_warm_run_needs_no_cold_code_in_any_block_form(pyz, channel, conda_roo
     (prefix / "etc" / "conda" / "activate.d" / "act.sh").write_text("export ACT=on\n")
     (prefix / "conda-meta" / "state").write_text('{"env_vars": {"STATE_VAR": "set"}}')
     prefix.parent.joinpath(".gc-stamp").touch()  # GC not due (cold code, once an hour)
-    warm_only = without_cold_part(pyz, tmp_path / "warm-only.pyz")
+    warm_only = without_parts(pyz, tmp_path / "warm-only.pyz")  # and without conda-script's
+    with_cs = without_parts(pyz, tmp_path / "with-cs.pyz", (".cold",))
     for exe in other_pythons():
         for argv, stdin in runs:
-            proc = subprocess.run([exe, str(warm_only), *argv], env=env, input=stdin,
+            pyz_ = with_cs if argv[0].endswith("cs.py") else warm_only
+            proc = subprocess.run([exe, str(pyz_), *argv], env=env, input=stdin,
                                   capture_output=True, text=True)
             assert (proc.returncode, proc.stderr) == (0, ""), (exe, argv, proc.stderr)
             assert proc.stdout.endswith(" 1\n"), (exe, argv, proc.stdout)
-            imported = subprocess.run([exe, "-X", "importtime", str(warm_only), *argv],
+            imported = subprocess.run([exe, "-X", "importtime", str(pyz_), *argv],
                                       env=env, input=stdin, capture_output=True,
                                       text=True).stderr
             names = [line.rpartition("|")[2].strip() for line in imported.splitlines()
