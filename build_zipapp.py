@@ -14,17 +14,18 @@ module conda_execute: one read, one unmarshal, no importlib machinery. A Python 
 $XDG_CACHE_HOME/conda-execute/pyc, keyed by the module's sha256 and the magic number
 (_pyc_cache.py, read only then).
 
-A warm run (the environment exists) needs about half the module, so the bytecode comes in two
+A warm run (the environment exists) needs about half the module, so the bytecode comes in
 parts (split_source, done once on the source by the building Python, each part then compiled
 by every interpreter): conda_execute.<magic>.pyc holds every statement but the definitions a
 warm run does not reach (WARM names the functions it does), with a stub of the same signature
-for each cold function that warm code names; conda_execute.<magic>.cold (deflated) holds those
-definitions, on the same line numbers. The first call of a stub runs the cold part in the
-module (COLD_LOADER's __cold__, appended to the warm part), gives each stub its real code
-(the function object stays the one every reference holds) and calls it. The warm part also
-goes without docstrings, and all bytecode without column ranges (3.11+). A warm run thus
-unmarshals half as much and creates half the classes. Generators and decorated or rebound
-names always stay warm.
+for each function kept apart that another part names; conda_execute.<magic>.conda-script
+(stored) holds what only a conda-script block's warm run adds (CONDA_SCRIPT), and
+conda_execute.<magic>.cold (deflated) the rest, each on the same line numbers. The first call
+of a stub runs its part in the module (COLD_LOADER's __cold__, appended to the warm part),
+gives each stub its real code (the function object stays the one every reference holds) and
+calls it. The warm part also goes without docstrings, and all bytecode without column ranges
+(3.11+). A warm run thus unmarshals half as much and creates half the classes. Generators and
+decorated or rebound names always stay warm.
 
 zipimport looks for __main__.pyc only, so one Python (the first of --pythons; by default the
 one running the build) gets __main__.pyc; the others compile the small __main__.py, which
@@ -204,8 +205,8 @@ WARM = (
     "_parse_inline_table", "_parse_key", "_parse_key_part", "_parse_key_value_pair",
     "_parse_literal_str", "_parse_multiline_str", "_parse_plain", "_parse_quoted",
     "_parse_scalar", "_parse_value", "_pep723_line", "_prepend", "_private_dir",
-    "_python_clause", "_rc_files", "_read_blocks", "_read_json_object", "_run_spec", "_rx",
-    "_say", "_sha256", "_sha256_bytes", "_sha256_hex", "_skip_array_ws", "_skip_chars",
+    "_python_clause", "_rc_files", "_read_blocks", "_read_json_object", "_release", "_run_spec",
+    "_rx", "_say", "_sha256", "_sha256_bytes", "_sha256_hex", "_skip_array_ws", "_skip_chars",
     "_skip_comment", "_skip_until", "_strings", "_table", "_table_rule", "_toml_document",
     "_toml_escape", "_toml_skip_comment", "_toml_string_end", "_toml_token", "_toml_type",
     "_toml_value", "_unmark", "_which", "_words", "acquire", "activate_scripts",
@@ -333,12 +334,11 @@ def _homes(tree: ast.Module, movable: dict[str, ast.stmt], functions: dict[str, 
             if isinstance(node, ast.FunctionDef) and place != "warm":
                 refs["warm"].update(*map(_loaded_names, _defaults(node.args)))
         moved = {}
-        for name, node in movable.items():
+        for name in (n for n, node in movable.items() if isinstance(node, ast.ClassDef)):
             readers = {p for p, names in refs.items() if name in names}
-            if isinstance(node, ast.ClassDef):
-                place = "warm" if "warm" in readers or len(readers) > 1 else \
-                    next(iter(readers), "cold")
-                moved.update({name: place} if place != home[name] else {})
+            place = "warm" if "warm" in readers or len(readers) > 1 else next(iter(readers), "cold")
+            if place != home[name]:
+                moved[name] = place
         if not moved:
             return home, refs
         home.update(moved)
@@ -435,7 +435,7 @@ def compile_with(interpreter: str, source: bytes, filename: str = "conda_execute
 def all_bytecode(module_source: bytes, interpreters: list[str], warm: tuple[str, ...] = WARM,
                  parts: dict[str, tuple[str, ...]] = PARTS) -> dict[str, Bytecode]:
     """{magic number (hex): Bytecode} over INTERPRETERS (the first of those sharing a magic):
-    the module's warm part, and its cold part beside it (split_source)."""
+    the module's warm part, and the parts kept apart beside it (split_source)."""
     split = split_source(module_source.decode("utf-8"), warm, parts)
     out: dict[str, Bytecode] = {}
     for exe in interpreters:

@@ -791,18 +791,23 @@ def _digits(text: str) -> bool:
     return bool(text) and all(c in DIGITS for c in text)
 
 
+def _release(text: str) -> bool:
+    """N(.N)*"""
+    return all(map(_digits, text.split(".")))
+
+
 def is_pep440_version(version: str) -> bool:
     """PEP440_VERSION_RE: N(.N)* and an optional aN, bN or rcN."""
     cut = next((i for i, c in enumerate(version) if c not in DIGITS and c != "."), len(version))
     pre = version[cut:]
     kind = "rc" if pre.startswith("rc") else pre[:1]
-    return all(map(_digits, version[:cut].split("."))) and (
+    return _release(version[:cut]) and (
         not pre or (kind in ("a", "b", "rc") and _digits(pre[len(kind):])))
 
 
 def is_pep440_prefix(version: str) -> bool:
     """PEP440_PREFIX_RE: N(.N)*.*"""
-    return version.endswith(".*") and all(map(_digits, version[:-2].split(".")))
+    return version.endswith(".*") and _release(version[:-2])
 
 
 def _name_end(text: str, start: int) -> int:
@@ -884,8 +889,9 @@ def find_pep723(lines: Iterable[tuple[int, str]], path: str) -> tuple[int, str] 
             continue  # fast path: most lines of a big script are code
         line = _pep723_line(lineno, raw)
         if not kind:
-            if pep723_opener(line):
-                kind, opener, count, close_at = pep723_opener(line), lineno, 0, 0
+            kind = pep723_opener(line)
+            if kind:
+                opener, count, close_at = lineno, 0, 0
                 keep, overflow, content, size = kind == "script", False, [], 0
             continue
         if not _is_content_line(line):
@@ -3520,6 +3526,13 @@ def _redraw(log: IO[bytes], show: Show, what: str, drawn: _Drawn) -> _Drawn:
     return _Drawn(len(text), seen, pending, phase)
 
 
+def _file_text(fd: int) -> str:
+    """All the file FD holds, as text (the descriptor stays open)."""
+    with open(fd, "rb", closefd=False) as f:
+        f.seek(0)
+        return f.read().decode("utf-8", "replace")
+
+
 class Child:
     """A child process, started with os.posix_spawn where there is one: what the creation
     steps need of subprocess.Popen (subprocess and what it imports cost ~10 ms, a third of a
@@ -3538,12 +3551,13 @@ class Child:
         actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)]
         actions += [(os.POSIX_SPAWN_DUP2, fd, n) for fd, n in ((stdout, 1), (stderr, 2))
                     if fd >= 0]
-        if keep >= 0:
-            os.set_inheritable(keep, True)  # inherited, as pass_fds would; ours again after
+        was = os.get_inheritable(keep) if keep >= 0 else True
+        if not was:
+            os.set_inheritable(keep, True)  # inherited, as pass_fds would; as it was after
         try:
             self.pid = os.posix_spawn(cmd[0], cmd, os.environ, file_actions=actions)
         finally:
-            if keep >= 0:
+            if not was:
                 os.set_inheritable(keep, False)
 
     def wait(self, timeout: Optional[float] = None) -> Optional[int]:
@@ -3578,26 +3592,21 @@ class Child:
                 os.kill(self.pid, signum)
 
     def terminate(self) -> None:
-        self.send_signal(15)  # SIGTERM
+        import _signal
+
+        self.send_signal(_signal.SIGTERM)
 
     @staticmethod
     def output(cmd: List[str]) -> Tuple[int, str, str]:
         """Run CMD to its end: (exit code, stdout, stderr), each kept in an unnamed file."""
-        out, err = unnamed_file(), unnamed_file()
+        fds = (unnamed_file(), unnamed_file())
         try:
-            rc = Child(cmd, out, err).wait()
-            texts = []
-            for fd in (out, err):
-                with open(fd, "rb") as f:
-                    f.seek(0)
-                    texts.append(f.read().decode("utf-8", "replace"))
+            rc = Child(cmd, *fds).wait()
+            out, err = map(_file_text, fds)
         finally:
-            for fd in (out, err):
-                try:
-                    os.close(fd)
-                except OSError:  # closed with its file
-                    pass
-        return rc or 0, texts[0], texts[1]
+            for fd in fds:
+                os.close(fd)
+        return rc or 0, out, err
 
 
 def _watch(proc: Child, log: IO[bytes], show: Show, what: str) -> int:
@@ -5141,7 +5150,8 @@ def check_item(what: str, text: str, option: str) -> str:
     if what != "pip":
         return _cli_specs(option, [text])[0]
     return check_match_spec(text, lambda m: UsageError(f"{option} {text!r}: {m}"),
-                            _rx(PYPI_NAME_RE).fullmatch, "PyPI requirement (NAME, NAME>=VERSION, NAME[extra]...)")
+                            _rx(PYPI_NAME_RE).fullmatch,
+                            "PyPI requirement (NAME, NAME>=VERSION, NAME[extra]...)")
 
 
 def edited(old: List[str], adds: Tuple[str, ...], removes: Tuple[str, ...], what: str,

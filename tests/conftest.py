@@ -63,6 +63,10 @@ Fixtures
 ``pyz`` (session)
     Path of ``conda-execute.pyz`` built by ``build_zipapp.py`` once per test process.
 
+``public_dir`` (function)
+    A directory (0755, under the system temp dir) an unprivileged user can reach: for the
+    tests that run as another user; removed afterwards.
+
 Example (a product test)::
 
     def test_runs(conda_root, isolated_env, tmp_path):
@@ -79,6 +83,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence
@@ -331,6 +336,15 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Di
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     yield dict(env)
+
+
+@pytest.fixture
+def public_dir() -> Iterator[str]:
+    """A directory an unprivileged user can reach (pytest's tmp dirs are private to root)."""
+    path = tempfile.mkdtemp(prefix="ce-public-")
+    os.chmod(path, 0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 
@@ -521,14 +520,6 @@ def test_read_only_env_dir_is_a_clear_error(tool, tmp_path):
     err = no_traceback(proc)
     assert proc.returncode == 73 and "cannot create the env dir" in err, err
 
-
-@pytest.fixture
-def public_dir():
-    """A directory an unprivileged user can reach (pytest's tmp dirs are private to root)."""
-    path = tempfile.mkdtemp(prefix="ce-public-")
-    os.chmod(path, 0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def test_env_dir_without_permission_is_a_clear_error(pyz, conda_root, isolated_env, public_dir):

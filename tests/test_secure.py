@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 import pytest
@@ -35,14 +33,6 @@ SCRIPT = """
     sys.exit(3)
 """
 
-
-@pytest.fixture
-def public_dir():
-    """A directory nobody can reach (pytest's tmp dirs are private to root)."""
-    path = tempfile.mkdtemp(prefix="ce-secure-")
-    os.chmod(path, 0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture
