@@ -659,6 +659,9 @@ class Spec(NamedTuple):
     pip: Tuple[str, ...] = ()  # PEP 508 requirements (PEP 723 'dependencies'), installed by pip
     lock: Optional[Lock] = None  # the lock file the env is built from, if one applies
     entrypoint: Optional[Entrypoint] = None  # a conda-script's commands (run_with is then ())
+    run_line: int = 0  # the line run_with comes from (1: the shebang), else the block's
+    notes: Tuple[str, ...] = ()  # what reading it passed over, said with -v
+    form: str = "conda-execute"  # the block's format, as --dry-run names it
 
 
 def _items(field: Field, key: str, label: str, split: bool = False) -> Tuple[Item, ...]:
@@ -716,22 +719,110 @@ def spec_from_fields(fields: Dict[str, Field], label: str, line: int) -> Spec:
     env = _words(fields.get("env"), "env", label, required=True, line=line)
     channels = _words(fields.get("channels"), "channels", label)
     run_with = _words(fields.get("run_with"), "run_with", label, split=True)
-    return Spec(env, channels, run_with, label, line)
+    return Spec(env, channels, run_with, label, line,
+                run_line=fields["run_with"].line if run_with else line)
+
+
+# Which commands start conda-execute itself (a shebang or run_with that does must never become
+# the command a script is given to: conda-execute would exec itself on the script forever). A
+# command starts us when, past `env [-S] [options] [NAME=VALUE...]`, its program is named
+# conda-execute* or conda_execute* (any path), is `conda execute`, is a python running
+# `-m conda_execute` or a file that is ours, or is itself a file that is ours: a zip whose
+# __main__.py (the pyz's first member, stored) starts conda_execute, or a console script that
+# imports it. A file is judged by its first bytes, not by its name.
+OWN_FILE_MARKS = (b"conda_execute.console_main()", b"from conda_execute import")
+PYTHON_VALUE_OPTIONS = frozenset({"-W", "-X", "--check-hash-based-pycs"})  # take the next word
+ENV_VALUE_OPTIONS = frozenset({"-u", "--unset", "-C", "--chdir"})
 
 
 def _names_us(word: str) -> bool:
     base = os.path.basename(word)
-    return base == "conda" or base.startswith(("conda-execute", "conda_execute"))
+    return base.startswith(("conda-execute", "conda_execute"))
 
 
-def default_run_with(shebang: str, filename: str, label: str, line: int) -> Tuple[str, ...]:
-    """run_with when the block has none: the shebang, else the file extension."""
-    words = tuple(shebang[2:].split()) if shebang.startswith("#!") else ()
-    if words and not any(_names_us(w) for w in words):
+def is_own_file(path: str) -> bool:
+    """Whether PATH is conda-execute: a pyz (its __main__.py, stored first, runs
+    conda_execute) or a console script importing it. Unreadable: False."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except (OSError, ValueError):
+        return False
+    if head[:2] == b"#!" or head[:2] == b"PK":
+        return any(mark in head for mark in OWN_FILE_MARKS)
+    return False
+
+
+def split_shebang(text: str) -> List[str]:
+    """A shebang's words as `env -S` splits them: white space, 'single' and "double" quotes
+    and backslashes (enough to find the program and its file; nothing is expanded)."""
+    words, word, quote, started, chars = [], "", "", False, iter(text)
+    for ch in chars:
+        if quote:
+            if ch == quote:
+                quote = ""
+            else:
+                word += next(chars, "") if ch == "\\" and quote == '"' else ch
+        elif ch in "'\"":
+            quote, started = ch, True
+        elif ch == "\\":
+            word, started = word + next(chars, ""), True
+        elif ch.isspace():
+            if started:
+                words.append(word)
+            word, started = "", False
+        else:
+            word, started = word + ch, True
+    return [*words, word] if started else words
+
+
+def _past_env(words: List[str]) -> List[str]:
+    """WORDS without a leading `env` and its options and NAME=VALUE assignments."""
+    if not words or os.path.basename(words[0]) != "env":
         return words
+    i = 1
+    while i < len(words) and (words[i].startswith("-") or "=" in words[i]):
+        i += 2 if words[i] in ENV_VALUE_OPTIONS else 1
+    return words[i:]
+
+
+def _python_runs_us(words: List[str]) -> bool:
+    """Whether `python WORDS...` runs conda-execute: -m conda_execute, or a file of ours."""
+    i = 0
+    while i < len(words) and words[i].startswith("-") and words[i] != "-":
+        word = words[i]
+        if word.startswith(("-m", "-c")):
+            module = word[2:] or (words[i + 1] if i + 1 < len(words) else "")
+            return word.startswith("-m") and module in ("conda_execute", "conda_execute.__main__")
+        i += 2 if word in PYTHON_VALUE_OPTIONS else 1
+    return i < len(words) and is_own_file(words[i])
+
+
+def launches_us(words: List[str], path: Optional[str] = None) -> bool:
+    """Whether the command WORDS (a shebang's, run_with) starts conda-execute (see above);
+    a bare program name is looked up on PATH."""
+    words = _past_env(words)
+    if not words:
+        return False
+    program, base = words[0], os.path.basename(words[0])
+    if _names_us(program) or (base == "conda" and words[1:2] == ["execute"]):
+        return True
+    if base.startswith(("python", "pypy")):
+        return _python_runs_us(words[1:])
+    found = program if os.sep in program else _which(program, path)
+    return bool(found) and is_own_file(found)  # type: ignore[arg-type]
+
+
+def default_run_with(spec: Spec, shebang: str, filename: str) -> Spec:
+    """SPEC with run_with when its block has none: the shebang's command (run_line 1), unless
+    it starts conda-execute, else the file extension's runner."""
+    words = split_shebang(shebang[2:]) if shebang.startswith("#!") else []
+    if words and not launches_us(words):
+        return spec._replace(run_with=tuple(shebang[2:].split()), run_line=1)
     runner = EXTENSION_RUNNERS.get(os.path.splitext(filename)[1])
+    label, line = spec.label, spec.line
     if runner:
-        return tuple(runner.split())
+        return spec._replace(run_with=tuple(runner.split()))
     raise UsageError("cannot tell how to run this script: add 'run_with: [COMMAND]' to its "
                      "metadata block (or give it a known extension or a shebang)", label, line)
 
@@ -1495,14 +1586,14 @@ def pep723_fields(
     The env always gets a python (the script is Python): a bare `python` spec is
     added when nothing names python; `pip` is added when there are pip
     requirements and no conda spec names pip. Other `tool.*` tables are left
-    alone (the spec says tools must not fail on them); unknown keys in the top
-    level and in our two tables are errors, to catch typos. Errors: UsageError
-    at `line` (the `# /// script` line).
+    alone (the spec says tools must not fail on them), and so are top-level keys
+    the specification does not define (as uv does: see pep723_ignored); unknown
+    keys in our two tables are errors, to catch typos. Errors: UsageError at
+    `line` (the `# /// script` line).
     """
     def fail(message: str) -> UsageError:
         return UsageError(message, path, line)
 
-    _check_keys(data, PEP723_TOP_KEYS, "script block", fail)
     tool = _table(data, "tool", "tool", fail)
     conda = _table(tool, "conda", "[tool.conda]", fail)
     ours = _table(tool, "conda-execute", "[tool.conda-execute]", fail)
@@ -1530,6 +1621,15 @@ def pep723_fields(
         python_spec(requires, path, line)  # still report a bad one
     extra_pip = ("pip",) if pip and "pip" not in names else ()
     return python + specs + extra_pip, channels, pip, run_with
+
+
+def pep723_ignored(data: dict[str, Any]) -> Tuple[str, ...]:
+    """The -v note on the top-level keys PEP 723 does not define (`authors`, `main`...): uv
+    runs such scripts and ignores them, and so do we."""
+    unknown = sorted(set(data) - PEP723_TOP_KEYS)
+    return (f"ignored the script block's key{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(map(repr, unknown))} (PEP 723 defines {', '.join(sorted(PEP723_TOP_KEYS))})",
+            ) if unknown else ()
 
 
 def python_spec(requires_python: str, path: str, line: int) -> str:
@@ -1715,6 +1815,8 @@ def conda_script_spec(block: Block, label: str, platform: str) -> Spec:
     def fail(message: str, key: str = "", after: int = 0) -> UsageError:
         return UsageError(message, label, _key_line(block, key, after) if key else block.line)
 
+    if is_pixi_form(data):
+        return pixi_script_spec(data, block, label, platform, fail)
     for key in data:
         if key not in CONDA_SCRIPT_KEYS:
             raise fail(f"conda-script block: unknown key {key!r} (known: "
@@ -1732,7 +1834,109 @@ def conda_script_spec(block: Block, label: str, platform: str) -> Spec:
                   for spec in dependency_spec(name, value, platform,
                                               lambda m, n=name: fail(m, n, after)))
     return Spec(specs, channels, (), label, block.line,
-                entrypoint=select_entrypoint(data, block, label, platform))
+                entrypoint=select_entrypoint(data, block, label, platform), form="conda-script")
+
+
+# The form `pixi exec` implements (../shared/conda-script-dialects.md, B): [script] holds
+# `channels` (required) and `entrypoint` (optional; [script.target.SELECTOR] entrypoint wins
+# where SELECTOR matches); [dependencies] holds `name = "VALUE"` strings, and
+# [dependencies.target.SELECTOR] more of them. VALUE means what rattler's lenient parse of
+# `name=VALUE` means (pixi_dependency_spec writes that as conda reads it). The entrypoint is
+# split on white space, ${SCRIPT} replaced by the script's path, or the path appended when it
+# has none; without one the script runs as a '# conda execute' script does. Other keys are
+# ignored (pixi's serde structs ignore them): said with -v.
+PIXI_FORM_KEYS = frozenset({"script", "dependencies"})
+PIXI_SCRIPT_KEYS = frozenset({"channels", "entrypoint", "target"})
+PIXI_SELECTORS = {"unix": ("linux", "osx"), "linux": ("linux",), "osx": ("osx",),
+                  "win": ("win",)}
+
+
+def is_pixi_form(data: dict) -> bool:
+    """Whether a conda-script block is in pixi exec's form: a [script] table, or targets."""
+    deps = data.get("dependencies")
+    return "script" in data or (isinstance(deps, dict) and isinstance(deps.get("target"), dict))
+
+
+def pixi_script_spec(data: dict, block: Block, label: str, platform: str, fail: Any) -> Spec:
+    """The Spec of a conda-script block in pixi exec's form, for PLATFORM."""
+    for key in ("channels", "entrypoint"):
+        if key in data:
+            raise fail(f"{key!r} at the top of a block with a [script] table mixes the two "
+                       f"conda-script forms: move it into [script] (pixi exec's form) or drop "
+                       "[script] (the documented form)", key)
+    script = _table(data, "script", "[script]", lambda m: fail(m, "[script]"))
+    if "script" not in data:
+        raise fail("[dependencies.target.*] is pixi exec's form, which needs a [script] table "
+                   "with channels = [...]", "[dependencies.target")
+    if "channels" not in script:
+        raise fail("[script]: no 'channels' (e.g. channels = [\"conda-forge\"])", "[script]")
+    channels = _strings(script["channels"], "[script] channels", lambda m: fail(m, "channels"))
+    entry = _pixi_targets(script, "[script]", platform, fail).get("entrypoint",
+                                                                   script.get("entrypoint"))
+    deps = _table(data, "dependencies", "[dependencies]", lambda m: fail(m, "dependencies"))
+    wanted = {**{k: v for k, v in deps.items() if k != "target"},
+              **_pixi_targets(deps, "[dependencies]", platform, fail)}
+    specs = tuple(pixi_dependency(name, value, fail) for name, value in wanted.items())
+    ignored = sorted(set(data) - PIXI_FORM_KEYS) + sorted(f"script.{k}" for k in script
+                                                         if k not in PIXI_SCRIPT_KEYS)
+    notes = (f"ignored {', '.join(map(repr, ignored))} (pixi exec reads [script] and "
+             "[dependencies] only)",) if ignored else ()
+    if entry is None:
+        return Spec(specs, channels, (), label, block.line, form="conda-script (pixi exec)",
+                    notes=notes)
+    if not isinstance(entry, str) or not entry.split():
+        raise fail("[script] entrypoint: expected a command (a non-empty string)", "entrypoint")
+    return Spec(specs, channels, (), label, block.line, form="conda-script (pixi exec)",
+                entrypoint=pixi_entrypoint(entry, _key_line(block, "entrypoint", 0)),
+                notes=notes)
+
+
+def _pixi_targets(table: dict, where: str, platform: str, fail: Any) -> dict:
+    """The entries of TABLE's [target.SELECTOR] tables that apply on PLATFORM, the most
+    specific last (unix, then linux/osx/win, then the platform itself)."""
+    targets = _table(table, "target", f"{where} target", lambda m: fail(m, "target"))
+    family, merged = platform.split("-")[0], {}
+    for selector in sorted(targets, key=lambda k: (k in CONDA_PLATFORMS, k != "unix")):
+        if selector not in PIXI_SELECTORS and selector not in CONDA_PLATFORMS:
+            raise fail(f"{where} target.{selector}: not a platform selector (unix, linux, osx, "
+                       "win, or a platform such as linux-64)", f"[{where[1:-1]}.target.{selector}]")
+        entries = _table(targets, selector, f"{where} target.{selector}",
+                         lambda m: fail(m, "target"))
+        if selector == platform or family in PIXI_SELECTORS.get(selector, ()):
+            merged.update(entries)
+    return merged
+
+
+def pixi_dependency(name: str, value: Any, fail: Any) -> str:
+    """One [dependencies] entry of pixi exec's form as a conda match spec."""
+    if not isinstance(value, str):
+        raise fail(f"[dependencies] {name}: pixi exec's form takes a string (\"*\", \">=1.2\"), "
+                   f"got {_toml_type(value)}", name)
+    try:
+        return pixi_dependency_spec(name, value)
+    except ValueError as e:
+        raise fail(f"[dependencies] {name} = {value!r}: {e}", name) from None
+
+
+def pixi_dependency_spec(name: str, value: str) -> str:
+    """The match spec conda is given for pixi's `name = "VALUE"`: what rattler's lenient parse
+    of `name=VALUE` means, written as conda accepts it ("*" or "": the bare name)."""
+    value = value.strip()
+    if value in ("", "*"):
+        return name
+    return f"{name} {value}" if value[0] in "<>=!~" else f"{name}={value}"
+
+
+def pixi_entrypoint(text: str, line: int) -> Entrypoint:
+    """pixi exec's entrypoint as one command: words split on white space, ${SCRIPT} the
+    script's path (appended as the last word when the text has none), nothing else expanded."""
+    words = tuple(tuple(part for i, piece in enumerate(word.split("${SCRIPT}"))
+                        for part in ((ShellPart("var", "SCRIPT"),) if i else ()) +
+                        (ShellPart("quoted", piece),))
+                  for word in text.split())
+    if "${SCRIPT}" not in text:
+        words += ((ShellPart("var", "SCRIPT"),),)
+    return Entrypoint((words,), line, text)
 
 
 def _key_line(block: Block, key: str, after: int, default: int = 0) -> int:
@@ -2102,7 +2306,7 @@ def read_spec(lines: Iterator[Item], label: str, filename: str) -> Spec:
             block = parse_block(_block_lines(lines, label, prefix), label)
             spec = spec_from_fields(block, label, line)
             if not spec.run_with:
-                spec = spec._replace(run_with=default_run_with(shebang, filename, label, line))
+                spec = default_run_with(spec, shebang, filename)
             return spec
         if text.startswith("# /// ") or ("///" in text and script_opener(text)):
             return _read_blocks(_prepend((line, text), lines), label, shebang, filename)
@@ -2130,15 +2334,17 @@ def _read_blocks(lines: Iterator[Item], label: str, shebang: str, filename: str)
                          "may describe the environment; keep one of them", label, blocks[1][1])
     if watch.header:  # a '# /// other' block, then a '# conda execute' block
         spec = spec_from_fields(parse_block(watch.block, label), label, watch.header)
-        return spec if spec.run_with else spec._replace(
-            run_with=default_run_with(shebang, filename, label, watch.header))
+        return spec if spec.run_with else default_run_with(spec, shebang, filename)
     if watch.script:
-        return conda_script_spec(watch.script, label, conda_platform())
+        spec = conda_script_spec(watch.script, label, conda_platform())
+        return spec if spec.entrypoint else default_run_with(spec, shebang, filename)
     if not found:
         raise UsageError(HOW_TO, label)
     opener, text = found
-    env, channels, pip, run_with = pep723_fields(parse_toml(text, label, opener + 1), label, opener)
-    return Spec(env, channels, run_with or ("python",), label, opener, pip)
+    data = parse_toml(text, label, opener + 1)
+    env, channels, pip, run_with = pep723_fields(data, label, opener)
+    return Spec(env, channels, run_with or ("python",), label, opener, pip, run_line=opener,
+                notes=pep723_ignored(data), form="pep723")
 
 
 def load_spec(source: Source) -> Spec:
@@ -3952,9 +4158,38 @@ def _interpreter(run_with: Tuple[str, ...]) -> str:
     return words[0]
 
 
-def exec_in_env(env: Env, spec: Spec, argv: List[str], lock_fd: int) -> None:
+# Whatever a shebang, run_with or entrypoint says, conda-execute never starts itself for the
+# script it runs: every command it starts gets LAUNCH_VAR = "MODE:PID:LINE:SCRIPT" (MODE x:
+# exec'd, so it keeps our PID, through any chain of execs; c: a child, whose parent we stay).
+# A conda-execute that finds there, for the same SCRIPT, its own PID (x) or its parent's (c)
+# stops at once with one line naming LINE, the line that made the command. The script's own
+# children (another PID) may run conda-execute on it again: that is not a loop.
+LAUNCH_VAR = "_CE_LAUNCH"
+
+
+def launch_mark(mode: str, spec: Spec, script: str) -> str:
+    """LAUNCH_VAR's value for a command this process execs (MODE x) or starts (c)."""
+    line = spec.entrypoint.line if spec.entrypoint else spec.run_line or spec.line
+    return f"{mode}:{os.getpid()}:{line}:{script}"
+
+
+def check_relaunch(script: str, label: str) -> None:
+    """Refuse to run SCRIPT when conda-execute itself started this process for it."""
+    mark = os.environ.get(LAUNCH_VAR, "").split(":", 3)
+    if len(mark) < 4 or mark[3] != script or not mark[2].isdigit():
+        return
+    me = os.getpid() if mark[0] == "x" else os.getppid() if mark[0] == "c" else -1
+    if mark[1] == str(me):
+        raise UsageError("this line makes conda-execute the command that runs the script, so it "
+                         "would start itself again and again; name the program that runs the "
+                         "script instead (run_with, the shebang, or the entrypoint)", label,
+                         int(mark[2]))
+
+
+def exec_in_env(env: Env, spec: Spec, argv: List[str], lock_fd: int, script: str) -> None:
     """Replace this process with ARGV in the activated environment (never returns)."""
     environ = activated_environ(env.prefix, dict(os.environ))
+    environ[LAUNCH_VAR] = launch_mark("x", spec, script)
     scripts = activate_scripts(env.prefix)
     if scripts:  # sourced by /bin/sh, which then execs the command (paths as arguments)
         argv, exe = _activating(scripts, argv), "/bin/sh"
@@ -4003,7 +4238,8 @@ def entry_variables(env: Env, source: Source, create: bool = False) -> Dict[str,
     return {"SCRIPT": script, "CACHE": cache}
 
 
-def run_entrypoint(env: Env, spec: Spec, source: Source, args: List[str], lock_fd: int) -> int:
+def run_entrypoint(env: Env, spec: Spec, source: Source, args: List[str], lock_fd: int,
+                   script: str) -> int:
     """Run a conda-script's entrypoint in the activated env, without a shell: each command but
     the last as a child (a failing one ends the run with its exit code), then exec the last
     with ARGS appended (a last command that expands to nothing runs nothing: exit 0)."""
@@ -4011,6 +4247,7 @@ def run_entrypoint(env: Env, spec: Spec, source: Source, args: List[str], lock_f
     assert entry is not None
     variables = entry_variables(env, source, create=True)
     environ = activated_environ(env.prefix, dict(os.environ))
+    environ[LAUNCH_VAR] = launch_mark("c", spec, script)
     scripts = activate_scripts(env.prefix)
 
     def substitute(part: ShellPart) -> str:
@@ -4032,7 +4269,7 @@ def run_entrypoint(env: Env, spec: Spec, source: Source, args: List[str], lock_f
     if not last:
         return 0
     _run_in_env(last, environ, scripts, spec, None)  # only checks that it can be found
-    exec_in_env(env, spec, last + list(args), lock_fd)
+    exec_in_env(env, spec, last + list(args), lock_fd, script)
     return 0  # not reached
 
 
@@ -4598,7 +4835,7 @@ def tool_spec(args: Args, source: Source) -> Spec:
     channels = tuple(_list_item(c, 0, False, False, lambda kind, _d, _a, c=c: UsageError(
         f"--channel {c!r}: bad channel ({kind})")) for c in args.lists.get("--channel", []))
     command = args.script or spec_name(env[0])
-    return Spec(env, channels, (command,), source.label, 0)
+    return Spec(env, channels, (command,), source.label, 0, form="-s")
 
 
 def tool_argv(spec: Spec, args: Args) -> List[str]:
@@ -5154,6 +5391,19 @@ def check_item(what: str, text: str, option: str) -> str:
                             "PyPI requirement (NAME, NAME>=VERSION, NAME[extra]...)")
 
 
+def check_channel(text: str) -> str:
+    """A --channel value: a channel name or URL (one word, no control character, not '-...')."""
+    def fail(kind: str, detail: str, _at: object) -> UsageError:
+        return UsageError(f"--channel {text!r}: " + {
+            "control": f"control character {detail!r}", "empty": "empty channel",
+            "option": "starts with '-' (it would be read as an option)"}[kind])
+
+    channel = _list_item(text, 0, False, False, fail)
+    if " " in channel:
+        raise UsageError(f"--channel {text!r}: a channel is one word (a name or a URL)")
+    return channel
+
+
 def edited(old: List[str], adds: Tuple[str, ...], removes: Tuple[str, ...], what: str,
            label: str) -> List[str]:
     """The list after the edit: an added spec replaces one of the same name in place, or
@@ -5421,7 +5671,7 @@ def init_script(path: str, words: List[str], fmt: str, channels: Tuple[str, ...]
                          "block by hand", path)
     items = tuple(check_item(what, w, "--init") for w in words)
     for c in channels:
-        check_item("conda", c, "--channel")
+        check_channel(c)
     specs = items if what == "conda" else ()
     if not specs and fmt != "pep723" and lang.package:
         specs = (lang.package,)
@@ -5691,6 +5941,8 @@ def _main(argv: List[str]) -> int:
             raise UsageError(message)
     source = tool_source(args) if tool else make_source(args, cfg.allow_http)
     spec, is_file = _run_spec(args, cfg, source, tool, quiet)
+    script_path = os.path.abspath(source.path) if is_file else source.label
+    check_relaunch(script_path, spec.label)
     env = env_for(spec, cfg)
     if spec.entrypoint and source.inline:
         raise UsageError("a conda-script block needs a script file (its entrypoint runs "
@@ -5707,7 +5959,6 @@ def _main(argv: List[str]) -> int:
     d = open_env_dir(cfg)
     assert d is not None
     fd = ensure_env(d, env, spec, cfg, force=force, quiet=quiet, verbose=verbose)
-    script_path = os.path.abspath(source.path) if is_file else source.label
     record_use(d, env, script_path)
     if "--lock" in opts:
         write_lock(cfg, env, spec, source.path)
@@ -5717,13 +5968,15 @@ def _main(argv: List[str]) -> int:
         return 0
     maybe_collect_in_background(d, cfg.unused_hours, (fd,))
     if verbose:
+        for note in spec.notes:
+            _say(note)
         _say(f"environment {env.name} at {env.prefix}")
         _say("running: " + " ".join(argv_))
     if spec.entrypoint:
-        return run_entrypoint(env, spec, source, args.args, fd)
+        return run_entrypoint(env, spec, source, args.args, fd, script_path)
     if os.name == "nt":
         return run_windows(cfg, env, argv_)
-    exec_in_env(env, spec, argv_, fd)
+    exec_in_env(env, spec, argv_, fd, script_path)
     return 0  # not reached
 
 
@@ -5774,7 +6027,8 @@ def _print_dry_run(spec: Spec, env: Env, argv: List[str], source: Source, args: 
     json.dump({"env": list(spec.env), "channels": list(spec.channels),
                "run_with": list(spec.run_with), "name": env.name, "prefix": env.prefix,
                "command": argv, "pip": list(spec.pip),
-               "lock": spec.lock.path if spec.lock else None, "entrypoint": entry}, sys.stdout)
+               "lock": spec.lock.path if spec.lock else None, "entrypoint": entry,
+               "format": spec.form, "notes": list(spec.notes)}, sys.stdout)
     sys.stdout.write("\n")
     return 0
 
