@@ -1845,6 +1845,7 @@ def conda_script_spec(block: Block, label: str, platform: str) -> Spec:
 # split on white space, ${SCRIPT} replaced by the script's path, or the path appended when it
 # has none; without one the script runs as a '# conda execute' script does. Other keys are
 # ignored (pixi's serde structs ignore them): said with -v.
+PIXI_FORM = "conda-script (pixi exec)"
 PIXI_FORM_KEYS = frozenset({"script", "dependencies"})
 PIXI_SCRIPT_KEYS = frozenset({"channels", "entrypoint", "target"})
 PIXI_SELECTORS = {"unix": ("linux", "osx"), "linux": ("linux",), "osx": ("osx",),
@@ -1882,11 +1883,11 @@ def pixi_script_spec(data: dict, block: Block, label: str, platform: str, fail: 
     notes = (f"ignored {', '.join(map(repr, ignored))} (pixi exec reads [script] and "
              "[dependencies] only)",) if ignored else ()
     if entry is None:
-        return Spec(specs, channels, (), label, block.line, form="conda-script (pixi exec)",
+        return Spec(specs, channels, (), label, block.line, form=PIXI_FORM,
                     notes=notes)
     if not isinstance(entry, str) or not entry.split():
         raise fail("[script] entrypoint: expected a command (a non-empty string)", "entrypoint")
-    return Spec(specs, channels, (), label, block.line, form="conda-script (pixi exec)",
+    return Spec(specs, channels, (), label, block.line, form=PIXI_FORM,
                 entrypoint=pixi_entrypoint(entry, _key_line(block, "entrypoint", 0)),
                 notes=notes)
 
@@ -4914,6 +4915,7 @@ class BlockAt(NamedTuple):
     first: int  # the header / opener line
     last: int  # the block's last line (the closer for PEP 723)
     prefix: str  # the comment prefix of its lines
+    pixi: bool = False  # a conda-script block in pixi exec's form
 
 
 class Script(NamedTuple):
@@ -5048,7 +5050,7 @@ def find_block(script: Script, spec: Spec) -> BlockAt:
         last = spec.line + 1
         while script_block_line(block, last, script.lines[last - 1].rstrip("\r"), script.path):
             last += 1
-        return BlockAt("conda-script", spec.line, last, prefix)
+        return BlockAt("conda-script", spec.line, last, prefix, spec.form == PIXI_FORM)
     text = opener.strip()
     if text.startswith("# /// "):
         content = find_pep723(enumerate((ln.rstrip("\r") for ln in script.lines), 1), script.path)
@@ -5256,13 +5258,19 @@ def _entry_end(content: str, entry: dict) -> int:
     return _trim(content, 0, len(content))
 
 
-def script_dependency(spec: str, option: str) -> Tuple[str, str]:
+def script_dependency(spec: str, option: str, pixi: bool = False) -> Tuple[str, str]:
     """A match spec from the command line as a [dependencies] entry: (its TOML, the spec the
     reader makes of it). 'name' -> name = "*"; 'name VERSION' (or 'name>=1') -> name =
     "VERSION"; a build or a 'channel::' -> name = { version = "...", build = "...", channel =
-    "..." }. NAME[key=value] and NAME=VERSION=BUILD are refused (write NAME VERSION BUILD)."""
+    "..." }. NAME[key=value] and NAME=VERSION=BUILD are refused (write NAME VERSION BUILD).
+    PIXI (pixi exec's form): strings only, see pixi_value."""
     def fail(message: str) -> UsageError:
         return UsageError(f"{option} {spec!r}: {message}")
+
+    if pixi:
+        name, value = pixi_value(spec, fail)
+        key = name if _rx(r"[A-Za-z0-9_-]+").fullmatch(name) else _toml_string(name)
+        return f"{key} = {_toml_string(value)}", pixi_dependency_spec(name, value)
 
     match = _rx(r"(?:([^\s:]+)::)?(" + DEPENDENCY_NAME_RE + r")\s*(.*)").fullmatch(spec)
     words = match.group(3).split() if match else []
@@ -5281,9 +5289,28 @@ def script_dependency(spec: str, option: str) -> Tuple[str, str]:
     return f"{key} = {value}", converted
 
 
-def _script_entry(lines: List[str], hit: Optional[ListItem], spec: str) -> str:
+def pixi_value(spec: str, fail: Any) -> Tuple[str, str]:
+    """(name, VALUE) of SPEC for pixi exec's `name = "VALUE"`, meaning what conda reads in
+    SPEC: 'name' -> "*"; 'name=1.2' -> "1.2" (1.2.*, as both read it); 'name 1.2' (exactly
+    1.2) -> "==1.2"; an operator, glob or list as written. A build, channel or [...] has no
+    such spelling: refused."""
+    match = _rx(r"(" + DEPENDENCY_NAME_RE + r")\s*(.*)").fullmatch(spec)
+    rest = match.group(2).strip() if match else ""
+    build = rest[:1] == "=" and rest[1:2] != "=" and "=" in rest[1:]  # name=1.2=py_0
+    if not match or "[" in spec or "::" in spec or len(rest.split()) > 1 or build:
+        raise fail("cannot be written in pixi exec's conda-script form, which takes NAME or "
+                   "NAME VERSION (no build, channel or [key=value])")
+    if not rest:
+        return match.group(1), "*"
+    if rest[0] == "=" and rest[1:2] != "=":
+        return match.group(1), rest[1:]
+    exact = rest[0] not in "<>=!~" and not any(c in rest for c in "*|,")
+    return match.group(1), "==" + rest if exact else rest
+
+
+def _script_entry(lines: List[str], hit: Optional[ListItem], spec: str, pixi: bool) -> str:
     """SPEC as a [dependencies] entry; one replacing HIT keeps HIT's key as it is written."""
-    entry = script_dependency(spec, "--add")[0]
+    entry = script_dependency(spec, "--add", pixi)[0]
     key = _rx(r"""("(?:[^"\\]|\\.)*"|'[^']*'|[A-Za-z0-9_-]+)[ \t]*=[ \t]*""").match(
         lines[hit.line], hit.start) if hit else None
     return key.group(0) + entry.split(" = ", 1)[1] if key else entry
@@ -5292,6 +5319,9 @@ def _script_entry(lines: List[str], hit: Optional[ListItem], spec: str) -> str:
 def _script_specs(data: dict, label: str) -> List[str]:
     """The [dependencies] of a parsed conda-script block as the specs the reader makes of
     them, on any platform ('when' shown after the spec)."""
+    if is_pixi_form(data):
+        return [pixi_dependency_spec(name, value) for name, value in
+                data.get("dependencies", {}).items() if name != "target"]
     specs = []
     for name, value in data.get("dependencies", {}).items():
         when = value.get("when") if isinstance(value, dict) else None
@@ -5478,7 +5508,7 @@ def _edit_lines(script: Script, block: BlockAt, what: str, adds: Tuple[str, ...]
         hits = [it for it in listing.items if _name_of(what, it.value) == _name_of(what, spec)]
         like = hits[0] if hits else (listing.items[-1] if listing.items else None)
         before = len(lines)
-        new = _script_entry(lines, hits[0] if hits else None, spec) \
+        new = _script_entry(lines, hits[0] if hits else None, spec, block.pixi) \
             if block.fmt == "conda-script" else _render(lines, listing, like, spec)
         if hits:
             replace_item(lines, hits[0], new)
@@ -5595,7 +5625,7 @@ def edit_script(path: str, op: str, words: List[str], what: str, quiet: bool) ->
                              "requirements)", path, block.first)
         kind = _kind(block, what)
         if kind == "conda-script":
-            adds = tuple(script_dependency(a, op)[1] for a in adds)
+            adds = tuple(script_dependency(a, op, block.pixi)[1] for a in adds)
         old = _pop(_data(script.lines, block, path), WHERE[kind]) or []
         want = edited(list(old), adds, removes, kind, path)  # type: ignore[arg-type]
         lines = edit_lines(script, block, what, adds, removes)
