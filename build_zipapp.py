@@ -103,7 +103,9 @@ PYC_CACHE = r'''
 $XDG_CACHE_HOME/conda-execute/pyc/conda_execute.KEY.MAGIC.pyc (default ~/.cache): both dirs
 0700 and the file 0600, this user's, never a symlink; written atomically (a fresh temp file,
 renamed). An entry that is unreadable, corrupt, foreign or stale is ignored and replaced; an
-unwritable cache only costs a compile on each run. Never an error.
+unwritable cache only costs a compile on each run. Never an error. Writing an entry removes
+the entries of other pyz contents (earlier versions: KEY differs) that this user owns, so the
+cache holds one entry per Python for the pyz in use.
 """
 import os
 from _frozen_importlib_external import MAGIC_NUMBER
@@ -148,6 +150,18 @@ def _write(folder, path, code):
     except BaseException:
         os.unlink(tmp)
         raise
+    _prune(folder)
+
+
+def _prune(folder):
+    for name in os.listdir(folder):
+        if name.startswith("conda_execute.") and name.endswith(".pyc") and \
+                not name.startswith("conda_execute.%s." % KEY):
+            try:
+                if _ours(os.lstat(os.path.join(folder, name)), S_IFREG):
+                    os.unlink(os.path.join(folder, name))
+            except OSError:
+                pass
 
 
 def cached_code(loader):

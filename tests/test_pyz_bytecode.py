@@ -106,7 +106,27 @@ def test_a_changed_pyz_never_loads_the_old_entry(tmp_path):
     assert version(sys.executable, old, cache) == "old"
     assert version(sys.executable, new, cache) == "new"
     assert version(sys.executable, old, cache) == "old"
-    assert len(cached(cache)) == 2  # one per content
+    (entry,) = cached(cache)  # writing old's entry pruned new's: one per Python in use
+    assert entry.name.startswith("conda_execute.%s." % __import__("hashlib").sha256(
+        labelled("old")).hexdigest())
+
+
+def test_an_upgrade_prunes_earlier_entries_it_owns_and_nothing_else(tmp_path):
+    """Issue 23: earlier pyz versions' entries (any Python) go when a new one is written;
+    files that are not entries, and entries of the current pyz for other Pythons, stay."""
+    cache = tmp_path / "cache"
+    new = write_pyz(tmp_path / "new.pyz", labelled("new"), {})
+    key = __import__("hashlib").sha256(labelled("new")).hexdigest()
+    folder = cache / "conda-execute" / "pyc"
+    folder.mkdir(parents=True, mode=0o700)
+    folder.parent.chmod(0o700)
+    earlier = [folder / f"conda_execute.{'ab' * 32}.{m}.pyc" for m in ("550d0d0a", "f30d0d0a")]
+    kept = [folder / "notes.txt", folder / f"conda_execute.{key}.00000000.pyc"]
+    for path in earlier + kept:
+        path.write_bytes(b"x")
+    assert version(sys.executable, new, cache) == "new"
+    magic = importlib.util.MAGIC_NUMBER.hex()
+    assert cached(cache) == sorted([*kept, folder / f"conda_execute.{key}.{magic}.pyc"])
 
 
 def test_corrupt_stale_or_linked_entries_are_ignored_and_replaced(tmp_path):
