@@ -67,7 +67,7 @@ def test_pixi_exec_form_runs_with_the_specs_and_command_pixi_would_use(
     assert shown["command"] == [w.format(s=path) for w in command]
     proc = ce(str(script), "a b")
     extra = ["--flag"] if "--flag" in entry else []
-    assert (proc.returncode, proc.stdout) == (0, f"ok 1.0 ['1.0'] {extra + ['a b']}\n"), \
+    assert (proc.returncode, proc.stdout) == (0, f"ok 1.0 ['1.0'] {[*extra, 'a b']}\n"), \
         proc.stderr
 
 

@@ -107,8 +107,8 @@ def test_a_changed_pyz_never_loads_the_old_entry(tmp_path):
     assert version(sys.executable, new, cache) == "new"
     assert version(sys.executable, old, cache) == "old"
     (entry,) = cached(cache)  # writing old's entry pruned new's: one per Python in use
-    assert entry.name.startswith("conda_execute.%s." % __import__("hashlib").sha256(
-        labelled("old")).hexdigest())
+    old_key = __import__("hashlib").sha256(labelled("old")).hexdigest()
+    assert entry.name.startswith(f"conda_execute.{old_key}.")
 
 
 def test_an_upgrade_prunes_earlier_entries_it_owns_and_nothing_else(tmp_path):

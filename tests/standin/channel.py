@@ -27,7 +27,18 @@ package         subdir     what it is
 ``placeholder`` noarch     1.0, ``share/placeholder.txt`` and ``bin/where-am-i``
                            hold a prefix placeholder rewritten at install.
 ``broken``      noarch     1.0, depends on ``nosuchdep`` (does not exist).
+``linuxonly``   linux-64   1.0, ``share/linuxonly/README``: exists for
+                           ``linux-64`` only, so it cannot be solved for
+                           ``osx-arm64`` or ``linux-aarch64``.
 ==============  =========  ==================================================
+
+"platform" is this machine's subdir (:func:`current_subdir`).  Each of the other
+:data:`PLATFORMS` (``linux-64``, ``linux-aarch64``, ``osx-arm64``) gets foreign builds
+of the platform packages, with the same names, versions and builds: ``python`` X.Y.Z
+``0_fake`` whose ``bin/pythonX.Y`` is a stub executable of that platform (a Mach-O or
+ELF header only: it cannot run here), ``pip`` (same version, ``0_fake``, no files but
+``bin/pip``) and ``mylib`` 1.0.  Solving for another platform therefore works like on
+conda-forge: its own platform packages plus the shared ``noarch`` ones.
 
 Use :func:`add_package` to add more packages later (it re-indexes).
 """
@@ -50,6 +61,18 @@ PLACEHOLDER = "/opt/anaconda1anaconda2anaconda3"
 
 #: A fixed timestamp for package members and index.json (milliseconds for index.json).
 _EPOCH = 1_700_000_000
+
+#: The platform subdirs the standard channel has packages for (besides ``noarch``).
+PLATFORMS = ("linux-64", "linux-aarch64", "osx-arm64")
+
+#: The first bytes of an executable of each platform: enough for ``file``, not to run.
+_EXE_HEADERS = {
+    # ELF64, little endian, e_machine EM_X86_64 (62) / EM_AARCH64 (183)
+    "linux-64": b"\x7fELF\x02\x01\x01" + bytes(9) + b"\x02\x00\x3e\x00\x01" + bytes(43),
+    "linux-aarch64": b"\x7fELF\x02\x01\x01" + bytes(9) + b"\x02\x00\xb7\x00\x01" + bytes(43),
+    # Mach-O 64, CPU_TYPE_ARM64, MH_EXECUTE
+    "osx-arm64": b"\xcf\xfa\xed\xfe\x0c\x00\x00\x01\x00\x00\x00\x00\x02" + bytes(19),
+}
 
 FileContent = Union[str, bytes]
 
@@ -188,15 +211,18 @@ def add_package(
     noarch: bool = True,
     build_number: int = 0,
     reindex: bool = True,
+    subdir: Optional[str] = None,
 ) -> Path:
     """Add one package to an existing channel and re-index it.
 
     ``files`` maps a path inside the prefix to its content (str/bytes; paths under
     ``bin/`` become executable) or to a :class:`PackageFile`. Returns the archive path.
     Use it for lock-file tests, e.g. ``add_package(ch, "tool", "3.0", files=...)``.
+    ``noarch=False`` puts it in this machine's subdir, or in ``subdir`` when given
+    (``subdir="osx-arm64"``).
     """
     channel_dir = Path(channel_dir)
-    subdir = current_subdir()
+    subdir = subdir or current_subdir()
     pfiles: Dict[str, PackageFile] = {}
     for rel, content in (files or {}).items():
         if isinstance(content, PackageFile):
@@ -304,13 +330,62 @@ def _mylib_spec(subdir: str) -> PackageSpec:
     )
 
 
+def _foreign_python_spec(subdir: str) -> PackageSpec:
+    """``python`` for another platform: this interpreter's version, a stub executable."""
+    vi = sys.version_info
+    xy = f"{vi.major}.{vi.minor}"
+    return PackageSpec(
+        name="python",
+        version=f"{vi.major}.{vi.minor}.{vi.micro}",
+        build="0_fake",
+        files={
+            f"bin/python{xy}": PackageFile(_EXE_HEADERS[subdir], 0o755),
+            f"lib/python{xy}/site-packages/README.txt": PackageFile(
+                f"site-packages of the fake {subdir} python package\n".encode()
+            ),
+        },
+        symlinks={"bin/python3": f"python{xy}", "bin/python": f"python{xy}"},
+    )
+
+
+def _foreign_pip_spec(subdir: str) -> PackageSpec:
+    """``pip`` for another platform: the test venv's pip version, only ``bin/pip``."""
+    import pip
+
+    script = f"#!{PLACEHOLDER}/bin/python\nraise SystemExit('pip for {subdir}')\n".encode()
+    return PackageSpec(
+        name="pip",
+        version=pip.__version__,
+        build="0_fake",
+        depends=("python",),
+        files={"bin/pip": PackageFile(script, 0o755, PLACEHOLDER)},
+    )
+
+
+def _linuxonly_spec() -> PackageSpec:
+    return PackageSpec(
+        "linuxonly",
+        "1.0",
+        files={"share/linuxonly/README": PackageFile(b"built for linux-64 only\n")},
+    )
+
+
+def platform_package_specs(subdir: str) -> List[PackageSpec]:
+    """The packages of platform ``subdir``: this machine's (real python and pip) or foreign."""
+    if subdir == current_subdir():
+        specs = [_python_spec(subdir), _pip_spec(subdir), _mylib_spec(subdir)]
+    else:
+        specs = [_foreign_python_spec(subdir), _foreign_pip_spec(subdir), _mylib_spec(subdir)]
+    if subdir == "linux-64":
+        specs.append(_linuxonly_spec())
+    return specs
+
+
 def standard_package_specs(subdir: str) -> List[PackageSpec]:
-    """The package set of the standard test channel (see the module docstring)."""
+    """The packages of this machine's ``subdir`` and ``noarch`` (see the module docstring)."""
     where_am_i = f'#!/bin/sh\necho "{PLACEHOLDER}"\n'.encode()
     return [
-        _python_spec(subdir),
-        _pip_spec(subdir),
-        _mylib_spec(subdir),
+        *platform_package_specs(subdir),
         PackageSpec("tool", "1.0", noarch=True, files={"bin/tool": _tool_script("1.0")}),
         PackageSpec("tool", "2.0", noarch=True, files={"bin/tool": _tool_script("2.0")}),
         PackageSpec(
@@ -352,13 +427,20 @@ def standard_package_specs(subdir: str) -> List[PackageSpec]:
     ]
 
 
-
 def build_test_channel(channel_dir: Union[str, Path]) -> Path:
-    """Write the standard test channel into ``channel_dir`` and index it; return the dir."""
+    """Write the standard test channel into ``channel_dir`` and index it; return the dir.
+
+    This machine's packages (:func:`standard_package_specs`), then those of every other
+    platform of :data:`PLATFORMS` (:func:`platform_package_specs`).
+    """
     channel_dir = Path(channel_dir)
     subdir = current_subdir()
     for spec in standard_package_specs(subdir):
         write_package(channel_dir / ("noarch" if spec.noarch else subdir), spec, subdir)
+    for other in PLATFORMS:
+        if other != subdir:
+            for spec in platform_package_specs(other):
+                write_package(channel_dir / other, spec, other)
     (channel_dir / subdir).mkdir(parents=True, exist_ok=True)
     index_channel(channel_dir)
     return channel_dir

@@ -63,6 +63,12 @@ PERSONALITIES = ("conda", "mamba1", "micromamba", "mamba")
 RUN_ERROR_LOG = (
     "ERROR conda.cli.main_run:execute(148): `conda run {cmd}` failed. (See above for error)"
 )
+#: conda 26.7.1's PLATFORMS (conda/base/constants.py): the choices of ``create --subdir``.
+CONDA_PLATFORMS = (
+    "emscripten-wasm32", "wasi-wasm32", "freebsd-64", "linux-32", "linux-64", "linux-aarch64",
+    "linux-armv6l", "linux-armv7l", "linux-ppc64", "linux-ppc64le", "linux-riscv64",
+    "linux-s390x", "osx-64", "osx-arm64", "win-32", "win-64", "win-arm64", "zos-z",
+)
 
 
 # --------------------------------------------------------------------------- basics
@@ -191,13 +197,15 @@ def log_call(root: str, prog: str, args: Sequence[str]) -> None:
 
 
 class StandinError(Exception):
-    """An error reported the way conda reports a ``CondaError`` (rc 1)."""
+    """An error reported the way conda reports a ``CondaError`` (rc 1; ``ArgumentError`` 2)."""
 
     def __init__(self, name: str, message: str, **extra: Any) -> None:
         super().__init__(message)
         self.name = name
         self.message = message
         self.extra = extra
+        # conda/exceptions.py (26.7.1): ArgumentError.return_code = 2
+        self.code = 2 if name == "ArgumentError" else 1
 
     def dump_map(self) -> Dict[str, Any]:
         """The JSON object ``conda --json`` prints for this error."""
@@ -220,26 +228,29 @@ class StandinError(Exception):
 
 
 def report(cfg: Config, exc: StandinError, as_json: bool) -> int:
-    """Print an error as conda or micromamba would; return the exit code (1)."""
+    """Print an error as conda or micromamba would; return the exit code.
+
+    libmamba with ``--json``: the log level is ``critical`` (configuration.cpp
+    log_level_fallback_hook), so only the last line reaches stderr, and stdout holds JSON
+    only if something was written to it before the error: ``{"solver_problems": [...],
+    "success": false}`` after a failed solve (api/install.cpp), else nothing.
+    """
     if cfg.is_mamba:
-        if as_json:
-            out(
-                json.dumps(
-                    {"success": False, "error": exc.message, "exception_name": exc.name}, indent=4
-                )
-            )
-        for line in exc.extra.get("mamba_lines", []):
+        problems = exc.extra.get("solver_problems")
+        if as_json and problems is not None:
+            out(json.dumps({"solver_problems": problems, "success": False}, indent=4))
+        for line in [] if as_json else exc.extra.get("mamba_lines", []):
             err(line)
         err(f"critical libmamba {exc.extra.get('mamba_message', exc.message)}")
         return 1
     if as_json:
         dumped = exc.dump_map()
-        dumped.pop("mamba_lines", None)
-        dumped.pop("mamba_message", None)
+        for key in ("mamba_lines", "mamba_message", "solver_problems"):
+            dumped.pop(key, None)
         out(json.dumps(dumped, indent=2, sort_keys=True))
     else:
         err(f"\n{exc.display_name}: {exc.message}\n")
-    return 1
+    return exc.code
 
 
 def env_not_found(cfg: Config, prefix: str) -> StandinError:
@@ -340,6 +351,27 @@ def _add_common(p: argparse.ArgumentParser, mamba: bool) -> None:
         p.add_argument("--debug", action="store_true")
 
 
+def _add_search_parser(sub: Any, name: str) -> None:
+    """conda's ``search`` (cli/main_search.py, 26.7.1): ``--subdir`` takes any string."""
+    search = sub.add_parser("search", prog=f"{name} search")
+    search.add_argument("match_spec", nargs="?", default="*")
+    search.add_argument("--subdir", "--platform", dest="subdir")
+    search.add_argument("--envs", action="store_true")
+    search.add_argument("-i", "--info", action="store_true")
+    search.add_argument("--skip-flexible-search", action="store_true")
+    search.add_argument("-f", "--full-name", action="store_true")
+    search.add_argument("--canonical", action="store_true")
+    search.add_argument("-c", "--channel", action="append", default=[])
+    search.add_argument("-O", "--override-channels", action="store_true")
+    search.add_argument("--use-local", action="store_true")
+    search.add_argument("-C", "--use-index-cache", action="store_true")
+    search.add_argument("-k", "--insecure", action="store_true")
+    search.add_argument("--offline", action="store_true")
+    search.add_argument("--json", action="store_true")
+    search.add_argument("-q", "--quiet", action="store_true")
+    search.add_argument("-v", "--verbose", action="count", default=0)
+
+
 def build_parser(cfg: Config) -> ArgumentParser:
     """The command line of the personality: the subset the tool may use."""
     mamba = cfg.is_mamba
@@ -353,7 +385,13 @@ def build_parser(cfg: Config) -> ArgumentParser:
     _add_prefix_options(create)
     _add_common(create, mamba)
     create.add_argument("-c", "--channel", action="append", default=[])
-    create.add_argument("--override-channels", action="store_true")
+    create.add_argument("--override-channels", *([] if mamba else ["-O"]), action="store_true")
+    if mamba:  # common_options.cpp: --platform, any string
+        create.add_argument("--platform")
+    else:  # cli/helpers.py add_parser_platform: the known platforms only (argparse choices)
+        create.add_argument(
+            "--subdir", "--platform", dest="subdir", choices=CONDA_PLATFORMS, metavar="SUBDIR"
+        )
     create.add_argument(
         *(["-f"] if mamba else []), "--file", dest="file", action="append", default=[]
     )
@@ -408,9 +446,13 @@ def build_parser(cfg: Config) -> ArgumentParser:
     else:
         lst.add_argument("--explicit", action="store_true")
         lst.add_argument("--md5", action="store_true")
+        lst.add_argument("--sha256", action="store_true")  # main_list.py (26.x)
     lst.add_argument("--json", action="store_true")
     lst.add_argument("-q", "--quiet", action="store_true")
     lst.add_argument("regex", nargs="?")
+
+    if not mamba:
+        _add_search_parser(sub, name)
 
     info = sub.add_parser("info", prog=f"{name} info")
     info.add_argument("--json", action="store_true")
@@ -529,6 +571,65 @@ def _rc_channels(path: str) -> List[str]:
             items.append(text[2:].split(" #")[0].strip().strip("'\""))
         return items
     return []
+
+
+def _rc_scalar(path: str, key: str) -> str:
+    """The value of a top-level ``key: value`` line of a condarc file, or ``""``."""
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            name, sep, value = line.partition(":")
+            if sep and name == key:
+                return value.split(" #")[0].strip().strip("'\"")
+    return ""
+
+
+def _prefix_rc_files(prefix: str) -> List[str]:
+    """The target prefix's rc files libmamba reads (``compute_default_rc_sources``)."""
+    names = (".condarc", "condarc", ".mambarc")
+    return [f for f in _rc_dir_files(prefix, names) if os.path.isfile(f)]
+
+
+def target_platform(
+    cfg: Config, args: argparse.Namespace, prefix: Optional[str] = None
+) -> Tuple[str, str]:
+    """The platform a command solves for, and where it came from: cli, env, rc or native.
+
+    conda: ``--subdir``/``--platform`` (create only), then ``$CONDA_SUBDIR``; never checked
+    against the known subdirs (context.py: a PrimitiveParameter).  libmamba: ``--platform``,
+    then ``$CONDA_SUBDIR``, ``$MAMBA_PLATFORM`` (not with ``--no-env``), then ``platform:``
+    of the rc files, the target prefix's last (configuration.cpp); any string is accepted.
+    """
+    cli = getattr(args, "subdir", None) or getattr(args, "platform", None)
+    if cli:
+        return cli, "cli"
+    names = ["CONDA_SUBDIR"] if not cfg.is_mamba else ["CONDA_SUBDIR", "MAMBA_PLATFORM"]
+    for name in [] if getattr(args, "no_env", False) else names:
+        if os.environ.get(name):
+            return os.environ[name], "env"
+    if cfg.is_mamba and not getattr(args, "no_rc", False):
+        files = rc_files(cfg, getattr(args, "root_prefix", None)) + (
+            _prefix_rc_files(prefix) if prefix else []
+        )
+        for path in reversed(files):
+            value = _rc_scalar(path, "platform")
+            if value:
+                return value, "rc"
+    return _subdir(), "native"
+
+
+def _solve_platforms(platform: str) -> List[str]:
+    """The subdirs rattler may query: ``platform`` (if rattler knows it) and ``noarch``.
+
+    A subdir the channel lacks is empty repodata to both programs (conda: a 404 on a
+    non-noarch subdir is ``RepodataIsEmpty``; libmamba: ``ignore_failure`` for it).
+    """
+    import rattler
+
+    try:
+        rattler.Subdir(platform)
+    except Exception:
+        return ["noarch"]
+    return [platform, "noarch"]
 
 
 def configured_channels(cfg: Config, root_prefix: Optional[str] = None) -> List[str]:
