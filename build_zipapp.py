@@ -246,7 +246,8 @@ CONDA_SCRIPT = (
     "dependency_field_ok", "dependency_spec", "entry_variables", "expand_word", "is_assignment",
     "parse_entrypoint", "run_entrypoint", "script_block_line", "select_entrypoint",
     "shown_command", "is_pixi_form", "pixi_script_spec", "_pixi_targets", "pixi_dependency",
-    "pixi_dependency_spec", "pixi_entrypoint",
+    "pixi_dependency_spec", "pixi_entrypoint", "_pixi_split", "_pixi_version",
+    "_split_constraints", "_pixi_first", "_glob_or_exact",
 )
 PARTS = {"conda-script": CONDA_SCRIPT}  # and "cold": every other function kept apart
 

@@ -1920,12 +1920,94 @@ def pixi_dependency(name: str, value: Any, fail: Any) -> str:
 
 
 def pixi_dependency_spec(name: str, value: str) -> str:
-    """The match spec conda is given for pixi's `name = "VALUE"`: what rattler's lenient parse
-    of `name=VALUE` means, written as conda accepts it ("*" or "": the bare name)."""
-    value = value.strip()
-    if value in ("", "*"):
+    """The match spec conda is given for pixi's `name = "VALUE"`: "*" or "" the bare name; an
+    operator first (">=1.1", "==1.0", "<2,>=1") that version spec, as pixi means it (rattler's
+    lenient `name=>=1.1`); anything else what rattler's lenient parse of `name=VALUE` means,
+    written as conda reads it ("1.2" -> 1.2.*, "=1.2" -> ==1.2, "1.0 b0" -> ==1.0 b0).
+    Raises ValueError for what has no such reading. Pure string work: check_specs checks the
+    result with conda's grammar before an environment is made."""
+    text = value.strip()
+    if text in ("", "*"):
         return name
-    return f"{name} {value}" if value[0] in "<>=!~" else f"{name}={value}"
+    if text[0] in OPERATOR_CHARS and not (text[0] == "=" and text[1:2] not in OPERATOR_CHARS):
+        return f"{name} {text}"
+    exact = text.startswith("=")
+    body = text[1:] if exact else text
+    if not body or "[" in body:
+        raise ValueError(f"rattler cannot read '{name}={value}'")
+    version, build = _pixi_split(body)
+    version = _pixi_version(version, exact, build is not None)
+    if build is None:
+        return f"{name} {version}"
+    if all(char.isalnum() or char in "_*" for char in build) and build.isascii():
+        return f"{name} {version} {build}"
+    if "'" in build or '"' in build or "]" in build:
+        raise ValueError(f"unsupported build string '{build}' in '{name}={value}'")
+    return f"{name}[version='{version}', build='{build}']"
+
+
+def _pixi_split(body: str) -> Tuple[str, Optional[str]]:
+    """Version and build of a pixi value: split at the first blank, else at the first '='."""
+    parts = body.split(None, 1)
+    if len(parts) == 2:
+        return parts[0], parts[1].strip()
+    for index in range(1, len(body) - 1):
+        if body[index] == "=" and body[index - 1] not in "=!<>~,|" and body[index + 1] != "=":
+            return body[:index], body[index + 1 :]
+    return body, None
+
+
+def _pixi_version(version: str, exact: bool, has_build: bool) -> str:
+    """Rattler's lenient reading of the `=VERSION` after a name, as an explicit version spec."""
+    pieces = []
+    for index, piece in enumerate(_split_constraints(version)):
+        if piece in (",", "|"):
+            pieces.append(piece)
+        elif index == 0:
+            pieces.append(_pixi_first(piece, exact, has_build and version == piece))
+        elif piece[0] in OPERATOR_CHARS:
+            pieces.append(piece)
+        else:
+            pieces.append(_glob_or_exact(piece))
+    for piece in pieces:
+        if piece not in (",", "|") and "*" in piece.rstrip("*").rstrip("."):
+            raise ValueError(f"'*' inside version '{version}' is not supported")
+    return "".join(pieces)
+
+
+def _split_constraints(version: str) -> list:
+    """'1.2,<2|3' -> ['1.2', ',', '<2', '|', '3']; an empty constraint raises ValueError."""
+    pieces, current = [], ""
+    for char in version:
+        if char in ",|":
+            pieces += [current.strip(), char]
+            current = ""
+        else:
+            current += char
+    pieces.append(current.strip())
+    if any(piece == "" for piece in pieces):
+        raise ValueError(f"empty constraint in version '{version}'")
+    return pieces
+
+
+def _pixi_first(piece: str, exact: bool, single_with_build: bool) -> str:
+    """The constraint glued to pixi's '=': '=1.2' alone means 1.2.*, '==1.2' or one with a build, ==1.2."""
+    if piece[0] in OPERATOR_CHARS:
+        raise ValueError(f"operator after '=' in '{piece}'")
+    if exact or single_with_build:
+        return _glob_or_exact(piece)
+    if piece.endswith("*"):
+        return _glob_or_exact(piece)
+    return piece + ".*"
+
+
+def _glob_or_exact(piece: str) -> str:
+    """A bare version as rattler reads it: '1.2*' -> '1.2.*', '*' -> '*', '1.2' -> '==1.2'."""
+    if piece == "*" or piece.endswith(".*"):
+        return piece
+    if piece.endswith("*"):
+        return piece[:-1] + ".*"
+    return "==" + piece
 
 
 def pixi_entrypoint(text: str, line: int) -> Entrypoint:
@@ -4858,6 +4940,445 @@ def _skip_lock(spec: Spec, script: str, quiet: bool) -> Spec:
 
 
 ###############################################################################
+# Match specs as conda reads them ##############################################
+###############################################################################
+# Every spec is checked with conda's own grammar (conda/models/match_spec.py and version.py at
+# 26.x) before anything is written, solved or created: by --init/--add as they are given, by a
+# run before its environment is made (a warm run's env name already carries checked specs, so
+# it checks nothing). tests/test_matchspec.py holds the checker to py-rattler's strict parser
+# and lists where rattler and conda differ (conda wins).
+
+
+# Keys that conda's MatchSpec accepts inside `[...]`: MatchSpec.FIELD_NAMES (match_spec.py:283-301),
+# plus the keyword arguments of MatchSpec.__init__ (match_spec.py:304-307).
+BRACKET_KEYS = frozenset(
+    {
+        "channel", "subdir", "name", "version", "build", "build_number", "track_features", "features",
+        "url", "md5", "sha256", "license", "license_family", "fn", "when", "extras", "flags",
+        "optional", "target", "_original_spec_str",
+    }
+)
+# Fields whose matcher compiles a `^...$` value as a regular expression (GlobStrMatch and subclasses).
+REGEX_FIELDS = frozenset({"name", "build", "license", "license_family", "when"})
+# Fields whose matcher lower-cases the value first (GlobLowerStrMatch, CaseInsensitiveStrMatch).
+LOWERED_FIELDS = frozenset({"name", "license", "license_family", "when"})
+VERSION_OPERATORS = frozenset({"=", "==", "!=", "<=", ">=", "<", ">", "~="})
+OPERATOR_CHARS = frozenset("=<>!~")
+PACKAGE_EXTENSIONS = frozenset({".conda", ".tar.bz2"})
+# conda/base/constants.py KNOWN_SUBDIRS
+KNOWN_SUBDIRS = frozenset(
+    {
+        "noarch", "emscripten-wasm32", "wasi-wasm32", "freebsd-64", "linux-32", "linux-64", "linux-aarch64",
+        "linux-armv6l", "linux-armv7l", "linux-ppc64", "linux-ppc64le", "linux-riscv64", "linux-s390x",
+        "osx-64", "osx-arm64", "win-32", "win-64", "win-arm64", "zos-z",
+    }
+)
+
+# conda 26.7.1's regular expressions, verbatim (re.VERBOSE ones written out without comments).
+CONDA_SPEC_RES = {
+    "brackets": r".*(?:(\[.*\]))",  # match_spec.py _BRACKETS_RE
+    "brackets_kv": r"""([a-zA-Z0-9_-]+?)=(["']?)([^'"]*?)(\2)(?:[, ]|$)""",  # _BRACKETS_KV_RE
+    "parens": r".*(?:(\(.*\)))",  # _PARENS_RE
+    "name_version": r"([^ =<>!~]+)?([><!=~ ].+)?",  # _NAME_VERSION_RE
+    "cep26_name": r"^(([a-z0-9])|([a-z0-9_](?!_)))[._-]?([a-z0-9]+(\.|-|_|$))*$",
+    "cep26_virtual": r"^__[a-z0-9][._-]?([a-z0-9]+(\.|-|_|$))*$",
+    "name_bad_chars": r"[^a-z0-9._-]",
+    "version_build": r"((?:.+?)[^><!,|]?)(?:(?<![=!|,<>~])(?:[ =])([^-=,|<>~]+?))?$",  # _VERSION_BUILD_RE
+    "version_check": r"^[\*\.\+!_0-9a-z]+$",  # version.py version_check_re
+    "version_split": r"([0-9]+|[*]+|[^0-9*]+)",  # version_split_re
+    "vspec_tokens": r"\s*\^[^$]*[$]|\s*[()|,]|[^()|,]+",  # VSPEC_TOKENS
+    "relation": r"^(=|==|!=|<=|>=|<|>|~=)(?![=<>!~])(\S+)$",  # version_relation_re
+    "regex_split": r".*[()|,^$]",  # regex_split_re
+}
+_CONDA_RES: Dict[str, Any] = {}
+
+
+class _SpecError(ValueError):
+    """A refusal; ``whole`` asks for the whole spec to be named after the message."""
+
+    def __init__(self, message: str, whole: bool = False) -> None:
+        super().__init__(message)
+        self.whole = whole
+
+
+def _conda_rx(name: str) -> Any:
+    """conda's regular expression NAME, compiled on first use."""
+    if name not in _CONDA_RES:
+        import re
+
+        _CONDA_RES[name] = re.compile(CONDA_SPEC_RES[name])
+    return _CONDA_RES[name]
+
+
+def _regex_compiles(pattern: str) -> bool:
+    """Whether Python's re (as conda uses it) compiles PATTERN."""
+    import re
+
+    try:
+        re.compile(pattern)
+    except (re.error, RecursionError, OverflowError):
+        return False
+    return True
+
+
+# public entry point
+
+
+def match_spec_problem(spec: str) -> Optional[str]:
+    """None when conda's MatchSpec parser accepts SPEC; else a short message naming the bad part."""
+    if not spec:
+        return "empty match spec"  # conda's MatchSpec('') is an empty query, never a package
+    try:
+        for key, value in _parse_spec(spec).items():
+            _check_field(key, value)
+    except _SpecError as err:
+        return f"{err} in '{spec}'" if err.whole else str(err)
+    except RecursionError:
+        return f"version spec nested too deeply in '{spec}'"
+    return None
+
+
+# match_spec.py: _parse_spec_str
+
+
+def _parse_spec(spec: str) -> Dict[str, str]:
+    """The fields conda's _parse_spec_str gives SPEC (match_spec.py:844-1021); raises _SpecError."""
+    if spec.endswith("@"):
+        return {}  # a track_features query (match_spec.py:852-857)
+    if "#" in spec:
+        spec = spec[: spec.index("#")]
+    spec = spec.split(" if ", 1)[0]
+    if any(spec.lower().endswith(ext) for ext in PACKAGE_EXTENSIONS):
+        return _package_file_fields(spec)
+    spec, brackets = _split_brackets(spec)
+    match = _conda_rx("parens").match(spec)
+    if match:
+        spec = spec.replace(match.group(1), "")
+    spec, channel = _split_channel(spec)
+    fields = _name_version_build(spec)
+    if channel:
+        fields["channel"] = channel
+    if "name" in brackets:
+        del brackets["name"]  # the name outside the brackets wins (match_spec.py:1009-1016)
+    fields.update(brackets)
+    return fields
+
+
+def _package_file_fields(spec: str) -> Dict[str, str]:
+    """The fields of a package file path or URL: name-version-build only below a subdir folder."""
+    path = spec if "://" in spec else "/" + spec.replace("\\", "/")
+    lowered = path.lower()
+    if not any(f"/{sub}/" in lowered or lowered.endswith(f"/{sub}") for sub in KNOWN_SUBDIRS):
+        return {}
+    stem = path.rsplit("/", 1)[-1]
+    for ext in PACKAGE_EXTENSIONS:
+        if stem.lower().endswith(ext):
+            stem = stem[: -len(ext)]
+    dist = stem.rsplit("-", 2)
+    if len(dist) != 3:
+        raise _SpecError(f"package file name '{path.rsplit('/', 1)[-1]}' is not name-version-build")
+    return {"version": dist[1]}
+
+
+def _split_brackets(spec: str) -> Tuple[str, Dict[str, str]]:
+    """SPEC without its `[...]` part, and the key-values in it (match_spec.py:904-918)."""
+    match = _conda_rx("brackets").match(spec)
+    if not match:
+        return spec, {}
+    section = match.group(1)
+    found: Dict[str, str] = {}
+    for kv in _conda_rx("brackets_kv").finditer(section[1:-1]):
+        key, value = kv.group(1), kv.group(3)
+        if not value:
+            raise _SpecError(f"empty value for '{key}' in brackets", whole=True)
+        found[key] = _sanitize_version(value, None) if key == "version" else value
+    unknown = sorted(set(found) - BRACKET_KEYS)
+    if unknown:
+        raise _SpecError(f"unknown key '{unknown[0]}' in brackets", whole=True)
+    return spec.replace(section, ""), found
+
+
+def _split_channel(spec: str) -> Tuple[str, str]:
+    """SPEC without its `channel::` or `channel:namespace:` prefix, and that channel."""
+    parts = spec.rsplit(":", 2)
+    if len(parts) == 3:
+        return parts[2], parts[0]
+    return parts[-1], ""
+
+
+def _name_version_build(spec: str) -> Dict[str, str]:
+    """Name, version and build from the part after the channel (match_spec.py:966-994)."""
+    match = _conda_rx("name_version").match(spec)
+    name, rest = match.group(1), match.group(2)
+    if name is None:
+        raise _SpecError("no package name", whole=True)
+    _check_package_name(name, spec)
+    fields = {"name": name}
+    rest = rest and rest.strip()
+    if rest:
+        if "[" in rest:
+            raise _SpecError("more than one '[' section", whole=True)
+        version, build = _split_version_build(rest)
+        fields["version"] = _sanitize_version(version, build)
+        if build is not None:
+            fields["build"] = build
+    return fields
+
+
+def _check_package_name(name: str, spec: str) -> None:
+    """Refuse NAME as conda's _validate_package_name does (CEP-26 names; globs pass)."""
+    if "*" in name:
+        return
+    lowered = name.lower()
+    if "[" in lowered and "]" not in spec[spec.index("[") :]:
+        raise _SpecError("unclosed '['", whole=True)
+    bad = "".join(dict.fromkeys(_conda_rx("name_bad_chars").findall(lowered)))
+    if bad:
+        raise _SpecError(f"package name '{name}' contains invalid characters '{bad}'")
+    if not (_conda_rx("cep26_name").match(lowered) or _conda_rx("cep26_virtual").match(lowered)):
+        raise _SpecError(f"invalid package name '{name}'")
+
+
+def _split_version_build(text: str) -> Tuple[str, Optional[str]]:
+    """conda's _parse_version_plus_build: ('>=1.0,<2.0', 'py34_0') from '>=1.0 , < 2.0 py34_0'."""
+    match = _conda_rx("version_build").search(text)
+    if not match:
+        return text.replace(" ", ""), None
+    version, build = match.groups()
+    return version.replace(" ", ""), (build.strip() if build else build)
+
+
+def _sanitize_version(version: str, build: Optional[str]) -> str:
+    """conda's _sanitize_version_str: '==1.2' -> '1.2', '=1.2' -> '1.2*' when no build."""
+    if version in ("==", "=") or not version.startswith("="):
+        return version
+    bare = version.lstrip("=")
+    if version.startswith("==") and build is None:
+        return bare
+    if not any(char in bare for char in "=,|"):
+        return bare + "*" if build is None and not bare.endswith("*") else bare
+    return version
+
+
+# the components' matchers
+
+
+def _check_field(key: str, value: str) -> None:
+    """Refuse VALUE where the matcher conda builds for field KEY raises (match_spec.py:591-606)."""
+    if key == "version":
+        _check_version_spec(value)
+    elif key == "build_number":
+        _check_build_number(value)
+    elif key == "channel" and ("://" in value or any(value.lower().endswith(e) for e in PACKAGE_EXTENSIONS)):
+        _check_channel_url(value)
+    elif key == "channel" and "*" in value and not (value.startswith("^") and value.endswith("$")):
+        if not _regex_compiles("^(?:{})$".format(value.replace("*", ".*"))):
+            raise _SpecError(f"invalid channel pattern '{value}'")
+    elif key in REGEX_FIELDS or key == "channel":
+        text = value.lower() if key in LOWERED_FIELDS else value
+        if text.startswith("^") and text.endswith("$") and not _regex_compiles(text):
+            raise _SpecError(f"invalid regular expression '{value}' for '{key}'")
+
+
+def _check_channel_url(url: str) -> None:
+    """Refuse a channel URL that Python's URL splitting (under conda's Channel) refuses."""
+    from urllib.parse import urlsplit
+
+    try:
+        port = urlsplit(url if "://" in url else "//" + url).port
+    except ValueError as err:
+        raise _SpecError(f"invalid channel URL '{url}': {err}") from None
+    del port
+
+
+def _check_build_number(value: str) -> None:
+    """Refuse VALUE as conda's BuildNumberMatch does (version.py BuildNumberMatch.get_matcher)."""
+    try:
+        int(value)
+    except ValueError:
+        pass
+    else:
+        return
+    text = value.strip()
+    if text == "*":
+        return
+    if text.startswith(("=", "<", ">", "!")):
+        _check_relation(text)
+    elif (not text or text[0] == "^" or text[-1] == "$") and not (
+        text[:1] == "^" and text[-1:] == "$" and _regex_compiles(text)
+    ):
+        raise _SpecError(f"invalid build_number '{value}'")
+
+
+# version.py: VersionSpec
+
+
+def _check_version_spec(spec: Any) -> None:
+    """Refuse SPEC as conda's VersionSpec(SPEC) does, recursing through `,` and `|` trees."""
+    if isinstance(spec, str) and _conda_rx("regex_split").match(spec):
+        spec = _treeify(spec)
+    if isinstance(spec, tuple):
+        for child in spec[1:]:
+            _check_version_spec(child)
+    else:
+        _check_version_leaf(spec.strip())
+
+
+def _treeify(spec: str) -> Any:
+    """conda's treeify: '1.2,>3|4' -> ('|', (',', '1.2', '>3'), '4'); raises _SpecError."""
+    output: list = []
+    stack: list = []
+    for token in _conda_rx("vspec_tokens").findall(f"({spec})"):
+        item = token.strip()
+        if item in ("|", ","):
+            _apply_ops(output, stack, "(" if item == "|" else "|(", spec)
+            stack.append(item)
+        elif item == "(":
+            stack.append(item)
+        elif item == ")":
+            _apply_ops(output, stack, "(", spec)
+            if not stack or stack[-1] != "(":
+                raise _SpecError(f"unbalanced ')' in version spec '{spec}'")
+            stack.pop()
+        else:
+            output.append(item)
+    if stack:
+        raise _SpecError(f"unbalanced '(' in version spec '{spec}'")
+    if not output:
+        raise _SpecError(f"no version in version spec '{spec}'")
+    return output[0]
+
+
+def _apply_ops(output: list, stack: list, stops: str, spec: str) -> None:
+    """Fold the operators on STACK above any in STOPS into OUTPUT (treeify's apply_ops)."""
+    while stack and stack[-1] not in stops:
+        if len(output) < 2:
+            raise _SpecError(f"missing version around '{stack[-1]}' in version spec '{spec}'")
+        op = stack.pop()
+        right, left = output.pop(), output.pop()
+        if right == "" or left == "":
+            raise _SpecError(f"empty version in version spec '{spec}'")
+        right = right[1:] if right[0] == op else (right,)
+        left = left[1:] if left[0] == op else (left,)
+        output.append((op, *left, *right))
+
+
+def _check_version_leaf(text: str) -> None:
+    """Refuse one stripped constraint as VersionSpec.get_matcher does for a string."""
+    if not text:
+        raise _SpecError("empty version")
+    if text[0] == "^" or text[-1] == "$":
+        if text[0] != "^" or text[-1] != "$":
+            raise _SpecError(f"regex version '{text}' must start with '^' and end with '$'")
+        if not _regex_compiles(text):
+            raise _SpecError(f"invalid regex version '{text}'")
+    elif text[0] in OPERATOR_CHARS:
+        _check_relation(text, version=True)
+    elif text == "*":
+        return
+    elif "*" in text.rstrip("*"):
+        glob = text.replace(".", r"\.").replace("+", r"\+").replace("*", r".*")
+        if not _regex_compiles(f"^(?:{glob})$"):
+            raise _SpecError(f"invalid version glob '{text}'")
+    elif text[-1] == "*":
+        starred = text if text[-2:] == ".*" else text[:-1] + ".*"
+        _check_version_order(starred.rstrip("*").rstrip("."))
+    elif "@" not in text:
+        _check_version_order(text)
+
+
+def _check_relation(text: str, version: bool = False) -> None:
+    """Refuse an `OPversion` constraint as version_relation_re and VersionOrder do."""
+    match = _conda_rx("relation").match(text)
+    if match is None:
+        op = text[: len(text) - len(text.lstrip("=<>!~"))]
+        if op not in VERSION_OPERATORS:
+            raise _SpecError(f"invalid operator '{op}' in '{text}'")
+        if op == text:
+            raise _SpecError(f"empty version after '{op}'")
+        raise _SpecError(f"invalid version spec '{text}'")
+    op, operand = match.groups()
+    if version and operand[-2:] == ".*":
+        if op == "~=":
+            raise _SpecError(f"'~=' cannot be used with '.*' in '{text}'")
+        operand = operand[:-2]
+    _check_version_order(operand)
+
+
+# version.py: VersionOrder
+
+
+def _check_version_order(text: str) -> None:
+    """Refuse TEXT as conda's VersionOrder(TEXT) does (version.py VersionOrder.__init__)."""
+    version = text.strip().rstrip().lower()
+    if version == "":
+        raise _SpecError("empty version")
+    valid = _conda_rx("version_check").match(version)
+    if not valid and "-" in version and "_" not in version:
+        version = version.replace("-", "_")
+        valid = _conda_rx("version_check").match(version)
+    if not valid:
+        if "=" in version:
+            raise _SpecError("too many '='", whole=True)
+        raise _SpecError(f"invalid character(s) in version '{text}'")
+    epoch_split = version.split("!")
+    if len(epoch_split) > 2:
+        raise _SpecError(f"more than one '!' in version '{text}'")
+    if len(epoch_split) == 2 and not epoch_split[0].isdigit():
+        raise _SpecError(f"epoch must be an integer in version '{text}'")
+    local_split = epoch_split[-1].split("+")
+    if len(local_split) > 2:
+        raise _SpecError(f"more than one '+' in version '{text}'")
+    main = local_split[0]
+    if main == "":
+        raise _SpecError(f"missing version before '+' or after '!' in '{text}'")
+    parts = main[:-1].replace("_", ".").split(".") if main[-1] == "_" else main.replace("_", ".").split(".")
+    if main[-1] == "_":
+        parts[-1] += "_"
+    if len(local_split) == 2:
+        parts += local_split[1].replace("_", ".").split(".")
+    if any(not _conda_rx("version_split").findall(part) for part in parts):
+        raise _SpecError(f"empty component in version '{text}'")
+
+
+def check_specs(spec: Spec, source: Source, lists: Dict[str, List[str]]) -> None:
+    """Refuse the first spec of SPEC conda would refuse: at its option (-s, --with) or at the
+    script line that holds it."""
+    for text in spec.env:
+        problem = match_spec_problem(text)
+        if problem is None:
+            continue
+        for option in ("--spec", "--with"):
+            if text in lists.get(option, ()):
+                raise UsageError(f"{'-s' if option == '--spec' else option} {text!r}: "
+                                 f"{problem}")
+        raise UsageError(f"{problem} (in the spec {text!r})", spec.label,
+                         spec_line(source, text, spec.line))
+
+
+def spec_line(source: Source, text: str, after: int) -> int:
+    """The first line at or after AFTER that holds TEXT (or else its package name); AFTER if
+    none does (a spec made from several lines, or a source that cannot be read again)."""
+    try:
+        if source.inline:
+            lines = source.inline.split("\n")
+        else:
+            with (_open_script(source.path) if source.fd < 0 else
+                  os.fdopen(os.dup(source.fd), "rb")) as f:
+                f.seek(0)
+                lines = [t for _, t in iter_lines(f, source.label)]
+                f.seek(0)  # the offset is shared with the descriptor the script is run from
+    except (OSError, UsageError):
+        return after
+    name = spec_name(text)
+    for wanted in (text, name):
+        for n, line in enumerate(lines[after - 1:] if after else lines, max(after, 1)):
+            if wanted and wanted in " ".join(line.split()):
+                return n
+    return after
+
+
+###############################################################################
 # Authoring: --init, --add, --remove ###########################################
 ###############################################################################
 # --init writes a new script (or a block into a file that has none); --add and --remove edit
@@ -5415,7 +5936,11 @@ def _name_of(what: str, text: str) -> str:
 def check_item(what: str, text: str, option: str) -> str:
     """A spec (conda match spec, or PEP 508 requirement with --pypi) from the command line."""
     if what != "pip":
-        return _cli_specs(option, [text])[0]
+        spec = _cli_specs(option, [text])[0]
+        problem = match_spec_problem(spec)
+        if problem:
+            raise UsageError(f"{option} {text!r}: {problem}")
+        return spec
     return check_match_spec(text, lambda m: UsageError(f"{option} {text!r}: {m}"),
                             _rx(PYPI_NAME_RE).fullmatch,
                             "PyPI requirement (NAME, NAME>=VERSION, NAME[extra]...)")
@@ -5981,9 +6506,11 @@ def _main(argv: List[str]) -> int:
     if spec.entrypoint:  # the command exec'd last, as --dry-run and --verbose show it
         argv_ = shown_command(spec.entrypoint.commands[-1], entry_variables(env, source))
         argv_ += args.args
+    force = "--force-env" in opts or "--upgrade" in opts
+    if "--dry-run" in opts or force or not is_complete(env):  # a warm run's specs were checked
+        check_specs(spec, source, args.lists)  # when its env was made: its name carries them
     if "--dry-run" in opts:
         return _print_dry_run(spec, env, argv_, source, args.args)
-    force = "--force-env" in opts or "--upgrade" in opts
     if (cfg.conda or not (cfg.manager or cfg.bootstrap)) and (force or not is_complete(env)):
         manager_exe(cfg)  # no (usable) package manager: fail (exit 69) before creating anything
     d = open_env_dir(cfg)

@@ -61,7 +61,7 @@ def test_pixi_exec_form_runs_with_the_specs_and_command_pixi_would_use(
     assert dry.returncode == 0, dry.stderr
     shown = json.loads(dry.stdout)
     assert shown["format"] == "conda-script (pixi exec)"
-    assert shown["env"] == ["python", "mylib >=1", "tool=1.*"]  # linux only: not nosuchpkg
+    assert shown["env"] == ["python", "mylib >=1", "tool 1.*"]  # linux only: not nosuchpkg
     assert shown["channels"] == [channel.url]
     path = str(script) if entry == "" else os.path.abspath(script)
     assert shown["command"] == [w.format(s=path) for w in command]
@@ -113,12 +113,12 @@ def test_add_and_remove_edit_the_pixi_form_in_place(ce, channel, tmp_path):
         proc = ce(*args, str(script))
         assert proc.returncode == 0, proc.stderr
     after = script.read_bytes().decode()
-    want = before.replace('# mylib = ">=1"\r\n', '# mylib = "1"\r\n').replace(
+    want = before.replace('# mylib = ">=1"\r\n', '# mylib = "1.*"\r\n').replace(
         '# [dependencies.target.linux]', '# tool = "==2.0"\r\n# pip = ">=1,<99"\r\n'
         '# [dependencies.target.linux]')
     assert after == want
     dry = json.loads(ce("--dry-run", str(script)).stdout)
-    assert dry["env"] == ["python", "mylib=1", "tool=1.*", "pip >=1,<99"]  # the target wins
+    assert dry["env"] == ["python", "mylib 1.*", "tool 1.*", "pip >=1,<99"]  # the target wins
     assert ce("--remove", "pip", "tool", str(script)).returncode == 0
     assert script.read_bytes().decode() == want.replace(
         '# tool = "==2.0"\r\n# pip = ">=1,<99"\r\n', "")
@@ -150,3 +150,50 @@ def test_pep723_keys_the_spec_does_not_define_are_ignored_as_uv_does(ce, channel
     typo.write_text("# /// script\n# dependencies = \"rich\"\n# ///\n")
     bad = ce("--dry-run", str(typo))
     assert bad.returncode == 2 and "dependencies: expected an array" in bad.stderr
+
+
+BAD_BLOCKS = {  # a script whose spec conda's parser refuses -> the line that holds it
+    "conda-execute": ("# conda execute\n# env:\n#  - python\n#  - numpy >=>1\n", 4),
+    "pep723": ("# /// script\n# [tool.conda]\n# dependencies = [\n#   \"python\",\n"
+               "#   \"numpy >=1,,<2\",\n# ]\n# ///\n", 5),
+    "conda-script": ("# /// conda-script\n# channels = [\"c\"]\n# entrypoint = \"python\"\n"
+                     "# [dependencies]\n# python = \"*\"\n# numpy = \"==\"\n"
+                     "# /// end-conda-script\n", 6),
+    "pixi": ("# /// conda-script\n# [dependencies]\n# python = \"*\"\n# numpy = \">=>1\"\n"
+             "# [script]\n# channels = [\"c\"]\n# /// end-conda-script\n", 4),
+}
+
+
+@pytest.mark.parametrize("how", ["pyz", "console"])
+@pytest.mark.parametrize("form", sorted(BAD_BLOCKS))
+def test_malformed_specs_stop_before_any_conda_call(backend, isolated_env, pyz, tmp_path,
+                                                   form, how):
+    env = backend.env_on_path(isolated_env)
+    env["CONDA_EXECUTE_ENV_DIR"] = str(tmp_path / "envs")
+    argv0 = [sys.executable, pyz] if how == "pyz" else [
+        os.path.join(os.path.dirname(sys.executable), "conda-execute")]
+    text, line = BAD_BLOCKS[form]
+    script = tmp_path / "bad.py"
+    script.write_text(text)
+    for extra in ([], ["--dry-run"], ["--lock"]):
+        proc = subprocess.run([*argv0, *extra, str(script)], capture_output=True, text=True,
+                              env=env, timeout=DEADLINE)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert proc.stderr.startswith(f"{script}:{line}: ") and len(
+            proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert backend.root.calls() == [] and not (tmp_path / "envs").exists()
+    assert script.read_text() == text
+    good = tmp_path / "good.py"
+    good.write_text("# conda execute\n# env: [python]\n")
+    for args in (["-s", "numpy ==", "--", "true"], ["--with", "numpy=1=2=3", str(good)]):
+        proc = subprocess.run([*argv0, *args], capture_output=True, text=True, env=env,
+                              timeout=DEADLINE)
+        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert proc.stderr.startswith("conda-execute: error: " + args[0]), proc.stderr
+    for args in (["--add", "bad spec >=>", str(good)], ["--init", str(tmp_path / "n.py"),
+                                                       "numpy[version="]):
+        proc = subprocess.run([*argv0, *args], capture_output=True, text=True, env=env,
+                              timeout=DEADLINE)
+        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert good.read_text() == "# conda execute\n# env: [python]\n"
+    assert not (tmp_path / "n.py").exists() and backend.root.calls() == []
