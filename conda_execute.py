@@ -4520,6 +4520,32 @@ def platform_dirs(cfg: Config) -> List[EnvDir]:
     return found
 
 
+def legacy_dir(env_dir: str, fd: int) -> Optional[EnvDir]:
+    """The env dir ENV_DIR itself (FD: a checked descriptor of it, kept by the result) as an
+    EnvDir of platform '-', when it holds environments of the earlier layout (ENV_DIR/NAME,
+    before ENV_DIR/PLATFORM/NAME). They have the same lock files (NAME.lock), usage log
+    (ENV_DIR/usage.jsonl) and marker, so GC and --list treat them by the same rules; a run
+    never uses one (it makes its env in the platform layout). None (FD closed) if none."""
+    try:
+        names = os.listdir(fd if fd >= 0 else env_dir)
+    except OSError:
+        names = []
+    if any(is_env_name(n) for n in names):
+        return EnvDir(env_dir, fd, "-")
+    if fd >= 0:
+        os.close(fd)
+    return None
+
+
+def env_dir_itself(cfg: Config) -> Optional[EnvDir]:
+    """legacy_dir of the configured env dir (None if it does not exist)."""
+    try:
+        fd = private_dir(cfg.env_dir, "the env dir", EXIT_ENV_DIR, cfg.shared_ok, False)
+    except FileNotFoundError:
+        return None
+    return legacy_dir(cfg.env_dir, fd)
+
+
 def collect_garbage(d: EnvDir, older_than_hours: float, dry_run: bool = False,
                     out: Optional[IO[str]] = None) -> List[str]:
     """Remove envs of D unused for OLDER_THAN_HOURS that no script uses; compact the log.
@@ -4749,6 +4775,10 @@ def _fork_collector(d: EnvDir, hours: float, keep_fds: Tuple[int, ...]) -> None:
         for fd in (0, 1, 2):
             os.dup2(null, fd)
         collect_garbage(d, hours)
+        legacy = legacy_dir(os.path.dirname(d.path), os.open(
+            "..", os.O_RDONLY | O_DIRECTORY | O_CLOEXEC, dir_fd=d.fd)) if d.fd >= 0 else None
+        if legacy:
+            collect_garbage(legacy, hours)
     finally:
         os._exit(0)
 
@@ -6603,19 +6633,20 @@ def _manage(cfg: Config, args: Args) -> int:
             ("--older-than", "--dry-run") if "--list" in opts else ("--json",)):
         if flag in opts:
             raise UsageError(f"{flag} does not go with {'--list' if '--list' in opts else '--gc'}")
+    legacy = env_dir_itself(cfg)
     if "--list" in opts:
-        infos = [with_size(info, d) for d in platform_dirs(cfg) for info in scan_envs(d)]
+        infos = [with_size(info, d) for d in platform_dirs(cfg) + ([legacy] if legacy else [])
+                 for info in scan_envs(d)]
         sys.stdout.write(list_json(infos) if "--json" in opts else format_list(infos, time.time()))
         return 0
     hours = _number(opts["--older-than"], "--older-than", "hours") if "--older-than" in opts \
         else cfg.unused_hours
     d = open_env_dir(cfg, create=False)  # GC: this platform's envs (CONDA_SUBDIR: another's)
-    if d is None:
-        return 0
-    try:
-        collect_garbage(d, hours, dry_run="--dry-run" in opts, out=sys.stdout)
+    try:  # and those of the earlier layout (ENV_DIR/NAME)
+        for each in [x for x in (d, legacy) if x]:
+            collect_garbage(each, hours, dry_run="--dry-run" in opts, out=sys.stdout)
     except OSError as e:  # a read-only file system, no write permission, ...
-        raise UsageError(f"cannot collect garbage in the env dir: {e.strerror}", d.path,
+        raise UsageError(f"cannot collect garbage in the env dir: {e.strerror}", cfg.env_dir,
                          code=EXIT_ENV_DIR) from None
     return 0
 
