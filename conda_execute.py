@@ -3444,36 +3444,109 @@ def is_bare_version(text: str) -> bool:
     return _digits(head) and rest[:1] in DIGITS and not any(c.isspace() for c in rest)
 
 
-def manager_kind(exe: str) -> str:
-    """The dialect of EXE from what it is, not its name: `EXE --version`, once per process.
+PROBE_CACHE = "managers"  # in bootstrap_dir(): one file per manager, see _remembered_kind
+MANAGER_KINDS = ("conda", "micromamba")
 
-    conda prints `conda X` and mamba 1.x `mamba X` then `conda Y` (conda's command line);
-    libmamba's programs (micromamba 1.x and 2.x, mamba 2.x) print the bare version.
-    Only ever run on the cold path (creating, locking), never on a warm run.
-    """
-    if exe not in _KINDS:
+
+def manager_kind(exe: str, verbose: bool = False) -> str:
+    """The dialect of EXE from what it is, not its name: `EXE --version`, once per executable
+    (remembered in bootstrap_dir()/managers, keyed by what identifies the file) and once per
+    process. Only ever on the cold path (creating, locking), never on a warm run. VERBOSE: say
+    whether the kind was probed or remembered."""
+    if exe in _KINDS:
+        return _KINDS[exe]
+    key = _manager_identity(exe)
+    kind = _remembered_kind(*key) if key else ""
+    how = "remembered from an earlier probe"
+    if not kind:
+        kind, how = _probe_kind(exe), "probed with --version"
+        if key:
+            _remember_kind(key[0], key[1], kind)
+    if verbose:
+        _say(f"package manager {exe} ({kind} command line): {how}")
+    _KINDS[exe] = kind
+    return kind
+
+
+def _probe_kind(exe: str) -> str:
+    """`EXE --version`: conda prints `conda X` and mamba 1.x `mamba X` then `conda Y` (conda's
+    command line); libmamba's programs (micromamba 1.x and 2.x, mamba 2.x) the bare version.
+    (Today's manager_kind body, unchanged.)"""
+    try:
+        rc, out, err = Child.output([exe, "--version"])
+    except OSError as e:
+        raise UsageError(f"cannot run {exe}: {e.strerror}", code=EXIT_NO_CONDA) from None
+    lines = out.split("\n")
+    if rc == 0 and any(is_conda_version_line(ln) for ln in lines):
+        return "conda"
+    if rc == 0 and is_bare_version(lines[0].strip()):
+        return "micromamba"
+    shown = lines[0].strip()[:80] or err.strip()[:80]
+    raise UsageError(f"{exe} --version exited with {rc} and printed "
+                     f"{shown!r}: not conda, mamba or micromamba", code=EXIT_NO_CONDA)
+
+
+def _manager_identity(exe: str) -> Optional[Tuple[str, str]]:
+    """(entry name, identity) of EXE: sha256 of its real path (32 hex digits), and
+    'DEV INO SIZE MTIME_NS REALPATH' of the file it is now; None if it cannot be stat'ed."""
+    try:
+        real = os.path.realpath(exe)
+        st = os.stat(real)
+    except (OSError, ValueError):
+        return None
+    return (_sha256_bytes(os.fsencode(real))[:32],
+            f"{st.st_dev} {st.st_ino} {st.st_size} {st.st_mtime_ns} {real}")
+
+
+def _remembered_kind(name: str, identity: str) -> str:
+    """The kind recorded in entry NAME if it was recorded for IDENTITY, else '' (missing,
+    unreadable, foreign, stale or garbage: all mean 'probe')."""
+    if os.name == "nt":
+        return ""
+    try:
+        d = _private_dir(os.path.join(bootstrap_dir(), PROBE_CACHE), create=False)
+    except (OSError, UsageError):  # missing, not a dir, another user's, writable by others
+        return ""
+    try:
+        fd = os.open(name, os.O_RDONLY | O_NOFOLLOW | O_CLOEXEC | os.O_NONBLOCK, dir_fd=d)
         try:
-            rc, out, err = Child.output([exe, "--version"])
-        except OSError as e:
-            raise UsageError(f"cannot run {exe}: {e.strerror}", code=EXIT_NO_CONDA) from None
-        lines = out.split("\n")
-        if rc == 0 and any(is_conda_version_line(ln) for ln in lines):
-            _KINDS[exe] = "conda"
-        elif rc == 0 and is_bare_version(lines[0].strip()):
-            _KINDS[exe] = "micromamba"
-        else:
-            shown = lines[0].strip()[:80] or err.strip()[:80]
-            raise UsageError(f"{exe} --version exited with {rc} and printed "
-                             f"{shown!r}: not conda, mamba or micromamba", code=EXIT_NO_CONDA)
-    return _KINDS[exe]
+            st = os.fstat(fd)
+            if st.st_mode & 0o170000 != 0o100000 or _foreign(st):
+                return ""
+            data = os.read(fd, 8192)
+        finally:
+            os.close(fd)
+    except OSError:
+        return ""
+    finally:
+        os.close(d)
+    kind, _, rest = os.fsdecode(data).partition(" ")
+    return kind if kind in MANAGER_KINDS and rest == identity + "\n" else ""
 
 
-def manager_for(cfg: Config, quiet: bool = False) -> Manager:
+def _remember_kind(name: str, identity: str, kind: str) -> None:
+    """Record KIND for IDENTITY in entry NAME (atomically, 0600, in a private dir created if
+    missing); a cache that cannot be written is left as it is."""
+    if os.name == "nt":
+        return
+    try:
+        d = _private_dir(os.path.join(bootstrap_dir(), PROBE_CACHE))
+    except (OSError, UsageError):
+        return
+    try:
+        _atomic_write(name, os.fsencode(f"{kind} {identity}\n"), 0o600, dir_fd=d)
+    except OSError:
+        pass
+    finally:
+        os.close(d)
+
+
+def manager_for(cfg: Config, quiet: bool = False, verbose: bool = False) -> Manager:
     """The package manager to create with and its kind (cold path: may run `--version`)."""
     exe = manager_exe(cfg, quiet)
     if exe == bootstrapped_micromamba():
         return Manager(exe, "micromamba", os.path.join(bootstrap_dir(), "root"))
-    return Manager(exe, manager_kind(exe))
+    return Manager(exe, manager_kind(exe, verbose))
 
 
 def manager_exe(cfg: Config, quiet: bool = False) -> str:
@@ -4028,7 +4101,7 @@ def _env_lock(d: EnvDir, name: str, exclusive: bool, wait: bool = True) -> Any:
 def create(env: Env, spec: Spec, cfg: Config, lock_fd: int, quiet: bool = False,
            verbose: bool = False) -> None:
     """Create ENV from SPEC (the caller holds the lock exclusively)."""
-    mgr = manager_for(cfg, quiet)
+    mgr = manager_for(cfg, quiet, verbose)
     show = show_for(quiet, verbose)
     if os.path.lexists(env.prefix):
         if verbose or not quiet:

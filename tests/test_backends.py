@@ -71,15 +71,16 @@ def test_kind_from_what_it_is_not_its_name(personality, how, conda_root_factory,
         assert listing["argv"][1:3] + listing["argv"][-1:] == ["env", "export", "--explicit"]
     lock = (tmp_path / "s.sh.conda-lock").read_text()
     assert "@EXPLICIT" in lock and "/noarch/tool-2.0-0.tar.bz2#" in lock
-    # the locked rebuild: a new process asks `--version` once, then creates from the lock (no solve)
+    # the locked rebuild: a new process remembers the kind (issue 23: probed once per
+    # executable), then creates from the lock (no solve)
     proc = run_ce(env, "--conda", str(pm), script)
     assert (proc.returncode, proc.stdout) == (0, "tool 2.0\n"), proc.stderr
     calls = root.calls()[3:]
-    assert [c["argv"][1] for c in calls] == ["--version", "create"]
-    assert calls[1]["argv"][-2] == "--file" and calls[1]["argv"][-1].endswith(".conda-lock")
+    assert [c["argv"][1] for c in calls] == ["create"]
+    assert calls[0]["argv"][-2] == "--file" and calls[0]["argv"][-1].endswith(".conda-lock")
     # a warm run asks the manager nothing, not even its version
     assert run_ce(env, "--conda", str(pm), script).returncode == 0
-    assert len(root.calls()) == 5
+    assert len(root.calls()) == 4
 
 
 def test_unrecognised_version_output_is_refused(isolated_env, tmp_path):
