@@ -349,6 +349,11 @@ def download(url: str, out: IO[bytes], what: str, cap: int, timeout: float, dead
 
 def _download_error(e: Exception, late: bool, deadline: float) -> str:
     """What went wrong, in a few words."""
+    lookup = getattr(getattr(e, "reason", None), "lookup_host", None) or getattr(
+        e, "lookup_host", None)
+    if lookup:  # a name server that did not answer in time (see _bounded_create_connection)
+        waited = deadline if late else getattr(getattr(e, "reason", e), "lookup_waited", deadline)
+        return f"download failed: timed out after {waited:g} s looking up {lookup}"
     if late:
         return f"download failed: timed out after {deadline:g} s"
     if isinstance(e, (OSError, ValueError)):  # URLError is an OSError
@@ -359,9 +364,9 @@ def _download_error(e: Exception, late: bool, deadline: float) -> str:
 def _deadline_opener(end: float, timeout: float, check_url: Any) -> Any:
     """A urllib opener whose every wait on the network ends by END (time.monotonic()).
 
-    Each connect, send and read is given min(TIMEOUT, what is left), so a server trickling its
-    status line, headers or body a byte at a time holds nothing past END. Redirect targets go
-    to CHECK_URL first.
+    Each name lookup, connect, send and read is given min(TIMEOUT, what is left), so neither a
+    name server that never answers nor a server trickling its status line, headers or body a
+    byte at a time holds anything past END. Redirect targets go to CHECK_URL first.
     """
     import http.client
     import socket
@@ -374,11 +379,17 @@ def _deadline_opener(end: float, timeout: float, check_url: Any) -> Any:
             raise socket.timeout("timed out")
         return min(timeout, left)
 
+    connect_to = _bounded_create_connection(budget)
+
     class Timed:  # mixed into HTTPConnection and HTTPSConnection
         response_class = _budgeted_response(budget)
 
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)  # type: ignore
+            self._create_connection = connect_to  # the lookup too; SNI and Host keep the name
+
         def connect(self) -> None:
-            self.timeout = budget()  # the TCP connect and the TLS handshake
+            self.timeout = budget()  # the TLS handshake (the connect takes its own budget)
             super().connect()  # type: ignore
 
         def send(self, data: Any) -> None:
@@ -401,6 +412,66 @@ def _deadline_opener(end: float, timeout: float, check_url: Any) -> Any:
     if hasattr(http.client, "HTTPSConnection"):  # Python built with ssl
         handlers.append(handler(urllib.request.HTTPSHandler, http.client.HTTPSConnection))
     return urllib.request.build_opener(*handlers)
+
+
+def _bounded_create_connection(budget: Any) -> Any:
+    """socket.create_connection's replacement for _deadline_opener: the name lookup in a
+    daemon thread waited for at most budget() seconds, then each address connected with what
+    is left (budget() again: it raises once the deadline has passed)."""
+    import _thread
+    import socket
+
+    def lookup(host: str, port: int) -> list:
+        try:  # a numeric address needs no name server: no thread
+            return socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM, 0,
+                                      socket.AI_NUMERICHOST)
+        except (socket.gaierror, UnicodeError, ValueError):
+            pass
+        done = _thread.allocate_lock()
+        done.acquire()
+        answer: list = []
+
+        def resolve() -> None:  # runs in the thread; its answer is read only if in time
+            try:
+                answer.append(socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM))
+            except BaseException as e:  # handed to the caller
+                answer.append(e)
+            finally:
+                done.release()
+
+        waited = budget()
+        _thread.start_new_thread(resolve, ())
+        if not done.acquire(timeout=waited):
+            late = socket.timeout(f"timed out after {waited:g} s looking up {host}")
+            late.lookup_host, late.lookup_waited = host, waited  # type: ignore[attr-defined]
+            raise late
+        if isinstance(answer[0], BaseException):
+            raise answer[0]
+        return answer[0]
+
+    def create_connection(address: Any, timeout: Any = None, source_address: Any = None,
+                          *args: Any, **kwargs: Any) -> Any:
+        """TIMEOUT is ignored: each step takes budget() (it raises once the deadline passed,
+        which ends the loop below with that timeout as the error)."""
+        host, port = address
+        error: Any = None
+        for family, kind, proto, _, addr in lookup(host, port):
+            sock = None
+            try:
+                sock = socket.socket(family, kind, proto)
+                sock.settimeout(budget())
+                if source_address:
+                    sock.bind(source_address)
+                sock.connect(addr)
+                sock.settimeout(budget())  # what is left, for the TLS handshake that follows
+                return sock
+            except OSError as e:
+                error = e
+                if sock is not None:
+                    sock.close()
+        raise error if error is not None else OSError("getaddrinfo returned an empty list")
+
+    return create_connection
 
 
 def _budgeted_response(budget: Any) -> Any:
