@@ -866,7 +866,7 @@ def _python_runs_us(words: List[str]) -> bool:
             module = word[2:] or (words[i + 1] if i + 1 < len(words) else "")
             return word.startswith("-m") and module in ("conda_execute", "conda_execute.__main__")
         i += 2 if word in PYTHON_VALUE_OPTIONS else 1
-    return i < len(words) and is_own_file(words[i])
+    return i < len(words) and (_names_us(words[i]) or is_own_file(words[i]))
 
 
 def launches_us(words: List[str], path: Optional[str] = None) -> bool:
@@ -6786,12 +6786,12 @@ def _manage(cfg: Config, args: Args) -> int:
     hours = _number(opts["--older-than"], "--older-than", "hours") if "--older-than" in opts \
         else cfg.unused_hours
     d = open_env_dir(cfg, create=False)  # GC: this platform's envs (CONDA_SUBDIR: another's)
-    try:  # and those of the earlier layout (ENV_DIR/NAME)
-        for each in [x for x in (d, legacy) if x]:
+    for each in [x for x in (d, legacy) if x]:  # and those of the earlier layout (ENV_DIR/NAME)
+        try:
             collect_garbage(each, hours, dry_run="--dry-run" in opts, out=sys.stdout)
-    except OSError as e:  # a read-only file system, no write permission, ...
-        raise UsageError(f"cannot collect garbage in the env dir: {e.strerror}", cfg.env_dir,
-                         code=EXIT_ENV_DIR) from None
+        except OSError as e:  # a read-only file system, no write permission, ...
+            raise UsageError(f"cannot collect garbage in the env dir: {e.strerror}",
+                             each.path, code=EXIT_ENV_DIR) from None
     return 0
 
 

@@ -12,11 +12,20 @@ Fixtures
     ``toolplugin`` (needs ``tool <2``), ``activator``, ``placeholder``, ``broken``
     (needs the missing ``nosuchdep``).  Shared by the whole session: never modify it.
 
+    Subdirs ``noarch``, ``linux-64``, ``linux-aarch64`` and ``osx-arm64``: ``python``,
+    ``pip`` and ``mylib`` exist for each of the three platforms (same versions and builds;
+    on other platforms than this machine's, ``bin/pythonX.Y`` is a stub executable of that
+    platform that cannot run here, and ``pip`` has no code), every other package is
+    ``noarch``, and ``linuxonly`` 1.0 exists for ``linux-64`` only (solving it for
+    ``osx-arm64`` fails).  Installing a foreign ``python`` replaces the native one in the
+    package cache (same name-version-build): give such a root its own ``pkgs_dir``.
+
 ``fresh_channel`` (function)
     A private copy of the channel that a test may change with
     ``fresh_channel.add_package(name, version, build="0", depends=(), files={...})``
-    (re-indexes).  The package cache is shared, but rattler re-validates entries by
-    sha256, so even a rebuilt ``name-version-build`` with new content installs correctly.
+    (re-indexes; ``noarch=False, subdir="osx-arm64"`` for a platform package).  The
+    package cache is shared, but rattler re-validates entries by sha256, so even a rebuilt
+    ``name-version-build`` with new content installs correctly.
 
 ``conda_root`` (function)
     :class:`CondaRoot`: a fresh fake conda installation ``ROOT`` in tmp, configured

@@ -15,6 +15,7 @@ import select
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List
@@ -254,7 +255,9 @@ def test_create_prompt_reads_eof_as_yes_and_n_as_no(
     proc = conda_root.run(
         "create", "-p", str(tmp_path / "b"), "tool", env=isolated_env, input="n\n"
     )
-    assert proc.returncode == 1 and not (tmp_path / "b").exists()
+    # a declined prompt is CondaSystemExit, a CondaExitZero (conda/exceptions.py 26.7.1): rc 0
+    assert (proc.returncode, proc.stderr) == (0, "\nCondaSystemExit: Exiting.\n\n")
+    assert not (tmp_path / "b").exists()
 
 
 def test_double_dash_ends_options(
@@ -799,7 +802,8 @@ def lm(
     """A root and the program name for one libmamba personality (module-scoped)."""
     prog, settings = LIBMAMBA[request.param]
     root = make_conda_root(tmp_path_factory.mktemp("lmroot"), [channel.url], pkgs_dir, **settings)
-    return {"root": root, "prog": prog, "v2": "micromamba_version" not in settings}
+    return {"root": root, "prog": prog, "v2": "micromamba_version" not in settings,
+            "id": request.param}
 
 
 def lmrun(lm: Dict[str, object], *args: str, env: Dict[str, str], **kw: object):
@@ -1076,3 +1080,556 @@ def test_isolated_env_hides_real_home_and_conda(isolated_env: Dict[str, str]) ->
     assert not any(k.startswith(("CONDA_", "MAMBA_")) for k in os.environ
                    if k != "CONDA_EXECUTE_BOOTSTRAP")
     assert os.environ["CONDA_EXECUTE_BOOTSTRAP"] == "0"  # no test downloads micromamba
+
+
+# --------------------------------------------------------------------------- other platforms
+
+#: The keys of a LINK entry of ``conda create --json`` (PackageRecord.dist_fields_dump).
+CONDA_LINK_KEYS = [
+    "base_url", "build_number", "build_string", "channel", "dist_name", "name", "platform",
+    "version",
+]
+#: What libmamba's ``to_json(PackageInfo)`` writes for every package (specs/package_info.cpp).
+MAMBA_LINK_KEYS = {
+    "build", "build_number", "build_string", "channel", "constrains", "depends", "fn",
+    "license", "md5", "name", "sha256", "size", "subdir", "timestamp", "track_features",
+    "url", "version",
+}
+MACHO_ARM64 = b"\xcf\xfa\xed\xfe\x0c\x00\x00\x01"
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def with_vars(env: Dict[str, str], **extra: str) -> Dict[str, str]:
+    """A copy of ``env`` with ``extra`` set (``CONDA_SUBDIR=...``)."""
+    return {**env, **extra}
+
+
+def private_root(tmp_path: Path, channel: Channel, **settings: object) -> CondaRoot:
+    """A root with its own package cache (the foreign python shares the native one's
+    name-version-build, so installing it would replace the shared cache entry)."""
+    return make_conda_root(tmp_path / "root", [channel.url], tmp_path / "pkgs", **settings)
+
+
+def test_channel_has_packages_for_three_platforms(channel: Channel) -> None:
+    def names(subdir: str) -> List[str]:
+        repodata = json.loads((channel.path / subdir / "repodata.json").read_text())
+        return sorted(r["name"] for r in repodata["packages"].values())
+
+    for subdir in ("linux-64", "linux-aarch64", "osx-arm64"):
+        expected = ["mylib", "pip", "python"] + (["linuxonly"] if subdir == "linux-64" else [])
+        assert names(subdir) == sorted(expected)
+        for pkg in (channel.path / subdir).glob("*.tar.bz2"):
+            with tarfile.open(pkg) as tar:
+                index = json.load(tar.extractfile("info/index.json"))  # type: ignore[arg-type]
+            assert index["subdir"] == subdir and index["timestamp"] == 1_700_000_000_000
+            if index["name"] == "python":
+                assert (index["version"], index["build"]) == (PY_XYZ, "0_fake")
+    assert "linuxonly" not in names("noarch") and "tool" in names("noarch")
+    if channel_builder.current_subdir() != "osx-arm64":  # a stub that cannot run here
+        with tarfile.open(channel.path / "osx-arm64" / f"python-{PY_XYZ}-0_fake.tar.bz2") as tar:
+            member = tar.extractfile(f"bin/python{PY_XY}")
+            assert member is not None and member.read(8) == MACHO_ARM64
+
+
+@pytest.mark.parametrize("how", ["CONDA_SUBDIR", "--subdir", "--platform"])
+def test_conda_dry_run_for_another_platform(
+    conda_root: CondaRoot, isolated_env: Dict[str, str], tmp_path: Path, channel: Channel,
+    how: str,
+) -> None:
+    prefix = tmp_path / "env"
+    flags = [] if how == "CONDA_SUBDIR" else [how, "osx-arm64"]
+    env = with_vars(isolated_env, CONDA_SUBDIR="osx-arm64") if how == "CONDA_SUBDIR" else None
+    proc = conda_root.run("create", "--dry-run", "--json", *flags, "-p", str(prefix), "--",
+                          "python", "mylib", "tool", env=env or isolated_env)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    # cli/install.py handle_txn: stdout_json_success(prefix=..., actions=..., dry_run=True)
+    assert list(result) == ["success", "actions", "prefix", "dry_run"]
+    assert (result["success"], result["prefix"], result["dry_run"]) == (True, str(prefix), True)
+    actions = result["actions"]
+    assert list(actions) == ["FETCH", "PREFIX", "LINK"]
+    assert (actions["FETCH"], actions["PREFIX"]) == ([], str(prefix))  # file:// fetches nothing
+    link = {entry["name"]: entry for entry in actions["LINK"]}
+    assert sorted(link) == ["mylib", "pip", "python", "tool"]
+    for entry in actions["LINK"]:
+        assert sorted(entry) == CONDA_LINK_KEYS  # no url, file name, md5 or sha256
+        assert entry["base_url"] == channel.url and entry["channel"] == channel.path.name
+    assert link["python"]["platform"] == "osx-arm64" and link["tool"]["platform"] == "noarch"
+    assert link["python"]["dist_name"] == f"python-{PY_XYZ}-0_fake"
+    assert (link["python"]["build_string"], link["python"]["build_number"]) == ("0_fake", 0)
+    assert not prefix.exists()
+    assert [c["argv"][1:3] for c in conda_root.calls()] == [["create", "--dry-run"]]
+
+
+def test_conda_dry_run_with_no_solution_for_the_platform(
+    conda_root: CondaRoot, isolated_env: Dict[str, str], tmp_path: Path, channel: Channel
+) -> None:
+    prefix = tmp_path / "env"
+    env = with_vars(isolated_env, CONDA_SUBDIR="osx-arm64")
+    proc = conda_root.run("create", "--dry-run", "--json", "-p", str(prefix), "--", "linuxonly",
+                          env=env)
+    assert proc.returncode == 1 and not prefix.exists()
+    error = json.loads(proc.stdout)
+    assert set(error) >= ERROR_KEYS
+    assert error["exception_name"] == "PackagesNotFoundInChannelsError"
+    assert error["packages"] == ["linuxonly"]
+    assert error["channel_urls"] == [f"{channel.url}/osx-arm64", f"{channel.url}/noarch"]
+    env = with_vars(isolated_env, CONDA_SUBDIR="linux-64")  # where it exists
+    proc = conda_root.run("create", "--dry-run", "--json", "-p", str(prefix), "--", "linuxonly",
+                          env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["actions"]["LINK"][0]["platform"] == "linux-64"
+
+
+def test_conda_subdir_option_is_checked_but_conda_subdir_is_not(
+    conda_root: CondaRoot, isolated_env: Dict[str, str], tmp_path: Path, channel: Channel
+) -> None:
+    prefix = tmp_path / "env"
+    # cli/helpers.py add_parser_platform: choices=KNOWN_SUBDIRS minus noarch
+    proc = conda_root.run("create", "--dry-run", "--json", "--subdir", "plan9-64", "-p",
+                          str(prefix), "tool", env=isolated_env)
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert "argument --subdir/--platform: invalid choice: 'plan9-64'" in proc.stderr
+    # $CONDA_SUBDIR is taken as it is: the channel has no plan9-64/, which reads as empty
+    env = with_vars(isolated_env, CONDA_SUBDIR="plan9-64")
+    proc = conda_root.run("create", "--dry-run", "--json", "-p", str(prefix), "tool", env=env)
+    assert proc.returncode == 0, proc.stderr
+    (entry,) = json.loads(proc.stdout)["actions"]["LINK"]
+    assert (entry["name"], entry["platform"]) == ("tool", "noarch")
+    proc = conda_root.run("create", "--dry-run", "--json", "-p", str(prefix), "python", env=env)
+    assert proc.returncode == 1
+    assert json.loads(proc.stdout)["channel_urls"] == [
+        f"{channel.url}/plan9-64", f"{channel.url}/noarch"
+    ]
+    proc = conda_root.run("create", "--dry-run", "-p", str(prefix), "tool", env=env)
+    assert (proc.returncode, proc.stderr) == (0, "\nDryRunExit: Dry run. Exiting.\n\n")
+    assert "Platform: plan9-64" in proc.stdout and not prefix.exists()
+
+
+def test_conda_dry_run_prefix_rules(
+    conda_root: CondaRoot, isolated_env: Dict[str, str], tmp_path: Path
+) -> None:
+    env_dir = tmp_path / "env"
+    assert conda_root.run("create", "-p", str(env_dir), "-y", "tool", env=isolated_env
+                          ).returncode == 0
+    proc = conda_root.run("create", "--dry-run", "--json", "-p", str(env_dir), "tool",
+                          env=isolated_env)
+    assert proc.returncode == 1 and (env_dir / "conda-meta" / "tool-2.0-0.json").exists()
+    error = json.loads(proc.stdout)
+    assert (error["exception_name"], error["message"]) == (
+        "CondaValueError", "Cannot `create --dry-run` with an existing conda environment"
+    )
+    # no -p/-n: allowed with --dry-run (a temporary path), else an ArgumentError (rc 2)
+    proc = conda_root.run("create", "--dry-run", "--json", "tool", env=isolated_env)
+    assert proc.returncode == 0, proc.stderr
+    unused = json.loads(proc.stdout)["prefix"]
+    assert unused.endswith("/unused-env-name") and not os.path.exists(unused)
+    proc = conda_root.run("create", "--json", "tool", env=isolated_env)
+    assert proc.returncode == 2
+    assert json.loads(proc.stdout)["message"] == (
+        "one of the arguments -n/--name -p/--prefix is required"
+    )
+
+
+def test_conda_non_conda_directory_is_a_prompt(
+    conda_root: CondaRoot, isolated_env: Dict[str, str], tmp_path: Path
+) -> None:
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "keep.txt").write_text("mine")
+    proc = conda_root.run("create", "-p", str(plain), "tool", env=isolated_env,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0  # CondaSystemExit: the default answer is no
+    assert f"WARNING: A directory already exists at the target location '{plain}'" in proc.stdout
+    assert "Continue creating environment (y/[n])? " in proc.stdout
+    assert proc.stderr == "\nCondaSystemExit: Exiting.\n\n"
+    assert sorted(os.listdir(plain)) == ["keep.txt"]
+
+
+def test_conda_create_for_another_platform_installs_and_remembers_it(
+    channel: Channel, isolated_env: Dict[str, str], tmp_path: Path
+) -> None:
+    root = private_root(tmp_path, channel)
+    prefix = tmp_path / "env"
+    env = with_vars(isolated_env, CONDA_SUBDIR="osx-arm64")
+    proc = root.run("create", "-y", "-p", str(prefix), "mylib", env=env)
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads((prefix / "conda-meta" / f"python-{PY_XYZ}-0_fake.json").read_text())
+    assert record["subdir"] == "osx-arm64" and "/osx-arm64/" in record["url"]
+    assert (prefix / "bin" / f"python{PY_XY}").read_bytes()[:8] == MACHO_ARM64
+    # cli/install.py handle_txn: a new env for a non-native subdir gets it in its .condarc
+    assert (prefix / ".condarc").read_text() == "subdir: osx-arm64\n"
+    native = tmp_path / "native"
+    assert root.run("create", "-y", "-p", str(native), "tool", env=isolated_env).returncode == 0
+    assert not (native / ".condarc").exists()
+
+
+def test_conda_list_explicit_sha256_and_platform_header(
+    isolated_env: Dict[str, str], tmp_path: Path, channel: Channel
+) -> None:
+    root = private_root(tmp_path, channel)
+    prefix = tmp_path / "env"
+    env = with_vars(isolated_env, CONDA_SUBDIR="osx-arm64")
+    assert root.run("create", "-y", "-p", str(prefix), "mylib", env=env).returncode == 0
+    proc = root.run("list", "-p", str(prefix), "--explicit", "--sha256", env=isolated_env)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    # the header names the configured platform, not the env's (main_list.py: context.subdir)
+    assert lines[2] == f"# platform: {channel_builder.current_subdir()}" and lines[4] == "@EXPLICIT"
+    for line in lines[5:]:  # URL#SHA256, no "sha256:" (main_list.py print_explicit)
+        url, digest = line.split("#")
+        assert url.startswith(f"{channel.url}/osx-arm64/")
+        assert digest == sha256_of(Path(url[len("file://"):]))
+    md5 = root.run("list", "-p", str(prefix), "--explicit", "--md5", env=env)
+    assert md5.stdout.splitlines()[2] == "# platform: osx-arm64"
+    assert [len(u.split("#")[1]) for u in md5.stdout.splitlines()[5:]] == [32, 32, 32]
+    both = root.run("list", "-p", str(prefix), "--explicit", "--md5", "--sha256", env=env)
+    assert (both.returncode, both.stdout) == (2, "")  # ArgumentError.return_code
+    assert "ArgumentError: Only one of --md5 and --sha256 can be specified at the same time" in (
+        both.stderr
+    )
+
+
+def test_conda_explicit_list_of_another_platform_installs_as_is(
+    isolated_env: Dict[str, str], tmp_path: Path, channel: Channel
+) -> None:
+    root = private_root(tmp_path, channel)
+    python = channel.path / "osx-arm64" / f"python-{PY_XYZ}-0_fake.tar.bz2"
+    mylib = channel.path / "osx-arm64" / "mylib-1.0-0.tar.bz2"
+    listing = tmp_path / "osx.txt"
+    listing.write_text(  # the three checksum forms of misc.py _get_url_pattern
+        "# platform: osx-arm64\n@EXPLICIT\n"
+        f"{python.as_uri()}#{sha256_of(python)}\n"
+        f"{mylib.as_uri()}#sha256:{sha256_of(mylib)}\n"
+        f"{channel.url}/noarch/tool-1.0-0.tar.bz2\n"
+    )
+    prefix = tmp_path / "env"
+    proc = root.run("create", "--dry-run", "--json", "-p", str(prefix), "--file", str(listing),
+                    env=isolated_env)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")  # DryRunExit, silent
+    assert not prefix.exists()
+    proc = root.run("create", "-y", "-p", str(prefix), "--file", str(listing), env=isolated_env)
+    assert proc.returncode == 0, proc.stderr  # no platform check, no solve
+    assert sorted(p.name for p in (prefix / "conda-meta").glob("*.json")) == [
+        "mylib-1.0-0.json", f"python-{PY_XYZ}-0_fake.json", "tool-1.0-0.json"
+    ]
+    assert not (prefix / ".condarc").exists()
+    listing.write_text(f"@EXPLICIT\n{python.as_uri()}#{'0' * 64}\n")
+    proc = root.run("create", "-y", "-p", str(tmp_path / "bad"), "--file", str(listing),
+                    env=isolated_env)
+    assert proc.returncode == 1 and "ChecksumMismatchError" in proc.stderr
+    assert "expected sha256: " + "0" * 64 in proc.stderr
+    listing.write_text(f"@EXPLICIT\n{python.as_uri()}#not-a-digest\n")
+    proc = root.run("create", "-y", "-p", str(tmp_path / "bad"), "--file", str(listing),
+                    env=isolated_env)
+    assert proc.returncode == 1 and "ParseError: Could not parse explicit URL: " in proc.stderr
+    assert not (tmp_path / "bad").exists()
+
+
+def test_conda_offline_reads_no_network_channel(
+    conda_root: CondaRoot, isolated_env: Dict[str, str], tmp_path: Path, channel: Channel
+) -> None:
+    args = ["-y", "--override-channels", "-c", "https://example.invalid/ch", "-c", channel.url,
+            "tool"]
+    proc = conda_root.run("create", "--offline", "-p", str(tmp_path / "a"), *args,
+                          env=isolated_env)
+    assert proc.returncode == 0, proc.stderr  # its repodata is empty, not an error
+    proc = conda_root.run("create", "-p", str(tmp_path / "b"), *args, env=isolated_env)
+    assert proc.returncode == 1 and "CondaHTTPError" in proc.stderr
+
+
+# --------------------------------------------------------------------------- conda search
+
+
+SEARCH_KEYS_PLATFORM = [
+    "name", "version", "build", "build_number", "channel", "subdir", "fn", "md5", "url",
+    "sha256", "arch", "platform", "depends", "constrains", "license", "timestamp", "size",
+]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [f"python=={PY_XYZ}=0_fake", f"python={PY_XYZ}=0_fake", f"python {PY_XYZ} 0_fake",
+     f"python[version={PY_XYZ},build=0_fake]"],
+)
+def test_conda_search_json_for_another_subdir(
+    mroot: CondaRoot, menv: Dict[str, str], channel: Channel, query: str
+) -> None:
+    proc = mroot.run("search", "--json", "--subdir", "osx-arm64", query, env=menv)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    (record,) = result["python"]
+    assert list(record) == SEARCH_KEYS_PLATFORM  # PackageRecord.dump(): declaration order
+    path = channel.path / "osx-arm64" / f"python-{PY_XYZ}-0_fake.tar.bz2"
+    assert record["url"] == path.as_uri() and record["fn"] == path.name
+    assert record["channel"] == f"{channel.url}/osx-arm64"  # str(Channel): with the subdir
+    assert (record["subdir"], record["arch"], record["platform"]) == ("osx-arm64", "arm64", "osx")
+    assert record["md5"] == hashlib.md5(path.read_bytes()).hexdigest()
+    assert record["sha256"] == sha256_of(path) and record["size"] == path.stat().st_size
+    assert record["timestamp"] == 1_700_000_000_000  # milliseconds
+    assert (record["depends"], record["build_number"]) == ([], 0)
+
+
+def test_conda_search_subdirs_flexible_search_and_not_found(
+    mroot: CondaRoot, menv: Dict[str, str], channel: Channel
+) -> None:
+    def search(*args: str, env: Dict[str, str] = menv) -> subprocess.CompletedProcess:
+        return mroot.run("search", "--json", *args, env=env)
+
+    tools = json.loads(search("--subdir", "osx-arm64", "tool").stdout)
+    assert [(r["version"], r["subdir"]) for r in tools["tool"]] == [("1.0", "noarch"),
+                                                                    ("2.0", "noarch")]
+    assert tools["tool"][0]["noarch"] == "generic"
+    assert tools["tool"][0]["package_type"] == "noarch_generic"
+    assert "arch" not in tools["tool"][0]
+    env = with_vars(menv, CONDA_SUBDIR="linux-aarch64")
+    assert json.loads(search("mylib", env=env).stdout)["mylib"][0]["subdir"] == "linux-aarch64"
+    # no match for an exact name: conda retries with *NAME* (same constraints)
+    assert sorted(json.loads(search("too").stdout)) == ["tool", "toolplugin"]
+    proc = mroot.run("search", "too", "--skip-flexible-search", env=menv)
+    assert proc.returncode == 1
+    # a [subdir=...] in the spec searches that subdir alone (no noarch)
+    proc = search("tool[subdir=osx-arm64]")
+    assert proc.returncode == 1
+    assert json.loads(proc.stdout)["channel_urls"] == [f"{channel.url}/osx-arm64"]
+    assert search("--subdir", "plan9-64", "tool>=2").returncode == 0  # any string; noarch
+    by_channel = json.loads(search(f"{channel.url}::tool>=2").stdout)  # CHANNEL::SPEC
+    assert [r["version"] for r in by_channel["tool"]] == ["2.0"]
+    proc = search("--subdir", "osx-arm64", "linuxonly")
+    assert proc.returncode == 1
+    error = json.loads(proc.stdout)
+    assert error["exception_name"] == "PackagesNotFoundInChannelsError"  # main_search.py
+    assert error["packages"] == ["linuxonly"]
+    assert error["channel_urls"] == [f"{channel.url}/osx-arm64", f"{channel.url}/noarch"]
+    table = mroot.run("search", "--subdir", "osx-arm64", "mylib", env=menv)
+    assert table.returncode == 0 and table.stdout.splitlines()[-1].split() == [
+        "mylib", "1.0", "0", channel.path.name
+    ]
+
+
+# --------------------------------------------------------------------------- libmamba platforms
+
+
+@pytest.mark.parametrize("how", ["--platform", "CONDA_SUBDIR", "MAMBA_PLATFORM"])
+def test_libmamba_dry_run_for_another_platform(
+    lm: Dict[str, object], menv: Dict[str, str], tmp_path: Path, channel: Channel, how: str
+) -> None:
+    prefix = tmp_path / "env"
+    flags = ["--platform", "osx-arm64"] if how == "--platform" else []
+    env = menv if flags else with_vars(menv, **{how: "osx-arm64"})
+    proc = lmrun(lm, "create", "--dry-run", "--json", *flags, "-p", str(prefix), "--",
+                 "python", "tool", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith('{\n    "actions": {')  # indent 4, sorted keys
+    result = json.loads(proc.stdout)
+    assert (result["success"], result["dry_run"], result["prefix"]) == (True, True, str(prefix))
+    assert result["actions"]["PREFIX"] == str(prefix)
+    link = {entry["name"]: entry for entry in result["actions"]["LINK"]}
+    assert sorted(link) == ["pip", "python", "tool"]
+    for entry in link.values():
+        assert set(entry) - {"noarch"} == MAMBA_LINK_KEYS
+        path = Path(entry["url"][len("file://"):])
+        assert entry["channel"] == channel.url  # a URL
+        assert (entry["fn"], entry["size"]) == (path.name, path.stat().st_size)
+        assert entry["md5"] == hashlib.md5(path.read_bytes()).hexdigest()
+        assert entry["sha256"] == sha256_of(path)
+        assert entry["build_string"] == entry["build"] and entry["timestamp"] == 1_700_000_000
+    assert (link["python"]["subdir"], link["tool"]["subdir"]) == ("osx-arm64", "noarch")
+    assert link["python"]["depends"] == ["pip"]  # add_pip_as_python_dependency
+    assert link["tool"]["noarch"] == "generic" and "noarch" not in link["python"]
+    assert not prefix.exists()
+
+
+def test_libmamba_no_env_ignores_conda_subdir(
+    lm: Dict[str, object], menv: Dict[str, str], tmp_path: Path
+) -> None:
+    env = with_vars(menv, CONDA_SUBDIR="osx-arm64")
+    proc = lmrun(lm, "create", "--dry-run", "--json", "--no-env", "-p", str(tmp_path / "e"),
+                 "mylib", env=env)
+    assert proc.returncode == 0, proc.stderr
+    subdirs = {e["subdir"] for e in json.loads(proc.stdout)["actions"]["LINK"]}
+    assert subdirs == {channel_builder.current_subdir()}
+
+
+def test_libmamba_unknown_platform_warns_and_solves_noarch(
+    lm: Dict[str, object], menv: Dict[str, str], tmp_path: Path, channel: Channel
+) -> None:
+    # any --platform is accepted; a channel without that subdir is a warning (not with --json)
+    args = ["create", "--dry-run", "--platform", "plan9-64", "-p", str(tmp_path / "e"), "tool"]
+    proc = lmrun(lm, *args, env=menv)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.startswith(
+        "warning  libmamba Download error (37) Couldn't read a file:// file "
+        f"[{channel.url}/plan9-64/repodata.json]"
+    )
+    assert f"{channel.url}/plan9-64 {channel.url}/noarch" in proc.stdout
+    proc = lmrun(lm, *args, "--json", env=menv)
+    assert proc.returncode == 0 and proc.stderr == ""
+    (entry,) = json.loads(proc.stdout)["actions"]["LINK"]
+    assert (entry["name"], entry["subdir"]) == ("tool", "noarch")
+
+
+def test_conda_info_reports_conda_subdir(
+    mroot: CondaRoot, menv: Dict[str, str], channel: Channel
+) -> None:
+    info = json.loads(mroot.run("info", "--json", env=with_vars(menv, CONDA_SUBDIR="osx-arm64")
+                                ).stdout)
+    assert info["platform"] == "osx-arm64"
+    assert info["channels"] == [f"{channel.url}/osx-arm64", f"{channel.url}/noarch"]
+
+
+def test_libmamba_unsolvable_json_has_solver_problems(
+    lm: Dict[str, object], menv: Dict[str, str], tmp_path: Path
+) -> None:
+    prefix = tmp_path / "env"
+    proc = lmrun(lm, "create", "--dry-run", "--json", "--platform", "osx-arm64", "-p",
+                 str(prefix), "--", "linuxonly", env=menv)
+    assert proc.returncode == 1 and not prefix.exists()
+    # api/install.cpp: json_write({"success": false, "solver_problems": ...}); the log level
+    # is critical with --json, so stderr has the last line only
+    assert json.loads(proc.stdout) == {
+        "solver_problems": ["nothing provides requested linuxonly"], "success": False
+    }
+    assert proc.stderr == "critical libmamba Could not solve for environment specs\n"
+    proc = lmrun(lm, "create", "-y", "--json", "-p", str(prefix), "broken", env=menv)
+    assert proc.returncode == 1 and not prefix.exists()
+    assert json.loads(proc.stdout)["solver_problems"] == [
+        "nothing provides nosuchdep needed by broken-1.0-0"
+    ]
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    proc = lmrun(lm, "create", "-y", "--json", "-p", str(foreign), "tool", env=menv)
+    assert (proc.returncode, proc.stdout) == (1, "")  # no JSON was written before the error
+    assert proc.stderr == "critical libmamba Aborting.\n"
+
+
+def test_libmamba_platform_is_stored_in_the_prefix(
+    lm: Dict[str, object], menv: Dict[str, str], tmp_path: Path, channel: Channel
+) -> None:
+    prefix = tmp_path / "env"
+    proc = lmrun(lm, "create", "-y", "-q", "--platform", "osx-arm64", "-p", str(prefix),
+                 "mylib", env=menv)
+    assert proc.returncode == 0, proc.stderr
+    # api/create.cpp store_platform_config: "platform: X", no newline
+    assert (prefix / ".mambarc").read_text() == "platform: osx-arm64"
+    assert json.loads((prefix / "conda-meta" / "mylib-1.0-0.json").read_text())["subdir"] == (
+        "osx-arm64"
+    )
+    export = lmrun(lm, "env", "export", "-p", str(prefix), "--explicit", env=menv)
+    assert export.stdout.splitlines()[2] == "# platform: osx-arm64"  # the prefix's .mambarc
+    assert f"{channel.url}/osx-arm64/mylib-1.0-0.tar.bz2#" in export.stdout
+    # recreated without --platform: solved for the old .mambarc's platform (the target
+    # prefix's rc files are read first), which goes with the old env (from an rc: not stored)
+    proc = lmrun(lm, "create", "-y", "-q", "-p", str(prefix), "mylib", env=menv)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((prefix / "conda-meta" / "mylib-1.0-0.json").read_text())["subdir"] == (
+        "osx-arm64"
+    )
+    assert not (prefix / ".mambarc").exists()
+    # written before the solve: a failed solve leaves the prefix with it
+    failed = tmp_path / "failed"
+    proc = lmrun(lm, "create", "-y", "--platform", "osx-arm64", "-p", str(failed), "linuxonly",
+                 env=menv)
+    assert proc.returncode == 1 and os.listdir(failed) == [".mambarc"]
+    env = with_vars(menv, CONDA_SUBDIR=channel_builder.current_subdir())
+    native = tmp_path / "native"
+    assert lmrun(lm, "create", "-y", "-q", "-p", str(native), "tool", env=env).returncode == 0
+    assert (native / ".mambarc").read_text() == f"platform: {channel_builder.current_subdir()}"
+
+
+def test_libmamba_dry_run_checks_no_prefix(
+    lm: Dict[str, object], menv: Dict[str, str], tmp_path: Path
+) -> None:
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    proc = lmrun(lm, "create", "--dry-run", "-p", str(foreign), "tool", env=menv)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == "Dry run. Not executing the transaction."
+    assert os.listdir(foreign) == []
+    proc = lmrun(lm, "create", "--dry-run", "--json", "-p", str(foreign), env=menv)
+    assert proc.returncode == 0, proc.stderr
+    if lm["v2"]:  # api/create.cpp (2.x): no specs, --dry-run --json: "Just print the JSON"
+        assert json.loads(proc.stdout) == {
+            "actions": {"FETCH": [], "PREFIX": str(foreign)}, "dry_run": True,
+            "prefix": str(foreign), "success": True,
+        }
+        assert proc.stdout.startswith('{\n  "actions"')  # dump(2)
+    else:
+        assert proc.stdout == ""
+
+
+def test_libmamba_fetch_lists_what_the_cache_lacks(
+    lm: Dict[str, object], menv: Dict[str, str], tmp_path: Path, channel: Channel
+) -> None:
+    root = private_root(tmp_path, channel, **LIBMAMBA[str(lm["id"])][1])
+    prog = str(lm["prog"])
+    dry = ["create", "--dry-run", "--json", "-p", str(tmp_path / "e"), "tool"]
+    before = json.loads(root.run(*dry, prog=prog, env=menv).stdout)["actions"]
+    assert [e["fn"] for e in before["FETCH"]] == ["tool-2.0-0.tar.bz2"]
+    assert root.run("create", "-y", "-p", str(tmp_path / "a"), "tool", prog=prog, env=menv
+                    ).returncode == 0
+    after = json.loads(root.run(*dry, prog=prog, env=menv).stdout)["actions"]
+    assert "FETCH" not in after and [e["fn"] for e in after["LINK"]] == ["tool-2.0-0.tar.bz2"]
+
+
+def test_libmamba_offline_solves_from_the_package_cache_only(
+    lm: Dict[str, object], menv: Dict[str, str], tmp_path: Path, channel: Channel
+) -> None:
+    root = private_root(tmp_path, channel, **LIBMAMBA[str(lm["id"])][1])
+    prog = str(lm["prog"])
+    proc = root.run("create", "-y", "--offline", "-p", str(tmp_path / "a"), "tool", prog=prog,
+                    env=menv)
+    assert proc.returncode == 1 and "tool" in proc.stderr and "does not exist" in proc.stderr
+    assert root.run("create", "-y", "-p", str(tmp_path / "b"), "tool<2", prog=prog, env=menv
+                    ).returncode == 0
+    proc = root.run("create", "-y", "--offline", "-p", str(tmp_path / "a"), "tool", prog=prog,
+                    env=menv)
+    assert proc.returncode == 0, proc.stderr  # tool 1.0: the only one in the cache
+    assert (tmp_path / "a" / "conda-meta" / "tool-1.0-0.json").exists()
+
+
+def test_libmamba_explicit_list_hashes_and_json(
+    lm: Dict[str, object], menv: Dict[str, str], tmp_path: Path, channel: Channel
+) -> None:
+    python = channel.path / "osx-arm64" / f"python-{PY_XYZ}-0_fake.tar.bz2"
+    listing = tmp_path / "list.txt"
+    # PackageInfo::from_url: any hex after '#' is the md5 (a sha256 too); other text is ignored
+    listing.write_text(f"@EXPLICIT\n{python.as_uri()}#sha256:{sha256_of(python)}\n")
+    proc = lmrun(lm, "create", "--dry-run", "--json", "-p", str(tmp_path / "d"), "--file",
+                 str(listing), env=menv)
+    assert proc.returncode == 0, proc.stderr
+    (entry,) = json.loads(proc.stdout)["actions"]["LINK"]
+    assert (entry["name"], entry["subdir"], entry["channel"]) == ("python", "osx-arm64",
+                                                                  channel.url)
+    assert (entry["size"], entry["timestamp"], entry["depends"]) == (0, 0, [])  # from the URL
+    assert "md5" not in entry and "sha256" not in entry and not (tmp_path / "d").exists()
+    listing.write_text(f"@EXPLICIT\n{python.as_uri()}#{sha256_of(python)}\n")
+    proc = lmrun(lm, "create", "-y", "-p", str(tmp_path / "bad"), "--file", str(listing),
+                 env=menv)
+    assert proc.returncode == 1 and not (tmp_path / "bad").exists()
+
+
+# --------------------------------------------------------------------------- the call log
+
+
+def test_every_version_probe_is_logged(
+    conda_root_factory: Callable[..., CondaRoot], isolated_env: Dict[str, str]
+) -> None:
+    root = conda_root_factory()
+    mamba1 = conda_root_factory(name="m1", personality="mamba1")
+    for prog, flag in [("conda", "--version"), ("conda", "-V"), ("micromamba", "--version"),
+                       ("micromamba", "-V"), ("mamba", "--version")]:
+        root.run(flag, prog=prog, env=isolated_env)
+    mamba1.run("--version", prog="mamba", env=isolated_env)
+    assert [(c["prog"], c["argv"]) for c in root.calls()] == [
+        ("conda", ["conda", "--version"]),
+        ("conda", ["conda", "-V"]),
+        ("micromamba", ["micromamba", "--version"]),
+        ("micromamba", ["micromamba", "-V"]),  # refused (rc 109), still logged
+        ("mamba", ["mamba", "--version"]),
+    ]
+    assert [c["argv"] for c in mamba1.calls()] == [["mamba", "--version"]]
+    assert all(c["subcommand"] is None for c in root.calls())

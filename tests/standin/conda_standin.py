@@ -6,7 +6,14 @@ programs' command lines and behaves as ``shared/conda-facts.md`` and
 signal forwarding, the ``--json`` traceback on a malformed spec, micromamba's missing
 ``list --explicit``, its exit 252 after forwarding SIGTERM, ...).  Packages are solved and
 installed with py-rattler, fully offline, from ``file://`` channels; any other channel
-fails as it would on a machine without network.
+fails as it would on a machine without network (conda ``--offline`` skips it silently).
+
+Other platforms: ``create`` solves for ``$CONDA_SUBDIR`` or ``--subdir``/``--platform``
+(conda: a known platform; libmamba: any string, also ``$MAMBA_PLATFORM`` and a prefix's
+``.mambarc``), and ``--dry-run --json`` prints each program's plan without installing:
+conda's LINK entries without URL or checksums, libmamba's with the full records.
+conda's ``search --json [--subdir S] SPEC`` gives full records; ``list --explicit``
+takes ``--md5`` or ``--sha256``.
 
 It is started by tiny ``#!/bin/sh`` wrappers that a test fixture writes into a fake
 conda root ``ROOT``::
@@ -33,10 +40,11 @@ Configuration comes from ``ROOT/standin.json`` (never from ``$HOME``)::
 program reads (see :func:`rc_files`) come first, ``defaults`` in them expands to those.
 ``custom_channels`` maps a channel name to a URL (conda's setting of that name, simplified).
 
-Every invocation appends one JSON line ``{"argv", "prog", "pid", "ppid", "cwd"}`` to
-``ROOT/calls.jsonl``.  Only ``create`` imports rattler; every exit goes through
-:func:`_exit` (flushed streams, ``os._exit``) because a process that used the rattler
-solver can crash in interpreter teardown.
+Every invocation, ``--version`` and refused command lines included, appends one JSON
+line ``{"argv", "prog", "pid", "ppid", "cwd"}`` to ``ROOT/calls.jsonl`` before anything
+else.  Only ``create`` and ``search`` import rattler; every exit goes through :func:`_exit`
+(flushed streams, ``os._exit``) because a process that used the rattler solver can crash
+in interpreter teardown.
 """
 
 from __future__ import annotations
@@ -46,6 +54,7 @@ import datetime
 import hashlib
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -204,8 +213,9 @@ class StandinError(Exception):
         self.name = name
         self.message = message
         self.extra = extra
-        # conda/exceptions.py (26.7.1): ArgumentError.return_code = 2
-        self.code = 2 if name == "ArgumentError" else 1
+        # conda/exceptions.py (26.7.1): ArgumentError.return_code = 2; CondaSystemExit (a
+        # declined prompt) is a CondaExitZero: rc 0.  libmamba always exits 1 (report).
+        self.code = {"ArgumentError": 2, "CondaSystemExit": 0}.get(name, 1)
 
     def dump_map(self) -> Dict[str, Any]:
         """The JSON object ``conda --json`` prints for this error."""
@@ -356,7 +366,6 @@ def _add_search_parser(sub: Any, name: str) -> None:
     search = sub.add_parser("search", prog=f"{name} search")
     search.add_argument("match_spec", nargs="?", default="*")
     search.add_argument("--subdir", "--platform", dest="subdir")
-    search.add_argument("--envs", action="store_true")
     search.add_argument("-i", "--info", action="store_true")
     search.add_argument("--skip-flexible-search", action="store_true")
     search.add_argument("-f", "--full-name", action="store_true")
@@ -659,9 +668,9 @@ def channel_url(cfg: Config, ch: str) -> str:
     return f"https://conda.anaconda.org/{ch}"
 
 
-def unreachable(cfg: Config, url: str) -> StandinError:
+def unreachable(cfg: Config, url: str, platform: str) -> StandinError:
     """A channel that is not ``file://``: the fetch fails as it does without network."""
-    repodata = f"{url}/{_subdir()}/repodata.json"
+    repodata = f"{url}/{platform}/repodata.json"
     return StandinError(
         "CondaHTTPError",
         f"HTTP 000 CONNECTION FAILED for url <{repodata}>\n"
@@ -679,19 +688,121 @@ def _chan(rec: Any) -> str:
     return (rec.channel or "").rstrip("/")
 
 
-def _record_info(rec: Any) -> Dict[str, Any]:
-    """A rattler record as the dict conda prints in ``actions.LINK``."""
+def channel_name(cfg: Config, url: str) -> str:
+    """The channel's name as the program prints it in a record.
+
+    A ``custom_channels`` name, or the path after ``https://conda.anaconda.org/``; else
+    conda gives the last path component of a ``file://`` URL (models/channel.py
+    ``_read_channel_configuration``, step 6) and libmamba the URL itself (specs/channel.cpp
+    ``resolve_path_name``: ``uri.pretty_str()``).
+    """
+    for name, target in cfg.custom_channels.items():
+        if target.rstrip("/") == url:
+            return name
+    alias = "https://conda.anaconda.org/"
+    if url.startswith(alias):
+        return url[len(alias) :]
+    return url if cfg.is_mamba else url.rsplit("/", 1)[-1]
+
+
+def _record_info(cfg: Config, rec: Any) -> Dict[str, Any]:
+    """A record as conda prints it in ``actions.LINK``: ``PackageRecord.dist_fields_dump``.
+
+    No ``url``, file name, ``md5`` or ``sha256`` (models/records.py, 26.7.1).
+    """
     name = rec.name.normalized
     return {
         "base_url": _chan(rec),
         "build_number": rec.build_number,
         "build_string": str(rec.build),
-        "channel": _chan(rec),
+        "channel": channel_name(cfg, _chan(rec)),
         "dist_name": f"{name}-{rec.version}-{rec.build}",
         "name": name,
         "platform": rec.subdir,
         "version": str(rec.version),
     }
+
+
+def _noarch(rec: Any) -> str:
+    noarch = rec.noarch
+    return "" if noarch is None or noarch.none else "python" if noarch.python else "generic"
+
+
+def _mamba_info(cfg: Config, rec: Any) -> Dict[str, Any]:
+    """A record as libmamba prints it in ``actions``: ``to_json(PackageInfo)``.
+
+    specs/package_info.cpp (2.0.5): ``timestamp`` in seconds (the solvable's), ``track_features``
+    a comma-joined string, ``noarch`` only for noarch packages, ``md5``/``sha256`` when known.
+    With ``add_pip_as_python_dependency`` a solved ``python`` also depends on ``pip``
+    (solver/libsolv/helpers.cpp edits the solvable; rattler's solve does the same).
+    """
+    name = rec.name.normalized
+    info: Dict[str, Any] = {
+        "build": str(rec.build),
+        "build_number": rec.build_number,
+        "build_string": str(rec.build),
+        "channel": channel_name(cfg, _chan(rec)),
+        "constrains": list(rec.constrains),
+        "depends": list(rec.depends),
+        "fn": rec.file_name,
+        "license": rec.license or "",
+        "name": name,
+        "size": rec.size or 0,
+        "subdir": rec.subdir,
+        "timestamp": int(rec.timestamp.timestamp()) if rec.timestamp else 0,
+        "track_features": ",".join(rec.track_features or []),
+        "url": rec.url,
+        "version": str(rec.version),
+    }
+    if _noarch(rec):
+        info["noarch"] = _noarch(rec)
+    if rec.md5:
+        info["md5"] = rec.md5.hex()
+    if rec.sha256:
+        info["sha256"] = rec.sha256.hex()
+    return info
+
+
+def _mamba_url_info(cfg: Config, url: str, md5: str) -> Dict[str, Any]:
+    """What libmamba knows of an explicit-list package: ``PackageInfo::from_url`` only."""
+    base, subdir, fn = url.rsplit("/", 2)
+    stem = fn[: -len(".tar.bz2")] if fn.endswith(".tar.bz2") else fn[: -len(".conda")]
+    name, version, build = stem.rsplit("-", 2)
+    info: Dict[str, Any] = {
+        "build": build,
+        "build_number": 0,
+        "build_string": build,
+        "channel": channel_name(cfg, base),
+        "constrains": [],
+        "depends": [],
+        "fn": fn,
+        "license": "",
+        "name": name,
+        "size": 0,
+        "subdir": subdir,
+        "timestamp": 0,
+        "track_features": "",
+        "url": url,
+        "version": version,
+    }
+    if md5:
+        info["md5"] = md5
+    return info
+
+
+def is_cached(cfg: Config, rec: Any) -> bool:
+    """Whether ``rec``'s package is in the package cache: rattler's ``NAME-VERSION-BUILD.lock``
+    holds a revision (8 bytes) and the archive's sha256 (libmamba checks the same: the
+    extracted package must match the record)."""
+    stem = f"{rec.name.normalized}-{rec.version}-{rec.build}"
+    try:
+        with open(os.path.join(cfg.pkgs_dir, stem + ".lock"), "rb") as fh:
+            lock = fh.read(40)
+    except OSError:
+        return False
+    return bool(rec.sha256) and lock[8:40] == rec.sha256 and os.path.isdir(
+        os.path.join(cfg.pkgs_dir, stem)
+    )
 
 
 def _read_explicit(path: str) -> Tuple[bool, List[str]]:
@@ -703,11 +814,62 @@ def _read_explicit(path: str) -> Tuple[bool, List[str]]:
     return explicit, body
 
 
-def _explicit_records(urls: List[str], rattler: Any, asyncio: Any) -> List[Any]:
-    """Records for an ``@EXPLICIT`` list of ``file://`` URLs, md5 verified."""
+#: conda's explicit-list line (misc.py ``_get_url_pattern``, 26.7.1).
+EXPLICIT_LINE = re.compile(
+    r"(?:(?P<url_p>.+)(?:[/\\]))?"
+    r"(?P<fn>[^/\\#]+(?:\.conda|\.tar\.bz2))"
+    r"(?:#("
+    r"(?P<md5>[0-9a-f]{32})"
+    r"|((sha256:)?(?P<sha256>[0-9a-f]{64}))"
+    r"))?$"
+)
+
+
+def explicit_entry(cfg: Config, line: str) -> Tuple[str, str, str]:
+    """``(url, md5, sha256)`` of one line of an explicit list, or the program's parse error.
+
+    conda: ``URL``, ``URL#MD5``, ``URL#SHA256`` or ``URL#sha256:SHA256`` (a path becomes a
+    ``file://`` URL); anything else is ``ParseError``.  libmamba 2.0.5
+    (``PackageInfo::from_url``): any hex string after ``#`` is taken as the md5, even a
+    sha256; non-hex text after ``#`` is ignored.
+    """
+    if cfg.is_mamba:
+        url, _, digest = line.partition("#")
+        if url.endswith((".tar.bz2", ".conda")):
+            return url, digest if re.fullmatch(r"[0-9a-fA-F]*", digest) else "", ""
+        raise StandinError(
+            "ParseError",
+            f'Fail to parse PackageInfo URL "{line}"',
+            mamba_message=f'Fail to parse PackageInfo URL "{line}"',
+        )
+    if "://" not in line:
+        line = "file://" + os.path.abspath(os.path.expanduser(line))
+    m = EXPLICIT_LINE.match(line)
+    if m is None:
+        raise StandinError("ParseError", f"Could not parse explicit URL: {line}")
+    url = f"{m.group('url_p')}/{m.group('fn')}" if m.group("url_p") else m.group("fn")
+    return url, m.group("md5") or "", m.group("sha256") or ""
+
+
+def _checksum_mismatch(url: str, path: str, kind: str, expected: str, actual: str) -> StandinError:
+    return StandinError(
+        "ChecksumMismatchError",
+        "Conda detected a mismatch between the expected content and downloaded content\n"
+        f"for url '{url}'.\n  download saved to: {path}\n"
+        f"  expected {kind}: {expected}\n  actual {kind}: {actual}\n",
+        url=url,
+    )
+
+
+def _explicit_records(entries: List[Tuple[str, str, str]], rattler: Any, asyncio: Any) -> List[Any]:
+    """Records for an ``@EXPLICIT`` list of ``file://`` URLs, md5/sha256 verified.
+
+    No platform check: conda installs another platform's URLs as they are (the explicit
+    spec's ``available_platforms`` is always ``(context.subdir,)``; misc.py fetches and
+    links the records), and so does libmamba (``create_explicit_transaction_from_urls``).
+    """
     records = []
-    for line in urls:
-        url, _, md5 = line.partition("#")
+    for url, md5, sha256 in entries:
         if not url.startswith("file://"):
             raise StandinError(
                 "CondaHTTPError",
@@ -720,61 +882,95 @@ def _explicit_records(urls: List[str], rattler: Any, asyncio: Any) -> List[Any]:
             raise StandinError("CondaFileIOError", f"'{path}'. No such file or directory", url=url)
         with open(path, "rb") as fh:
             data = fh.read()
-        actual = hashlib.md5(data).hexdigest()
-        if md5 and actual != md5:
-            raise StandinError(
-                "ChecksumMismatchError",
-                "Conda detected a mismatch between the expected content and downloaded content\n"
-                f"for url '{url}'.\n  download saved to: {path}\n"
-                f"  expected md5: {md5}\n  actual md5: {actual}\n",
-                url=url,
-            )
+        actual_md5, actual_sha = hashlib.md5(data).hexdigest(), hashlib.sha256(data).hexdigest()
+        if md5 and actual_md5 != md5.lower():
+            raise _checksum_mismatch(url, path, "md5", md5, actual_md5)
+        if sha256 and actual_sha != sha256:
+            raise _checksum_mismatch(url, path, "sha256", sha256, actual_sha)
         rec = asyncio.run(rattler.RepoDataRecord.from_package_archive(path))
         rec.url = url
-        rec.md5 = bytes.fromhex(actual)
-        rec.sha256 = hashlib.sha256(data).digest()
+        rec.md5 = bytes.fromhex(actual_md5)
+        rec.sha256 = bytes.fromhex(actual_sha)
         rec.size = len(data)
         rec.channel = url.rsplit("/", 2)[0]
         records.append(rec)
     return records
 
 
+class CachedRecords:
+    """A rattler ``RepoDataSource``: the given records whose package is in the package cache.
+
+    What micromamba solves from with ``--offline``: libmamba 2.0.5 downloads no index then,
+    ``file://`` channels included (subdirdata.cpp: "TODO load local channels even when
+    offline"; a ``file://`` subdir never uses the index cache), and adds the packages
+    extracted in its package caches instead (api/channel_loader.cpp).
+    """
+
+    def __init__(self, records: List[Any]) -> None:
+        self.records = records
+
+    async def fetch_package_records(self, platform: Any, name: Any) -> List[Any]:
+        """The cached records of ``name`` for ``platform``."""
+        wanted = getattr(name, "normalized", str(name))
+        return [
+            r for r in self.records if r.subdir == str(platform) and r.name.normalized == wanted
+        ]
+
+    def package_names(self, platform: Any) -> List[str]:
+        """The names of the cached records of ``platform``."""
+        return sorted({r.name.normalized for r in self.records if r.subdir == str(platform)})
+
+
+def _cached_source(cfg: Config, channels: List[str], platforms: List[str]) -> CachedRecords:
+    import asyncio
+
+    import rattler
+
+    gateway = rattler.Gateway()
+    names = [n.normalized for n in asyncio.run(gateway.names(channels, platforms))] if channels else []
+    result = asyncio.run(gateway.query(channels, platforms, names, recursive=False)) if names else []
+    records = [r for per_source in result for r in per_source]
+    return CachedRecords([r for r in records if is_cached(cfg, r)])
+
+
 def _missing_specs(
     rattler: Any,
     asyncio: Any,
-    channels: List[str],
+    sources: List[Any],
+    platforms: List[str],
     spec_strings: List[str],
     specs: List[Any],
     add_pip: bool,
-) -> List[str]:
-    """Requested specs (and dependencies of matching records) that match no record at all.
+) -> List[Tuple[str, str]]:
+    """Requested specs (and dependencies of matching records) that match no record at all:
+    ``(spec, needed_by)``, ``needed_by`` being ``""`` for a requested spec.
 
     With ``add_pip`` (``add_pip_as_python_dependency``), ``python`` depends on ``pip``.
     """
     gateway = rattler.Gateway()
-    platforms = [rattler.Subdir.current(), rattler.Subdir("noarch")]
     names = sorted({_dep_name(str(s)) for s in specs} | ({"pip"} if add_pip else set()))
     result = (
-        asyncio.run(gateway.query(channels, platforms, names, recursive=True)) if channels else []
+        asyncio.run(gateway.query(sources, platforms, names, recursive=True)) if sources else []
     )
-    records = [r for per_channel in result for r in per_channel]
-    missing: List[str] = []
+    records = [r for per_source in result for r in per_source]
+    missing: List[Tuple[str, str]] = []
     seen: set = set()
-    todo: List[Tuple[str, Any]] = list(zip(spec_strings, specs))
+    todo: List[Tuple[str, Any, str]] = [(t, s, "") for t, s in zip(spec_strings, specs)]
     while todo:
-        text, spec = todo.pop(0)
+        text, spec, parent = todo.pop(0)
         if text in seen:
             continue
         seen.add(text)
         matching = [r for r in records if r.matches(spec)]
         if not matching:
-            missing.append(text)
+            missing.append((text, parent))
             continue
         for rec in matching:
             extra = ["pip"] if add_pip and rec.name.normalized == "python" else []
+            dist = f"{rec.name.normalized}-{rec.version}-{rec.build}"
             for dep in [*rec.depends, *extra]:
                 try:
-                    todo.append((dep, rattler.MatchSpec(dep, strict=False)))
+                    todo.append((dep, rattler.MatchSpec(dep, strict=False), dist))
                 except Exception:
                     pass
     return missing
@@ -787,9 +983,31 @@ def _mamba_spec(cfg: Config, spec: str) -> str:
     return f"{spec} =* *"
 
 
-def _not_found(cfg: Config, missing: List[str], channels: List[str]) -> StandinError:
-    pkgs = "\n".join(f"  - {m}" for m in missing)
-    chans = "\n".join(f"  - {c}" for c in channels)
+def _build_form(spec: str) -> str:
+    """A spec as libsolv names a requested dependency: libmamba's ``conda_build_form``
+    (``name``, ``name version``, ``name version build``)."""
+    import rattler
+
+    try:
+        ms = rattler.MatchSpec(spec, strict=False)
+    except Exception:
+        return spec
+    parts = [ms.name.normalized if hasattr(ms.name, "normalized") else _dep_name(spec)]
+    if ms.version is not None or ms.build is not None:
+        parts.append(str(ms.version) if ms.version is not None else "*")
+    if ms.build is not None:
+        parts.append(str(ms.build))
+    return " ".join(parts)
+
+
+def _not_found(
+    cfg: Config, missing: List[Tuple[str, str]], channel_urls: List[str]
+) -> StandinError:
+    """``PackagesNotFoundInChannelsError`` naming the platform's channel URLs (conda), or
+    libmamba's "does not exist" problem tree; ``solver_problems`` in libsolv's words."""
+    names = [m for m, _ in missing]
+    pkgs = "\n".join(f"  - {m}" for m in names)
+    chans = "\n".join(f"  - {c}" for c in channel_urls)
     message = (
         "The following packages are not available from current channels:\n\n"
         f"{pkgs}\n\nCurrent channels:\n\n{chans}\n\n"
@@ -805,17 +1023,24 @@ def _not_found(cfg: Config, missing: List[str], channels: List[str]) -> StandinE
     ]
     lines += [
         f"    └─ {_mamba_spec(cfg, m)} does not exist (perhaps a typo or a missing channel)."
-        for m in missing
+        for m in names
+    ]
+    problems = [  # libsolv's solver_problem2str for the two rule kinds
+        f"nothing provides {dep} needed by {parent}"
+        if parent
+        else f"nothing provides requested {_build_form(dep)}"
+        for dep, parent in missing
     ]
     return StandinError(
         "PackagesNotFoundInChannelsError",
         message,
-        channel_urls=channels,
+        channel_urls=channel_urls,
         channels_formatted=chans,
-        packages=missing,
+        packages=names,
         packages_formatted=pkgs,
         mamba_lines=lines,
         mamba_message="Could not solve for environment specs",
+        solver_problems=problems,
     )
 
 
@@ -833,6 +1058,8 @@ def _unsatisfiable(specs: List[str], solver_message: str) -> StandinError:
         mamba_lines=["error    libmamba Could not solve for environment specs"]
         + ["    " + ln for ln in solver_message.splitlines()],
         mamba_message="Could not solve for environment specs",
+        # the shape is libmamba's; the wording is rattler's, not libsolv's
+        solver_problems=[ln.strip() for ln in solver_message.splitlines() if ln.strip()],
     )
 
 
@@ -951,23 +1178,33 @@ def _parse_specs(cfg: Config, spec_strings: List[str], as_json: bool, rattler: A
     return specs
 
 
-def _clear_prefix(cfg: Config, prefix: str, yes: bool) -> bool:
-    """Deal with an existing prefix; return whether it still exists (conda keeps a folder)."""
-    if not os.path.lexists(prefix):
-        return False
+def _clear_prefix(cfg: Config, prefix: str, yes: bool, dry_run: bool) -> bool:
+    """Deal with an existing prefix; return whether it still exists (conda keeps a folder).
+
+    conda (cli/main_create.py, 26.7.1): an existing env is refused with ``--dry-run``, else
+    removed after a prompt; a non-env directory is kept after a prompt (default no; both
+    prompts pass with ``--yes``/``--json``).  libmamba (api/create.cpp): with ``--dry-run``
+    nothing is checked at all.
+    """
+    if not os.path.lexists(prefix) or (cfg.is_mamba and dry_run):
+        return os.path.lexists(prefix)
     if is_env(prefix):
         if cfg.is_mamba:  # "Found conda-prefix at '...'. Overwrite?" (-y: yes)
             if not (yes or confirm(cfg, default=False)):
                 raise StandinError("CondaSystemExit", "Aborting.", mamba_message="Aborting.")
-        elif not yes:
-            err(f"WARNING: A conda environment already exists at '{prefix}'")
-            if not confirm(
-                cfg,
-                "Remove existing environment?\nThis will remove ALL directories contained within "
-                "this specified prefix directory.\n (y/[n])? ",
-                default=False,
-            ):
-                raise StandinError("CondaSystemExit", "Exiting.")
+        elif dry_run:
+            raise StandinError(
+                "CondaValueError", "Cannot `create --dry-run` with an existing conda environment"
+            )
+        elif not yes and not confirm(
+            cfg,
+            f"WARNING: A conda environment already exists at '{prefix}'\n\n"
+            "Remove existing environment?\nThis will remove ALL directories contained within "
+            "this specified prefix directory, including any other conda environments.\n\n"
+            " (y/[n])? ",
+            default=False,
+        ):
+            raise StandinError("CondaSystemExit", "Exiting.")
         shutil.rmtree(prefix)
         return False
     if cfg.is_mamba:  # libmamba create: any existing path without conda-meta, even empty
@@ -977,95 +1214,181 @@ def _clear_prefix(cfg: Config, prefix: str, yes: bool) -> bool:
             mamba_lines=["error    libmamba Non-conda folder exists at prefix"],
             mamba_message="Aborting.",
         )
+    if not yes and not confirm(
+        cfg,
+        f"WARNING: A directory already exists at the target location '{prefix}'\n"
+        "but it is not a conda environment.\nContinue creating environment (y/[n])? ",
+        default=False,
+    ):
+        raise StandinError("CondaSystemExit", "Exiting.")
     return True
 
 
 def _solve(
-    cfg: Config, channels: List[str], spec_strings: List[str], specs: List[Any], progress: bool
+    cfg: Config,
+    sources: List[Any],
+    platform: str,
+    spec_strings: List[str],
+    specs: List[Any],
+    progress: bool,
+    channel_urls: List[str],
 ) -> List[Any]:
-    """Solve ``specs`` from ``channels`` (every one ``file://``) or raise conda's error."""
+    """Solve ``specs`` for ``platform`` (and noarch) from ``sources`` or raise the error."""
     import asyncio
 
     import rattler
     from rattler.exceptions import SolverError
 
     add_pip = cfg.add_pip_as_python_dependency
+    platforms = _solve_platforms(platform)
     try:
         return asyncio.run(
             rattler.solve(
-                channels,
+                sources,
                 specs,
                 gateway=rattler.Gateway(),
-                platforms=[str(rattler.Subdir.current()), "noarch"],
+                platforms=platforms,
                 add_pip_as_python_dependency=add_pip,
             )
         )
     except SolverError as exc:
         if progress:
             out("failed\n")
-        missing = _missing_specs(rattler, asyncio, channels, spec_strings, specs, add_pip)
+        missing = _missing_specs(
+            rattler, asyncio, sources, platforms, spec_strings, specs, add_pip
+        )
         if missing:
-            raise _not_found(cfg, missing, channels) from exc
+            raise _not_found(cfg, missing, channel_urls) from exc
         raise _unsatisfiable(spec_strings, str(exc)) from exc
 
 
-def cmd_create(cfg: Config, args: argparse.Namespace, raw_args: Sequence[str]) -> int:
-    """``create``: solve (or read an explicit list) and install into a new prefix."""
-    as_json = bool(args.json)
-    yes = bool(args.yes or as_json)
-    if not args.prefix and not args.name:
-        raise StandinError(
-            "CondaValueError", "Value error: one of --prefix or --name must be given"
-        )
-    prefix = resolve_prefix(cfg, args.prefix, args.name)
+def command_channels(cfg: Config, args: argparse.Namespace) -> List[str]:
+    """``-c`` channels, then (without ``--override-channels``) the configured ones."""
     channels = [channel_url(cfg, c) for c in args.channel]
     if not args.override_channels:
         root_prefix = getattr(args, "root_prefix", None) or (
             os.environ.get("MAMBA_ROOT_PREFIX") if cfg.is_mamba else None
         )
         channels += [c for c in configured_channels(cfg, root_prefix) if c not in channels]
+    return channels
+
+
+def _reachable(cfg: Config, channels: List[str], platform: str, offline: bool) -> List[str]:
+    """The channels to read: conda ``--offline`` skips network channels silently (their
+    repodata is empty: gateways/repodata, ``context.offline``); without it they fail."""
+    if offline and not cfg.is_mamba:
+        return [c for c in channels if c.startswith("file://")]
+    for c in channels:
+        if not c.startswith("file://"):
+            raise unreachable(cfg, c, platform)
+    return channels
+
+
+def _warn_missing_subdirs(channels: List[str], platform: str) -> None:
+    """libmamba logs a warning for a platform subdir a channel lacks, then ignores it
+    (core/subdirdata.cpp: ``ignore_failure`` but for noarch; the message is the download
+    error of download/downloader.cpp with curl's text for ``CURLE_FILE_COULDNT_READ_FILE``)."""
+    for c in channels:
+        path = c[len("file://") :] + f"/{platform}/repodata.json"
+        if platform != "noarch" and not os.path.exists(path):
+            err(
+                "warning  libmamba Download error (37) Couldn't read a file:// file "
+                f"[{c}/{platform}/repodata.json]\nCouldn't open file {path}"
+            )
+
+
+def _sources(
+    cfg: Config,
+    args: argparse.Namespace,
+    channels: List[str],
+    platform: str,
+    progress: bool,
+    quiet: bool,
+) -> List[Any]:
+    """What the solve reads, with the progress each program prints while it loads it:
+    the channels (all reachable, or conda's ``--offline`` skips the network ones), or for
+    libmamba ``--offline`` the package cache only (:class:`CachedRecords`)."""
+    if cfg.is_mamba and args.offline:
+        local = [c for c in channels if c.startswith("file://")]
+        return [_cached_source(cfg, local, _solve_platforms(platform))]
+    if cfg.is_mamba and not quiet:
+        out(" ".join(f"{c}/{s}" for c in channels for s in (platform, "noarch")))
+    if progress:
+        out("Channels:")
+        for c in channels:
+            out(f" - {c}")
+        out(f"Platform: {platform}")
+        out("Collecting package metadata (repodata.json): ", end="")
+        sys.stdout.flush()
+        if not args.offline and any(not c.startswith("file://") for c in channels):
+            out("failed\n")
+    sources = _reachable(cfg, channels, platform, args.offline)
+    if cfg.is_mamba and not args.json:
+        _warn_missing_subdirs(sources, platform)
+    if progress:
+        out("done\nSolving environment: ", end="")
+        sys.stdout.flush()
+    return sources
+
+
+def _create_prefix(cfg: Config, args: argparse.Namespace) -> str:
+    """``-p``/``-n``; conda's ``--dry-run`` without them uses a temporary path."""
+    if args.prefix or args.name:
+        return resolve_prefix(cfg, args.prefix, args.name)
+    if args.dry_run and not cfg.is_mamba:  # cli/main_create.py: mktemp()/UNUSED_ENV_NAME
+        return os.path.join(tempfile.mktemp(), "unused-env-name")
+    if cfg.is_mamba:
+        raise StandinError(
+            "CondaValueError", "Value error: one of --prefix or --name must be given"
+        )
+    raise StandinError("ArgumentError", "one of the arguments -n/--name -p/--prefix is required")
+
+
+def cmd_create(cfg: Config, args: argparse.Namespace, raw_args: Sequence[str]) -> int:
+    """``create``: solve for the target platform (or read an explicit list) and install."""
+    as_json = bool(args.json)
+    yes = bool(args.yes or as_json)
+    prefix = _create_prefix(cfg, args)
+    platform, platform_from = target_platform(cfg, args, prefix)
+    channels = command_channels(cfg, args)
 
     spec_strings = list(args.specs)
-    explicit_urls: List[str] = []
+    explicit_lines: List[str] = []
     for path in args.file:
-        explicit, lines = _read_explicit(path)
-        if explicit:
-            explicit_urls += lines
+        is_explicit, lines = _read_explicit(path)
+        if is_explicit:
+            explicit_lines += lines
         else:
             spec_strings += lines
+
+    # Both programs deal with the prefix first, then parse the specs and lists.
+    existed = _clear_prefix(cfg, prefix, yes, args.dry_run)
+    if cfg.is_mamba and not args.dry_run and platform_from in ("cli", "env"):
+        existed = _store_platform_config(prefix, platform) or existed
 
     import asyncio
 
     import rattler
 
     specs = _parse_specs(cfg, spec_strings, as_json, rattler)
-    existed = _clear_prefix(cfg, prefix, yes)
+    explicit = [explicit_entry(cfg, line) for line in explicit_lines]
+    if explicit and args.dry_run and not cfg.is_mamba:
+        # misc.py get_package_records_from_explicit: DryRunExit once the lines are parsed
+        return _dry_run_exit(as_json)
+    if cfg.is_mamba and args.dry_run and as_json and not spec_strings and not explicit:
+        if cfg.mamba_major >= 2:  # api/create.cpp: "Just print the JSON"
+            out(json.dumps(_mamba_empty_dry_run(prefix), indent=2))
+        return 0
     progress = not as_json and not cfg.is_mamba
     quiet = bool(args.quiet) or as_json
-    if cfg.is_mamba and not quiet and not explicit_urls:
-        out(" ".join(f"{c}/{s}" for c in channels for s in (_subdir(), "noarch")))
-    if progress and not explicit_urls:
-        out("Channels:")
-        for c in channels:
-            out(f" - {c}")
-        out(f"Platform: {_subdir()}")
-        out("Collecting package metadata (repodata.json): ", end="")
-        sys.stdout.flush()
-        if any(not c.startswith("file://") for c in channels):
-            out("failed\n")
-    if not explicit_urls:
-        for c in channels:
-            if not c.startswith("file://"):
-                raise unreachable(cfg, c)
-        if progress:
-            out("done\nSolving environment: ", end="")
-            sys.stdout.flush()
-    if explicit_urls:
-        records = _explicit_records(explicit_urls, rattler, asyncio)
+    sources = [] if explicit else _sources(cfg, args, channels, platform, progress, quiet)
+    channel_urls = [f"{c}/{s}" for c in channels for s in (platform, "noarch")]
+    if explicit:
+        records = _explicit_records(explicit, rattler, asyncio)
     elif specs:
         if not channels:
-            raise _not_found(cfg, spec_strings, channels)
-        records = _solve(cfg, channels, spec_strings, specs, progress)
+            raise _not_found(cfg, [(s, "") for s in spec_strings], channel_urls)
+        records = _solve(cfg, sources, platform, spec_strings, specs, progress, channel_urls)
         if progress:
             out("done\n")
     else:
@@ -1074,36 +1397,119 @@ def cmd_create(cfg: Config, args: argparse.Namespace, raw_args: Sequence[str]) -
             out("done\n")
 
     ordered = _toposort_rattler(records)
+    infos, fetch = _mamba_plan(cfg, explicit, records, ordered) if cfg.is_mamba else ([], [])
     if not quiet:
         _print_plan(cfg, prefix, spec_strings, ordered, channels)
     if args.dry_run:
-        return _dry_run(prefix, ordered, as_json)
+        if cfg.is_mamba:
+            return _mamba_dry_run(prefix, infos, fetch, as_json)
+        return _dry_run(cfg, prefix, ordered, as_json)
     if not yes and not confirm(cfg):
         raise StandinError("CondaSystemExit", "Exiting.")
     # conda's -q hides the plan only; libmamba's -q prints nothing at all on success.
     silent = as_json or (cfg.is_mamba and quiet)
-    _install(cfg, prefix, ordered, specs, existed, raw_args, spec_strings, silent)
+    _install(cfg, prefix, ordered, specs, existed, raw_args, spec_strings, silent, platform)
+    if not cfg.is_mamba and not explicit and platform != _subdir():
+        # cli/install.py handle_txn: a new env for another platform remembers it
+        with open(os.path.join(prefix, ".condarc"), "w", encoding="utf-8") as fh:
+            fh.write(f"subdir: {platform}\n")
     _register_env(cfg, prefix)
-    _report_created(cfg, prefix, ordered, as_json, silent)
+    if cfg.is_mamba and as_json:
+        if spec_strings or explicit:  # no specs: create_empty_target, no JSON at all
+            out(json.dumps(_mamba_result(prefix, infos, fetch, False), indent=4, sort_keys=True))
+    else:
+        _report_created(cfg, prefix, ordered, as_json, silent)
     return 0
 
 
-def _dry_run(prefix: str, ordered: List[Any], as_json: bool) -> int:
-    if as_json:
-        out(
-            json.dumps(
-                {
-                    "dry_run": True,
-                    "success": True,
-                    "prefix": prefix,
-                    "actions": {"LINK": [_record_info(r) for r in ordered], "PREFIX": prefix},
-                },
-                indent=2,
-                sort_keys=True,
-            )
-        )
-    else:
+def _mamba_plan(
+    cfg: Config, explicit: List[Tuple[str, str, str]], records: List[Any], ordered: List[Any]
+) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]:
+    """libmamba's LINK and FETCH entries (core/transaction.cpp ``log_json``): an explicit
+    list in its own order, as parsed from the URLs; FETCH what the package cache lacks."""
+    pairs = (
+        [(_mamba_url_info(cfg, e[0], e[1]), r) for e, r in zip(explicit, records)]
+        if explicit
+        else [(_mamba_info(cfg, r), r) for r in ordered]
+    )
+    return [info for info, _ in pairs], [info for info, rec in pairs if not is_cached(cfg, rec)]
+
+
+def _store_platform_config(prefix: str, platform: str) -> bool:
+    """libmamba's ``store_platform_config``: ``PREFIX/.mambarc`` says ``platform: X`` (no
+    newline) when ``--platform`` or an env var chose it; written before the solve, so a
+    failed solve leaves the prefix behind.  Returns whether the prefix existed."""
+    existed = os.path.isdir(prefix)
+    os.makedirs(prefix, exist_ok=True)
+    with open(os.path.join(prefix, ".mambarc"), "w", encoding="utf-8") as fh:
+        fh.write(f"platform: {platform}")
+    return existed
+
+
+def _dry_run_exit(as_json: bool) -> int:
+    """conda's ``DryRunExit`` (rc 0): silent with ``--json`` (exceptions.py
+    print_conda_exception), else ``DryRunExit: Dry run. Exiting.`` on stderr."""
+    if not as_json:
         err("\nDryRunExit: Dry run. Exiting.\n")
+    return 0
+
+
+def conda_actions(cfg: Config, prefix: str, ordered: List[Any]) -> Dict[str, Any]:
+    """conda's legacy action group (core/link.py ``_make_legacy_action_groups``): FETCH
+    (nothing to download from a ``file://`` channel), PREFIX, LINK (only if any)."""
+    actions: Dict[str, Any] = {"FETCH": [], "PREFIX": prefix}
+    if ordered:
+        actions["LINK"] = [_record_info(cfg, r) for r in ordered]
+    return actions
+
+
+def _dry_run(cfg: Config, prefix: str, ordered: List[Any], as_json: bool) -> int:
+    """conda ``--dry-run``: with ``--json`` cli/install.py ``handle_txn`` prints
+    ``stdout_json_success(prefix=..., actions=..., dry_run=True)`` (key order kept, as
+    conda's json.dumps does), then ``DryRunExit``."""
+    if as_json:
+        result = {
+            "success": True,
+            "actions": conda_actions(cfg, prefix, ordered),
+            "prefix": prefix,
+            "dry_run": True,
+        }
+        out(json.dumps(result, indent=2))
+        return 0
+    return _dry_run_exit(as_json)
+
+
+def _mamba_result(
+    prefix: str, infos: List[Dict[str, Any]], fetch: List[Dict[str, Any]], dry_run: bool
+) -> Dict[str, Any]:
+    """libmamba's JSON after a solve (core/transaction.cpp): ``actions`` only for a
+    non-empty transaction, FETCH only if something must be downloaded."""
+    result: Dict[str, Any] = {"success": True, "dry_run": dry_run, "prefix": prefix}
+    if infos:
+        result["actions"] = {"PREFIX": prefix, "LINK": infos, **({"FETCH": fetch} if fetch else {})}
+    else:
+        result["message"] = "All requested packages already installed"
+    return result
+
+
+def _mamba_empty_dry_run(prefix: str) -> Dict[str, Any]:
+    """api/create.cpp (2.x): ``create --dry-run --json`` without specs."""
+    return {
+        "actions": {"FETCH": [], "PREFIX": prefix},
+        "dry_run": True,
+        "prefix": prefix,
+        "success": True,
+    }
+
+
+def _mamba_dry_run(
+    prefix: str, infos: List[Dict[str, Any]], fetch: List[Dict[str, Any]], as_json: bool
+) -> int:
+    """libmamba ``--dry-run``: the JSON (indent 4, sorted keys), or a line on stdout."""
+    if as_json:
+        out(json.dumps(_mamba_result(prefix, infos, fetch, True), indent=4, sort_keys=True))
+    else:
+        out("Dry run. Not executing the transaction.")
     return 0
 
 
@@ -1116,6 +1522,7 @@ def _install(
     raw_args: Sequence[str],
     spec_strings: List[str],
     quiet: bool,
+    platform: str,
 ) -> None:
     """Link the records into ``prefix`` (a failure removes a prefix that was not there)."""
     import asyncio
@@ -1133,6 +1540,7 @@ def _install(
                     end="",
                 )
                 sys.stdout.flush()
+            known = _solve_platforms(platform)[0]
             asyncio.run(
                 rattler.install(
                     ordered,
@@ -1140,6 +1548,7 @@ def _install(
                     cache_dir=cfg.pkgs_dir,  # type: ignore[arg-type]
                     show_progress=False,
                     requested_specs=[s._match_spec for s in specs],  # type: ignore[misc]
+                    platform=rattler.Subdir(known) if known != "noarch" else None,
                 )
             )
         _write_history(cfg, prefix, raw_args, ordered, spec_strings)
@@ -1155,17 +1564,14 @@ def _install(
 def _report_created(
     cfg: Config, prefix: str, ordered: List[Any], as_json: bool, quiet: bool
 ) -> None:
-    """What each program prints after a successful create."""
+    """What each program prints after a successful create (libmamba's JSON: cmd_create)."""
     if as_json:
-        link = [_record_info(r) for r in ordered]
-        result: Dict[str, Any] = {
-            "actions": {"FETCH": [], "LINK": link, "PREFIX": prefix},
-            "prefix": prefix,
+        result = {
             "success": True,
+            "actions": conda_actions(cfg, prefix, ordered),
+            "prefix": prefix,
         }
-        if cfg.is_mamba:
-            result["dry_run"] = False
-        out(json.dumps(result, indent=2, sort_keys=True))
+        out(json.dumps(result, indent=2))
     elif cfg.is_mamba:
         if quiet:
             return
@@ -1419,9 +1825,15 @@ def cmd_list(cfg: Config, args: argparse.Namespace) -> int:
     prefix = resolve_prefix(cfg, args.prefix, args.name)
     if not is_env(prefix):
         raise env_not_found(cfg, prefix)
+    if getattr(args, "md5", False) and getattr(args, "sha256", False):
+        raise StandinError(  # cli/main_list.py (26.7.1)
+            "ArgumentError", "Only one of --md5 and --sha256 can be specified at the same time"
+        )
     records = toposort_records(read_records(prefix))
     if getattr(args, "explicit", False):
-        _print_explicit(records, f"conda {cfg.conda_version}", args.md5)
+        digest = "md5" if args.md5 else "sha256" if args.sha256 else ""
+        platform, _ = target_platform(cfg, args)
+        _print_explicit(records, f"conda {cfg.conda_version}", digest, platform)
         return 0
     records.sort(key=lambda r: r["name"])
     if args.json:
@@ -1451,16 +1863,24 @@ def cmd_list(cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_explicit(records: List[Dict[str, Any]], created_by: str, md5: bool) -> None:
-    """The explicit list: conda's header (``# created-by:`` only from conda), one URL a line."""
+def _print_explicit(
+    records: List[Dict[str, Any]], created_by: str, digest: str, platform: str
+) -> None:
+    """The explicit list: conda's header (``# created-by:`` only from conda), one URL a line.
+
+    ``digest`` (``md5``, ``sha256`` or ``""``) is appended as ``URL#HEX``, without a
+    ``sha256:`` prefix (cli/main_list.py ``print_explicit``, 26.7.1).  ``# platform:`` is
+    the configured platform (conda: ``context.subdir``; libmamba: ``ctx.platform``), not
+    the env's.
+    """
     out("# This file may be used to create an environment using:")
     out("# $ conda create --name <env> --file <this file>")
-    out(f"# platform: {_subdir()}")
+    out(f"# platform: {platform}")
     if created_by:
         out(f"# created-by: {created_by}")
     out("@EXPLICIT")
     for r in records:
-        out(r["url"] + (f"#{r['md5']}" if md5 and r.get("md5") else ""))
+        out(r["url"] + (f"#{r[digest]}" if digest and r.get(digest) else ""))
 
 
 def cmd_env_export(cfg: Config, args: argparse.Namespace) -> int:
@@ -1470,7 +1890,8 @@ def cmd_env_export(cfg: Config, args: argparse.Namespace) -> int:
         raise env_not_found(cfg, prefix)
     records = toposort_records(read_records(prefix))
     if args.explicit:
-        _print_explicit(records, "", args.md5 is not False)
+        platform, _ = target_platform(cfg, args, prefix)
+        _print_explicit(records, "", "md5" if args.md5 is not False else "", platform)
         return 0
     out(f"name: {os.path.basename(prefix) if os.path.dirname(prefix) in cfg.envs_dirs else ''}")
     out("channels:")
@@ -1495,7 +1916,7 @@ def _envs(cfg: Config) -> List[str]:
 
 def cmd_info(cfg: Config, args: argparse.Namespace) -> int:
     """``info [--json]``: the configuration as conda reports it."""
-    subdir = _subdir()
+    subdir, _ = target_platform(cfg, args)
     channel_urls = [f"{c}/{s}" for c in cfg.channels for s in (subdir, "noarch")]
     home = os.environ.get("HOME", "")
     if cfg.is_mamba:
@@ -1575,6 +1996,169 @@ def cmd_info(cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- search
+
+#: The head of a search query: ``[CHANNEL::]NAME`` (NAME may be a glob), then the rest.
+SEARCH_HEAD = re.compile(r"^\s*(?:(?P<channel>\S+?)::)?(?P<name>[^\s=<>!~\[]*)(?P<rest>.*)$")
+
+
+def search_record(rec: Any) -> Dict[str, Any]:
+    """A record as ``conda search --json`` prints it: ``PackageRecord.dump()``.
+
+    models/records.py (26.7.1), fields in their declaration order, those without a value
+    left out: ``channel`` is the channel URL with the subdir (``str(Channel)``),
+    ``timestamp`` in milliseconds, ``noarch`` and ``package_type`` for noarch packages.
+    """
+    noarch = _noarch(rec)
+    d: Dict[str, Any] = {
+        "name": rec.name.normalized,
+        "version": str(rec.version),
+        "build": str(rec.build),
+        "build_number": rec.build_number,
+        "channel": f"{_chan(rec)}/{rec.subdir}",
+        "subdir": rec.subdir,
+        "fn": rec.file_name,
+    }
+    if rec.md5:
+        d["md5"] = rec.md5.hex()
+    d["url"] = rec.url
+    if rec.sha256:
+        d["sha256"] = rec.sha256.hex()
+    if rec.arch:
+        d["arch"] = rec.arch
+    if rec.platform:
+        d["platform"] = rec.platform
+    d["depends"] = list(rec.depends)
+    d["constrains"] = list(rec.constrains)
+    if rec.track_features:
+        d["track_features"] = " ".join(rec.track_features)
+    if noarch:
+        d["noarch"] = noarch
+    if rec.license:
+        d["license"] = rec.license
+    if noarch:
+        d["package_type"] = f"noarch_{noarch}"
+    if rec.timestamp:
+        d["timestamp"] = int(rec.timestamp.timestamp() * 1000)
+    if rec.size:
+        d["size"] = rec.size
+    return d
+
+
+def _human_bytes(n: int) -> str:
+    """conda.utils.human_bytes."""
+    k = n / 1024
+    m = k / 1024
+    if n < 1024:
+        return f"{n} B"
+    if k < 1024:
+        return f"{round(k)} KB"
+    if m < 1024:
+        return f"{m:.1f} MB"
+    return f"{m / 1024:.2f} GB"
+
+
+def _pretty_record(rec: Any) -> None:
+    """``conda search --info``: main_search.py ``_pretty_record_format``."""
+    d = search_record(rec)
+    head = f"{d['name']} {d['version']} {d['build']}"
+    lines = [head, "-" * len(head)]
+    for label, key in (("file name", "fn"), ("name", "name"), ("version", "version"),
+                       ("build", "build"), ("build number", "build_number")):
+        lines.append(f"{label:<12}: {d[key]}")
+    if "size" in d:
+        lines.append(f"{'size':<12}: {_human_bytes(d['size'])}")
+    for label in ("license", "subdir", "url", "md5"):
+        if label in d:
+            lines.append(f"{label:<12}: {d[label]}")
+    if rec.timestamp:
+        lines.append(f"{'timestamp':<12}: {rec.timestamp:%Y-%m-%d %H:%M:%S} UTC")
+    deps = "".join(f"\n  - {x}" for x in d["depends"]) if d["depends"] else "[]"
+    lines.append(f"{'dependencies':<12}: {deps}")
+    out("\n".join(lines) + "\n\n")
+
+
+def _search_query(
+    channels: List[str], subdirs: Sequence[str], name: str, rest: str
+) -> List[Any]:
+    """The records of ``channels``/``subdirs`` matching ``NAME`` (a glob) and ``rest``,
+    sorted as subdir_data.py ``_search_package`` does: name, version, build."""
+    import asyncio
+    import fnmatch
+
+    import rattler
+
+    platforms = [s for s in dict.fromkeys(subdirs) if s in _solve_platforms(s)]
+    if not channels or not platforms:
+        return []
+    gateway = rattler.Gateway()
+    if any(c in name for c in "*?["):
+        names = [
+            n.normalized
+            for n in asyncio.run(gateway.names(channels, platforms))
+            if fnmatch.fnmatchcase(n.normalized, name.lower())
+        ]
+    else:
+        names = [name]
+    if not names:
+        return []
+    result = asyncio.run(gateway.query(channels, platforms, names, recursive=False))
+    found = []
+    for rec in (r for per_source in result for r in per_source):
+        if rattler.MatchSpec(rec.name.normalized + rest, strict=False).matches(rec):
+            found.append(rec)
+    return sorted(found, key=lambda r: (r.name.normalized, r.version, str(r.build)))
+
+
+def cmd_search(cfg: Config, args: argparse.Namespace) -> int:
+    """conda's ``search`` (cli/main_search.py, 26.7.1) in channels, never ``--envs``.
+
+    Subdirs: the spec's ``[subdir=X]`` alone, else ``--subdir``/``$CONDA_SUBDIR`` (any
+    string) and ``noarch``.  Nothing found for an exact name: the "flexible" search for
+    ``*NAME*`` with the same constraints; still nothing: ``PackagesNotFoundInChannelsError``
+    naming every channel/subdir URL searched.  ``--json``: ``{name: [records]}``.
+    """
+    import rattler
+
+    text = args.match_spec
+    head = SEARCH_HEAD.match(text)
+    assert head is not None  # the pattern matches any string
+    name, rest = head.group("name") or "*", head.group("rest")
+    try:
+        probe = rattler.MatchSpec("probe" + rest, strict=False)
+    except Exception as exc:
+        raise StandinError("InvalidMatchSpec", f"Invalid spec '{text}': {exc}") from exc
+    platform, _ = target_platform(cfg, args)
+    subdirs = [probe.subdir] if probe.subdir else [platform, "noarch"]
+    spec_channel = head.group("channel")
+    channels = [channel_url(cfg, spec_channel)] if spec_channel else command_channels(cfg, args)
+    channels = _reachable(cfg, channels, platform, args.offline)
+    if not args.json:
+        out("Loading channels: done")
+    matches = _search_query(channels, subdirs, name, rest)
+    if not matches and not args.skip_flexible_search and not any(c in name for c in "*?["):
+        if not args.json:
+            out(f"No match found for: {text}. Search: *{name}*{rest}")
+        matches = _search_query(channels, subdirs, f"*{name}*", rest)
+    if not matches:
+        urls = [f"{c}/{s}" for c in channels for s in subdirs]
+        raise _not_found(cfg, [(text, "")], urls)
+    if args.json:
+        found: Dict[str, List[Dict[str, Any]]] = {}
+        for rec in matches:
+            found.setdefault(rec.name.normalized, []).append(search_record(rec))
+        out(json.dumps(found, indent=2))
+    elif args.info:
+        for rec in matches:
+            _pretty_record(rec)
+    else:
+        out(f"# {'Name':<18} {'Version':>15} {'Build':>15}  {'Channel':<20}")
+        for rec in matches:
+            chan = channel_name(cfg, _chan(rec))
+            out(f"{rec.name.normalized:<20} {rec.version!s:>15} {rec.build!s:>15}  {chan:<20}")
+    return 0
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -1622,6 +2206,8 @@ def main(argv: Sequence[str]) -> int:
             return cmd_list(cfg, args)
         if args.cmd == "info":
             return cmd_info(cfg, args)
+        if args.cmd == "search":
+            return cmd_search(cfg, args)
         parser.print_help(sys.stderr if args.cmd else sys.stdout)
         return 0 if not args.cmd else 2
     except StandinError as exc:
