@@ -230,13 +230,14 @@ WARM = (
     "default_run_with", "ensure_env", "env_for", "env_name", "env_named", "env_platform",
     "env_vars", "exec_in_env", "find_manager", "find_pep723", "is_complete", "is_match_spec",
     "is_own_file", "is_pep440_prefix", "is_pep440_version", "is_platform", "iter_lines",
-    "launch_mark", "launches_us", "load_config", "load_spec", "log_line", "main",
-    "make_source", "manager_exe", "maybe_collect_in_background", "metadata_hash",
-    "missing_interpreter", "open_env_dir", "parse_args", "parse_block", "parse_toml",
-    "pep440_clause", "pep723_fields", "pep723_ignored", "pep723_opener", "private_dir", "python_spec",
-    "read_condarc", "read_lock", "read_spec", "record_use", "script_argv", "script_opener",
-    "source_from_stdin", "spec_from_fields", "spec_identity", "spec_name", "split_shebang",
-    "toml_subset", "tool_argv", "tool_source", "tool_spec", "unnamed_file", "with_specs",
+    "launch_mark", "launches_us", "load_config", "load_spec", "lock_opener", "log_line",
+    "main", "make_source", "manager_exe", "maybe_collect_in_background", "metadata_hash",
+    "missing_interpreter", "open_env_dir", "parse_args", "parse_block", "parse_lock",
+    "parse_toml", "pep440_clause", "pep723_fields", "pep723_ignored", "pep723_opener",
+    "private_dir", "python_spec", "read_condarc", "read_lock", "read_lock_block", "read_spec",
+    "record_use", "script_argv", "script_opener", "source_from_stdin", "spec_from_fields",
+    "spec_identity", "spec_name", "split_shebang", "toml_subset", "tool_argv", "tool_source",
+    "tool_spec", "unnamed_file", "with_specs",
 )
 # The functions only a conda-script block's warm run adds: a part of their own (stored), run
 # when such a block is read; a '# conda execute', PEP 723 or -s run does without them.

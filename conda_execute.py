@@ -95,6 +95,7 @@ EXIT_NO_CONDA = 69  # no conda, mamba or micromamba found
 EXIT_CREATE_FAILED = 70  # the package manager could not create the environment
 EXIT_ENV_DIR = 73  # the env dir cannot be created, written, or is not private
 EXIT_BOOTSTRAP_FAILED = 74  # micromamba (no conda found) could not be downloaded, verified, installed
+EXIT_BAD_ARCHIVE = 74  # a bundle's package archive is missing or does not match its lock
 EXIT_BUSY = 75  # --force-env on an environment a running script uses
 EXIT_NOT_EXECUTABLE = 126  # run_with[0] exists but cannot be executed
 EXIT_NOT_FOUND = 127  # run_with[0] is neither in the environment nor on PATH
@@ -693,20 +694,25 @@ def block_prefix(text: str) -> str:
     return stripped[:end] if end and rest[:1].isspace() and rest.strip() in BLOCK_WORDS else ""
 
 
-def _block_lines(lines: Iterator[Item], label: str, prefix: str) -> List[Item]:
-    """Collect the block's lines (text after PREFIX) up to the first line without PREFIX."""
+def _block_lines(lines: Iterator[Item], label: str, prefix: str,
+                 ended: Optional[List[Item]] = None) -> List[Item]:
+    """Collect the block's lines (text after PREFIX) up to the first line without PREFIX (or
+    a lock block's opener), which is appended to ENDED."""
     block: List[Item] = []
     for line, text in lines:
         if not _block_line(block, line, text, label, prefix):
+            if ended is not None:
+                ended.append((line, text))
             break
     return block
 
 
 def _block_line(block: List[Item], line: int, text: str, label: str, prefix: str) -> bool:
-    """Add one line to BLOCK; False if it ends the block (it does not start with PREFIX). At
-    most MAX_BLOCK_LINES lines: a longer block is an error at its first line too many."""
+    """Add one line to BLOCK; False if it ends the block (it does not start with PREFIX, or
+    opens a lock block). At most MAX_BLOCK_LINES lines: a longer block is an error at its
+    first line too many."""
     stripped = text.strip()
-    if not stripped.startswith(prefix):
+    if not stripped.startswith(prefix) or stripped.endswith(LOCK_OPENER):
         return False
     if len(block) >= MAX_BLOCK_LINES:
         raise UsageError(f"metadata block longer than {MAX_BLOCK_LINES} lines", label, line)
@@ -733,6 +739,7 @@ class Spec(NamedTuple):
     run_line: int = 0  # the line run_with comes from (1: the shebang), else the block's
     notes: Tuple[str, ...] = ()  # what reading it passed over, said with -v
     form: str = "conda-execute"  # the block's format, as --dry-run names it
+    embedded: Optional[EmbeddedLock] = None  # a lock block inside the script, as read
 
 
 def _items(field: Field, key: str, label: str, split: bool = False) -> Tuple[Item, ...]:
@@ -2409,6 +2416,7 @@ class _Watch:
         self.lines, self.label, self.header, self.block = lines, label, 0, []  # type: List[Item]
         self.script: Optional[Block] = None
         self.pep723 = 0
+        self.lock: Optional[EmbeddedLock] = None
 
     def __iter__(self) -> Iterator[Item]:
         prefix, inside = "", False
@@ -2419,6 +2427,13 @@ class _Watch:
                 continue
             if prefix and not _block_line(self.block, line, text, self.label, prefix):
                 prefix = ""  # collected as read_spec's _block_lines does, with its length limit
+            if "///" in text and not inside and not self.lock and lock_opener(text):
+                self.lock = read_lock_block(self.lines, (line, text), self.label)
+                yield line, text
+                for n, t in self.lock.lines:
+                    yield n, lock_opener(text) + t
+                yield self.lock.end, lock_opener(text) + LOCK_CLOSER
+                continue
             if "///" in text:
                 inside = self._opens_script(line, text)
             if not self.header and "conda execute" in text and not inside:
@@ -2457,14 +2472,42 @@ def read_spec(lines: Iterator[Item], label: str, filename: str) -> Spec:
             shebang = text
         prefix = block_prefix(text) if "conda execute" in text else ""
         if prefix:
-            block = parse_block(_block_lines(lines, label, prefix), label)
+            ended: List[Item] = []
+            block = parse_block(_block_lines(lines, label, prefix, ended), label)
             spec = spec_from_fields(block, label, line)
             if not spec.run_with:
                 spec = default_run_with(spec, shebang, filename)
+            if ended and lock_opener(ended[0][1]):  # a lock block right after the block
+                spec = spec._replace(embedded=read_lock_block(lines, ended[0], label))
             return spec
         if text.startswith("# /// ") or ("///" in text and script_opener(text)):
             return _read_blocks(_prepend((line, text), lines), label, shebang, filename)
     raise UsageError(HOW_TO, label)
+
+
+def lock_opener(text: str) -> str:
+    """The prefix of a line that opens a lock block ('# ', '// '...), or ''."""
+    line = text.rstrip()
+    if not line.endswith(LOCK_OPENER):
+        return ""
+    prefix = line[: -len(LOCK_OPENER)].lstrip()
+    return prefix if prefix and not any(c.isalnum() for c in prefix) else ""
+
+
+def read_lock_block(lines: Iterator[Item], opener: Item, label: str) -> EmbeddedLock:
+    """The lock block OPENER starts: its lines up to PREFIX + '///' (each PREFIX + text, or
+    the prefix alone); a line without the prefix, or no closer, is an error."""
+    prefix = lock_opener(opener[1])
+    body: List[Item] = []
+    for line, text in lines:
+        text = text.strip()
+        if text == prefix + LOCK_CLOSER or text == prefix.rstrip() + LOCK_CLOSER:
+            return EmbeddedLock(opener[0], prefix, body, line)
+        if not (text.startswith(prefix) or text == prefix.rstrip()) or \
+                len(body) > 100 * MAX_BLOCK_LINES:
+            break
+        body.append((line, text[len(prefix):]))
+    raise UsageError(f"unclosed lock block: no {prefix + LOCK_CLOSER!r} line", label, opener[0])
 
 
 def _prepend(first: Item, rest: Iterator[Item]) -> Iterator[Item]:
@@ -2488,17 +2531,19 @@ def _read_blocks(lines: Iterator[Item], label: str, shebang: str, filename: str)
                          "may describe the environment; keep one of them", label, blocks[1][1])
     if watch.header:  # a '# /// other' block, then a '# conda execute' block
         spec = spec_from_fields(parse_block(watch.block, label), label, watch.header)
-        return spec if spec.run_with else default_run_with(spec, shebang, filename)
+        spec = spec if spec.run_with else default_run_with(spec, shebang, filename)
+        return spec._replace(embedded=watch.lock)
     if watch.script:
         spec = conda_script_spec(watch.script, label, conda_platform())
-        return spec if spec.entrypoint else default_run_with(spec, shebang, filename)
+        spec = spec if spec.entrypoint else default_run_with(spec, shebang, filename)
+        return spec._replace(embedded=watch.lock)
     if not found:
         raise UsageError(HOW_TO, label)
     opener, text = found
     data = parse_toml(text, label, opener + 1)
     env, channels, pip, run_with = pep723_fields(data, label, opener)
     return Spec(env, channels, run_with or ("python",), label, opener, pip, run_line=opener,
-                notes=pep723_ignored(data), form="pep723")
+                notes=pep723_ignored(data), form="pep723", embedded=watch.lock)
 
 
 def load_spec(source: Source) -> Spec:
@@ -2759,30 +2804,64 @@ def default_env_dir(root: Optional[str]) -> str:
 
 
 ###############################################################################
-# Lock files: SCRIPT.conda-lock ################################################
+# Lock files: SCRIPT.conda-lock, or a block in the script #####################
 ###############################################################################
-# A lock file is conda's own explicit list (`conda list --explicit --md5`: exact package URLs
-# with their md5), headed by lines of ours:
-#     # conda-execute-lock: 1
+# A lock holds one explicit list per platform (exact package URLs with their md5, each after
+# a `# sha256:` line), headed by lines of ours:
+#     # conda-execute-lock: 2
 #     # conda-execute-metadata: <sha256 of the metadata it was made from>
 #     # conda-execute-pip: requests==2.32.3        (one line per PyPI pin)
-# so `conda create --file SCRIPT.conda-lock` works on it as it is. When the metadata and the
-# platform match, the env is created from it (no solve) and pip installs the pins --no-deps.
+#     # platform: linux-64
+#     @EXPLICIT
+#     # sha256: 5f1e...
+#     https://.../linux-64/python-3.12.7-h0_cpython.conda#a1b2...
+#     # platform: osx-arm64
+#     @EXPLICIT
+#     ...
+# Each platform's part is a list `conda create --file` takes as it is (`#` lines are comments
+# to conda). Version 1 (one platform, no sha256 lines) is still read. The lock lives beside
+# the script (SCRIPT.conda-lock) or inside it (--lock --embed): a block of the same lines
+# without their "# ", behind the script's comment prefix, after its metadata block:
+#     # /// conda-execute-lock
+#     # conda-execute-lock: 2
+#     # ...
+#     # ///
+# A run uses its platform's list (CONDA_SUBDIR honoured) when the metadata matches: the env
+# is created from it (no solve) and pip installs the pins --no-deps. The env's identity holds
+# the digest of that list and the pins only, so locking another platform rebuilds nothing.
 
 LOCK_SUFFIX = ".conda-lock"
-LOCK_MAGIC = "# conda-execute-lock: 1"
+LOCK_VERSION = 2
+LOCK_MAGIC = "# conda-execute-lock: 2"
+LOCK_OPENER = "/// conda-execute-lock"
+LOCK_CLOSER = "///"
+BUNDLE_PACKAGES = "packages"  # a bundle's package archives: packages/SUBDIR/FILE
+BUNDLE_MARK = "conda-execute-bundle.json"  # in it: what made it, for which platforms
+
+
+class EmbeddedLock(NamedTuple):
+    """A lock block as read from a script: its opener's line, prefix and content lines."""
+
+    line: int
+    prefix: str
+    lines: List[Item]  # (line, text after the prefix and one space)
+    end: int  # the closer's line
 
 
 class Lock(NamedTuple):
-    """A parsed lock file."""
+    """A parsed lock, with the list of the platform a run uses."""
 
-    path: str
-    digest: str  # sha256 of the file's bytes: part of the env's identity
+    path: str  # the lock file, or the script holding the lock block
+    digest: str  # sha256 of this platform's list and the pins: part of the env's identity
     metadata: str  # the metadata hash it was made from
-    platform: str  # e.g. linux-64
+    platform: str  # the platform whose list this is ("" when the lock has none for it)
     pip: Tuple[str, ...]  # name==version pins installed with pip --no-deps
     line: int  # the line of the metadata hash, for messages
     distrust: str = ""  # why it may not be the user's own ("" = it is): then it is not read
+    urls: Tuple[str, ...] = ()  # this platform's URL#md5 lines
+    sha256: Tuple[str, ...] = ()  # each one's sha256 ("" where the lock has none)
+    platforms: Tuple[str, ...] = ()  # every platform the lock has a list for
+    embedded: bool = False
 
 
 def conda_platform() -> str:
@@ -2827,8 +2906,9 @@ def metadata_hash(spec: Spec) -> str:
     return _sha256_hex(spec_identity(spec._replace(lock=None)))
 
 
-def read_lock(path: str) -> Optional[Lock]:
-    """The lock file at PATH, or None if there is none; a malformed one is an error."""
+def read_lock(path: str, here: str = "") -> Optional[Lock]:
+    """The lock file at PATH (with the list for platform HERE), or None if there is none; a
+    malformed one is an error."""
     try:
         with open(path, "rb") as f:
             st = os.fstat(f.fileno())
@@ -2846,32 +2926,47 @@ def read_lock(path: str) -> Optional[Lock]:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise UsageError("lock file is not UTF-8 text", path) from None
-    lines = text.splitlines()
-    if not lines or lines[0].strip() != LOCK_MAGIC:
-        raise UsageError(f"not a conda-execute lock file (first line must be {LOCK_MAGIC!r}); "
-                         "remake it with --lock --upgrade", path, 1)
-    metadata = platform = ""
-    meta_line, pip = 0, []
-    explicit = urls = False
-    for n, line in enumerate(lines, 1):
+    lines = [(n, t[2:] if t.startswith("# ") else t)
+             for n, t in enumerate(text.splitlines(), 1)]
+    return parse_lock(lines, path, here)
+
+
+def parse_lock(lines: List[Item], path: str, here: str, embedded: bool = False) -> Lock:
+    """A lock from its lines (comment lines without their "# "), with HERE's list."""
+    if not lines or lines[0][1].strip() not in ("conda-execute-lock: 1",
+                                                 "conda-execute-lock: 2"):
+        raise UsageError(f"not a conda-execute lock (its first line must be {LOCK_MAGIC!r}); "
+                         "remake it with --lock --upgrade", path, lines[0][0] if lines else 1)
+    metadata, meta_line, pip = "", 0, []  # type: str, int, List[str]
+    lists: Dict[str, List[Tuple[str, str]]] = {}
+    platform, sha, explicit = "", "", False
+    for n, line in lines[1:]:
         key, _, value = line.partition(":")
         value = value.strip()
-        if key == "# conda-execute-metadata":
+        if line.strip() == "@EXPLICIT":
+            explicit = bool(platform)
+        elif explicit and "://" in line and not line.startswith(("#", "sha256:")):
+            lists[platform].append((line.strip(), sha))
+            sha = ""
+        elif key == "conda-execute-metadata":
             metadata, meta_line = value, n
-        elif key == "# conda-execute-pip":
+        elif key == "conda-execute-pip":
             if not _is_pin(value):
                 raise UsageError(f"bad pip pin {value!r} (expected name==version)", path, n)
             pip.append(value)
-        elif key == "# platform":
-            platform = value
-        elif line.strip() == "@EXPLICIT":
-            explicit = True
-        elif explicit and line.strip() and not line.startswith("#"):
-            urls = True  # it pins at least one package
-    if not (metadata and platform and explicit and urls):
-        raise UsageError("incomplete lock file (no metadata hash, platform or package URLs); "
+        elif key == "platform":
+            platform, explicit = value, False
+            lists.setdefault(platform, [])
+        elif key == "sha256":
+            sha = value
+    if not (metadata and lists and all(lists.values())):
+        raise UsageError("incomplete lock (no metadata hash, platform or package URLs); "
                          "remake it with --lock --upgrade", path)
-    return Lock(path, _sha256_bytes(data), metadata, platform, tuple(pip), meta_line)
+    chosen = lists.get(here or conda_platform(), [])
+    digest = _sha256_hex("\n".join([u for u, _ in chosen] + pip))
+    return Lock(path, digest, metadata, (here or conda_platform()) if chosen else "",
+                tuple(pip), meta_line, urls=tuple(u for u, _ in chosen),
+                sha256=tuple(h for _, h in chosen), platforms=tuple(lists), embedded=embedded)
 
 
 PIN_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
@@ -2885,13 +2980,20 @@ def _is_pin(pin: str) -> bool:
 
 
 def apply_lock(spec: Spec, script: str, locked: bool, here: str) -> Spec:
-    """Attach SCRIPT's lock file to SPEC when it is the user's and matches the metadata and the
-    platform HERE; otherwise warn (or fail if LOCKED)."""
-    lock = read_lock(script + LOCK_SUFFIX)
+    """Attach SCRIPT's lock (beside it, or embedded) to SPEC when it is the user's and matches
+    the metadata and has a list for the platform HERE; otherwise warn (or fail if LOCKED)."""
+    if spec.embedded:
+        if os.path.lexists(script + LOCK_SUFFIX):
+            raise UsageError(f"the script holds a lock block and there is also a lock file "
+                             f"{script + LOCK_SUFFIX}: keep one of them", spec.label,
+                             spec.embedded.line)
+        lock: Optional[Lock] = parse_lock(spec.embedded.lines, spec.label, here, embedded=True)
+    else:
+        lock = read_lock(script + LOCK_SUFFIX, here)
     if lock is None:
         if locked:
             raise UsageError(f"--locked, but there is no lock file {script + LOCK_SUFFIX} "
-                             "(make one with --lock)", spec.label)
+                             "nor a lock block (make one with --lock)", spec.label)
         return spec
     if lock.distrust:  # another user could have chosen its URLs and pins
         message = (f"lock file {lock.distrust}: not using it (if you trust it, chown it to "
@@ -2903,29 +3005,80 @@ def apply_lock(spec: Spec, script: str, locked: bool, here: str) -> Spec:
     problem = ""
     if lock.metadata != metadata_hash(spec):
         problem = "was made from other metadata"
-    elif lock.platform != here:
-        problem = f"is for {lock.platform}, not {here}"
+    elif not lock.platform:
+        problem = f"has no list for {here} (it has {', '.join(lock.platforms)})"
     if not problem:
         return spec._replace(lock=lock)
-    message = f"lock file {problem}; remake it with --lock --upgrade"
+    message = f"lock {problem}; remake it with --lock --upgrade" + (
+        f" --platform {here}" if not lock.platform and lock.metadata == metadata_hash(spec)
+        else "")
     if locked:
         raise UsageError(message, lock.path, lock.line)
     _say(f"warning: {lock.path}:{lock.line}: {message} (solving instead)")
     return spec
 
 
-def lock_text(spec: Spec, explicit: str, pins: List[str]) -> str:
-    """A lock file's text: our header lines, then conda's explicit list as it printed it."""
-    head = [LOCK_MAGIC, f"# conda-execute-metadata: {metadata_hash(spec)}"]
-    head += [f"# conda-execute-pip: {pin}" for pin in pins]
-    return "\n".join(head) + "\n" + explicit.rstrip("\n") + "\n"
+def lock_text(spec: Spec, lists: Dict[str, List[Tuple[str, str]]], pins: List[str]) -> str:
+    """A lock's text: our header lines, then each platform's explicit list (URL#md5 lines,
+    each after its '# sha256:' line)."""
+    lines = [LOCK_MAGIC, f"# conda-execute-metadata: {metadata_hash(spec)}"]
+    lines += [f"# conda-execute-pip: {pin}" for pin in pins]
+    for platform, entries in lists.items():
+        lines += [f"# platform: {platform}", "@EXPLICIT"]
+        for url, sha in entries:
+            lines += [f"# sha256: {sha}"] if sha else []
+            lines.append(url)
+    return "\n".join(lines) + "\n"
 
 
-def write_lock(cfg: Config, env: Env, spec: Spec, script: str) -> str:
-    """Write SCRIPT.conda-lock from the env: conda's explicit list and pip's own installs."""
+def check_platforms(platforms: List[str]) -> List[str]:
+    """--platform values, each a conda platform (an unknown one is exit 2)."""
+    for p in platforms:
+        if p not in CONDA_PLATFORMS:
+            raise UsageError(f"--platform {p!r}: not a conda platform (known: "
+                             f"{', '.join(sorted(CONDA_PLATFORMS))})")
+    return list(dict.fromkeys(platforms))
+
+
+def write_lock(cfg: Config, env: Env, spec: Spec, script: str, platforms: List[str] = (),
+               embed: bool = False) -> str:
+    """Lock SCRIPT: this platform's list from its env, each other platform's from a solve
+    (nothing installed); written beside it (SCRIPT.conda-lock), or into it with EMBED."""
+    mgr = manager_for(cfg)
+    lists = {cfg.platform: this_platform_list(mgr, env, spec)}
+    for platform in platforms:
+        kept = _locked_list(spec, platform) if platform not in lists else None
+        if kept:  # the lock in use has it: locking again changes nothing (--upgrade re-solves)
+            lists[platform] = kept
+        elif platform not in lists:
+            lists[platform] = solve_for(mgr, spec, platform, os.path.dirname(env.prefix))
+    text = lock_text(spec, lists, pip_pins(env.prefix) if spec.pip else [])
+    if embed:
+        path = embed_lock(script, text)
+    else:
+        path = script + LOCK_SUFFIX
+        try:  # a file of the project, like the script: the umask decides its mode
+            _atomic_write(path, text, 0o666)
+        except OSError as e:
+            raise UsageError(f"cannot write {path}: {e.strerror}", spec.label) from None
+    _say(f"wrote {'a lock block into ' if embed else ''}{path} ({', '.join(lists)})")
+    return path
+
+
+def _locked_list(spec: Spec, platform: str) -> List[Tuple[str, str]]:
+    """PLATFORM's list in the lock SPEC was made from (none without one, or if it has none)."""
+    if spec.lock is None:
+        return []
+    lock = parse_lock(spec.embedded.lines, spec.label, platform) if spec.lock.embedded else \
+        read_lock(spec.lock.path, platform)
+    return list(zip(lock.urls, lock.sha256)) if lock and lock.platform == platform else []
+
+
+def this_platform_list(mgr: Manager, env: Env, spec: Spec) -> List[Tuple[str, str]]:
+    """(URL#md5, sha256) of each package in ENV, as the manager lists it explicitly; sha256
+    from the env's package records (conda-meta/*.json)."""
     import subprocess
 
-    mgr = manager_for(cfg)
     cmd = explicit_command(mgr, env.prefix)
     try:
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
@@ -2936,14 +3089,84 @@ def write_lock(cfg: Config, env: Env, spec: Spec, script: str) -> str:
         shown = " ".join([os.path.basename(mgr.exe), *cmd[1:2 + (mgr.kind != "conda")]])
         raise UsageError(f"{shown} --explicit failed (exit {proc.returncode})", spec.label,
                          code=EXIT_CREATE_FAILED)
-    path = script + LOCK_SUFFIX
-    text = lock_text(spec, proc.stdout, pip_pins(env.prefix) if spec.pip else [])
-    try:  # a file of the project, like the script: the umask decides its mode
-        _atomic_write(path, text, 0o666)
+    shas: Dict[str, str] = {}
+    meta = os.path.join(env.prefix, "conda-meta")
+    for name in os.listdir(meta):
+        if name.endswith(".json"):
+            record = _read_json_object(os.path.join(meta, name))
+            if isinstance(record.get("url"), str) and isinstance(record.get("sha256"), str):
+                shas[record["url"].rsplit("/", 1)[-1]] = record["sha256"]
+    urls = proc.stdout.split("@EXPLICIT", 1)[1].split()
+    return [(u, shas.get(u.split("#")[0].rsplit("/", 1)[-1], "")) for u in urls
+            if "://" in u]
+
+
+def solve_for(mgr: Manager, spec: Spec, platform: str, workdir: str) -> List[Tuple[str, str]]:
+    """(URL#md5, sha256) of each package the specs solve to on PLATFORM, installing nothing:
+    `create --dry-run --json` (conda with CONDA_SUBDIR; libmamba with --platform), conda's
+    records completed by `conda search --json --subdir` (its dry run gives no URL or hash)."""
+    import json
+    import subprocess
+
+    prefix = os.path.join(workdir, f".solve-{platform}-{os.getpid()}")
+    channels = ["--override-channels", *[a for c in spec.channels for a in ("-c", c)]] \
+        if spec.channels else []
+    conda = mgr.kind == "conda"
+    cmd = [mgr.exe, "create", *(["-r", mgr.root] if mgr.root else []), "--dry-run", "--json",
+           *([] if conda else ["--platform", platform, "--yes"]), "-p", prefix, *channels,
+           "--", *spec.env]
+    environ = dict(os.environ, CONDA_SUBDIR=platform) if conda else None
+    try:
+        proc = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL, text=True,
+                              env=environ)
     except OSError as e:
-        raise UsageError(f"cannot write {path}: {e.strerror}", spec.label) from None
-    _say(f"wrote {path}")
-    return path
+        raise UsageError(f"cannot run {mgr.exe}: {e.strerror}", code=EXIT_CREATE_FAILED) from None
+    finally:
+        if os.path.lexists(prefix):  # micromamba writes PREFIX/.mambarc even for a dry run
+            remove_tree(prefix)
+    try:
+        data = json.loads(proc.stdout)
+    except ValueError:
+        data = {}
+    links = data.get("actions", {}).get("LINK") if data.get("success") else None
+    if proc.returncode != 0 or not isinstance(links, list):
+        raise UsageError(f"--platform {platform}: the specs have no solution there: "
+                         f"{_solve_reason(data, proc.stderr)}", spec.label,
+                         code=EXIT_CREATE_FAILED)
+    if not conda:
+        return [(f"{r['url']}#{r['md5']}", r.get("sha256", "")) for r in links]
+    return [_searched(mgr, r, platform, channels, spec) for r in links]
+
+
+def _solve_reason(data: dict, stderr: str) -> str:
+    """The manager's own reason a solve failed, on one line."""
+    problems = data.get("solver_problems")
+    reason = "; ".join(problems) if isinstance(problems, list) and problems else \
+        data.get("message") or data.get("error") or (stderr.strip().splitlines() or ["?"])[-1]
+    return " ".join(str(reason).split())[:500]
+
+
+def _searched(mgr: Manager, link: dict, platform: str, channels: List[str], spec: Spec
+              ) -> Tuple[str, str]:
+    """(URL#md5, sha256) of one package of conda's dry run, from `conda search --json`."""
+    import json
+    import subprocess
+
+    query = f"{link['name']}=={link['version']}={link['build_string']}"
+    cmd = [mgr.exe, "search", "--json", "--subdir", link.get("platform") or platform,
+           *channels, query]
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                          stdin=subprocess.DEVNULL, text=True)
+    try:
+        records = json.loads(proc.stdout).get(link["name"], [])
+    except (ValueError, AttributeError):
+        records = []
+    base = str(link.get("base_url", "")).rstrip("/")
+    for r in records:
+        if r.get("build") == link["build_string"] and str(r.get("url", "")).startswith(base):
+            return f"{r['url']}#{r['md5']}", r.get("sha256", "")
+    raise UsageError(f"--platform {platform}: conda search found no record of {query}",
+                     spec.label, code=EXIT_CREATE_FAILED)
 
 
 def pip_pins(prefix: str) -> List[str]:
@@ -3810,7 +4033,8 @@ def remove_tree(path: str) -> None:
 
 
 def create_command(mgr: Manager, spec: Spec, prefix: str, quiet: bool) -> List[str]:
-    """The create command line: from the lock file when one applies, else from the specs.
+    """The create command line: from the lock's list (PREFIX.explicit, see explicit_list) when
+    one applies, else from the specs.
 
     '--' ends the options on every back end (conda's argparse, libmamba's CLI11), so no spec
     is ever read as a flag.
@@ -3819,7 +4043,7 @@ def create_command(mgr: Manager, spec: Spec, prefix: str, quiet: bool) -> List[s
     if quiet:
         cmd.append("--quiet")
     if spec.lock:
-        return [*cmd, "--file", spec.lock.path]
+        return [*cmd, "--file", prefix + ".explicit"]
     if spec.channels:
         cmd.append("--override-channels")
         for channel in spec.channels:
@@ -4173,12 +4397,72 @@ def create(env: Env, spec: Spec, cfg: Config, lock_fd: int, quiet: bool = False,
            verbose: bool = False) -> None:
     """Create ENV from SPEC (the caller holds the lock exclusively)."""
     mgr = manager_for(cfg, quiet, verbose)
-    show = show_for(quiet, verbose)
     if os.path.lexists(env.prefix):
         if verbose or not quiet:
             _say(f"removing {'the' if is_complete(env) else 'incomplete'} environment "
                  f"{env.prefix}")
         remove_tree(env.prefix)
+    if spec.lock:
+        explicit_list(spec, env.prefix + ".explicit")
+    try:
+        _create_steps(env, spec, mgr, lock_fd, quiet, verbose)
+    finally:
+        if spec.lock:
+            try:
+                os.unlink(env.prefix + ".explicit")
+            except OSError:
+                pass
+
+
+def explicit_list(spec: Spec, path: str) -> None:
+    """Write the lock's list for this platform to PATH, as `conda create --file` takes it;
+    from a bundle, each URL is the bundle's own copy, checked against its sha256 first."""
+    assert spec.lock is not None
+    urls = list(spec.lock.urls)
+    channel = bundle_channel(spec.lock.path)
+    if channel:
+        urls = [bundled_url(channel, url, sha, spec) for url, sha in
+                zip(spec.lock.urls, spec.lock.sha256)]
+    try:
+        _atomic_write(path, "@EXPLICIT\n" + "".join(u + "\n" for u in urls))
+    except OSError as e:
+        raise UsageError(f"cannot write {path}: {e.strerror}", code=EXIT_ENV_DIR) from None
+
+
+def bundle_channel(lock_path: str) -> str:
+    """The packages folder of the bundle the lock at LOCK_PATH is in (see --bundle), or ''."""
+    folder = os.path.join(os.path.dirname(os.path.abspath(lock_path)), BUNDLE_PACKAGES)
+    return folder if os.path.isfile(os.path.join(folder, BUNDLE_MARK)) else ""
+
+
+def bundled_url(channel: str, url: str, sha256: str, spec: Spec) -> str:
+    """The file:// URL of URL's archive in the bundle's CHANNEL folder, after checking it
+    against SHA256 (else the md5 after '#'): a missing or changed file is exit 74."""
+    import hashlib
+    from urllib.parse import quote, unquote
+
+    bare, _, md5 = url.partition("#")
+    subdir, name = [unquote(p) for p in bare.rstrip("/").split("/")[-2:]]
+    local = os.path.join(channel, subdir, name)
+    digest = hashlib.sha256() if sha256 else hashlib.md5()
+    try:
+        with open(local, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as e:
+        raise UsageError(f"the bundle's {subdir}/{name} cannot be read: {e.strerror}",
+                         spec.label, code=EXIT_BAD_ARCHIVE) from None
+    if digest.hexdigest() != (sha256 or md5):
+        raise UsageError(f"the bundle's {subdir}/{name} does not match the lock's "
+                         f"{'sha256' if sha256 else 'md5'}: it was changed or damaged; "
+                         "nothing was created", spec.label, code=EXIT_BAD_ARCHIVE)
+    return "file://" + quote(os.path.abspath(local)) + (f"#{md5}" if md5 else "")
+
+
+def _create_steps(env: Env, spec: Spec, mgr: Manager, lock_fd: int, quiet: bool,
+                  verbose: bool) -> None:
+    """create()'s steps: the package manager's create, pip, the marker."""
+    show = show_for(quiet, verbose)
     cmd = create_command(mgr, spec, env.prefix, quiet)
     what = f"creating environment {env.name} with {os.path.basename(mgr.exe)}"
     if show.mode in ("plain", "verbose"):
@@ -6374,6 +6658,37 @@ def _write(script: Script, lines: List[str]) -> None:
                          code=EXIT_CANNOT_WRITE) from None
 
 
+def embed_lock(path: str, text: str) -> str:
+    """Write the lock TEXT into the script at PATH as a lock block behind its comment prefix,
+    right after its metadata block (an earlier lock block is replaced where it is), under the
+    script's lock, atomically, its mode kept; every other byte unchanged. Returns PATH."""
+    target = _edit_target(path)
+    fd = _lock_script(target, path)
+    try:
+        script = _read_locked(path, target, fd)
+        spec = _spec_for_edit(script.lines, path)
+        block = find_block(script, spec)
+        prefix = spec.embedded.prefix if spec.embedded else \
+            block.prefix if block.fmt == "conda-script" else block.prefix.rstrip() + " "
+        end = _ending(script.lines, block.first - 1)
+        new = [prefix + LOCK_OPENER] + [
+            (prefix + t[2:] if t.startswith("# ") else prefix + t).rstrip() + end
+            for t in text.splitlines()] + [prefix + LOCK_CLOSER]
+        new[0] += end
+        new[-1] += end
+        lines = list(script.lines)
+        if spec.embedded:
+            lines[spec.embedded.line - 1:spec.embedded.end] = new
+        else:  # after a PEP 723 block, a blank line first: a '#' line would continue it
+            lines[block.last:block.last] = ([end] if block.fmt == "pep723" else []) + new
+        if _spec_of(lines, path).embedded is None:
+            raise UsageError("the lock block would not read back; nothing was changed", path)
+        _write(script, lines)
+    finally:
+        os.close(fd)
+    return path
+
+
 def _stale_lock(path: str, spec: Spec) -> None:
     """Say so when PATH's lock file no longer matches its metadata."""
     try:
@@ -6488,6 +6803,151 @@ def _init_existing(path: str, block: List[str], want: Spec) -> None:
 
 
 ###############################################################################
+# Bundles: a script that runs with no network (--bundle) #######################
+###############################################################################
+# `--bundle SCRIPT --output DIR [--platform SUBDIR]...` makes DIR (refused if it exists; built
+# as DIR.partial-PID beside it, then renamed: nothing half-made is ever at DIR):
+#     DIR/conda-execute.pyz          the running pyz (or one made from this module)
+#     DIR/SCRIPT                     the script under its own name, its mode kept
+#     DIR/SCRIPT.conda-lock          its lock (unless the lock is embedded in the script)
+#     DIR/packages/SUBDIR/FILE       every archive the lock's lists name, hashes checked
+#     DIR/packages/conda-execute-bundle.json
+# A run of DIR/SCRIPT finds packages/ beside its lock and creates the env from those files
+# (file:// URLs, each checked against the lock's sha256 first: a changed one is exit 74),
+# with whatever manager the machine has: no channel, no network, wherever DIR has moved.
+
+
+def bundle(cfg: Config, args: Args) -> int:
+    """--bundle: lock the script if needed, then pack it (see above)."""
+    more = parse_args(args.args)
+    opts = {**args.options, **more.options}
+    platforms = check_platforms(args.lists.get("--platform", []) +
+                                more.lists.get("--platform", []))
+    if args.script is None or more.script is not None or "--output" not in opts:
+        raise UsageError("usage: --bundle SCRIPT --output DIR [--platform SUBDIR]...")
+    script, output = args.script, os.path.abspath(opts["--output"])
+    if os.path.lexists(output):
+        raise UsageError(f"--output {output}: it exists; name a new folder")
+    lock = _bundle_lock(script, [cfg.platform, *platforms], args)
+    wanted = list(dict.fromkeys([cfg.platform, *platforms]))
+    work = f"{output}.partial-{os.getpid()}"
+    try:
+        _fill_bundle(work, script, lock, wanted)
+        os.rename(work, output)
+    except BaseException:
+        remove_tree(work) if os.path.lexists(work) else None
+        raise
+    _say(f"wrote {output} ({', '.join(wanted)}): run it with python3 "
+         f"{os.path.join(output, 'conda-execute.pyz')} {os.path.join(output, os.path.basename(script))}")
+    return 0
+
+
+def _bundle_lock(script: str, platforms: List[str], args: Args) -> Dict[str, Lock]:
+    """SCRIPT's lock, one Lock a platform; made first (--lock, embedded if the script keeps
+    one) when there is none, it is stale, or it lacks one of PLATFORMS."""
+    def locks() -> Dict[str, Lock]:
+        spec = load_spec(Source(script, script))
+        found = {}
+        for p in platforms:
+            try:
+                lock = apply_lock(spec, script, True, p).lock
+            except UsageError:
+                return {}
+            if lock is not None:
+                found[p] = lock
+        return found
+
+    found = locks()
+    if len(found) < len(set(platforms)):
+        embedded = load_spec(Source(script, script)).embedded is not None
+        argv = ["--lock", *(["--embed"] if embedded else []),
+                *[a for p in platforms[1:] for a in ("--platform", p)], script]
+        passed = {k: v for k, v in args.options.items() if k in ("--env-dir", "--conda")}
+        code = _main([*[a for k, v in passed.items() for a in (k, v)], *argv])
+        found = locks() if code == 0 else {}
+        if len(found) < len(set(platforms)):
+            raise UsageError("could not lock the script for every platform asked", script)
+    return found
+
+
+def _fill_bundle(work: str, script: str, locks: Dict[str, Lock], platforms: List[str]) -> None:
+    """Write the bundle's files into the new folder WORK."""
+    import json
+    import shutil
+
+    os.mkdir(work, 0o755)
+    _bundle_pyz(os.path.join(work, "conda-execute.pyz"))
+    shutil.copy2(script, os.path.join(work, os.path.basename(script)))
+    if os.path.exists(script + LOCK_SUFFIX):
+        shutil.copy2(script + LOCK_SUFFIX, os.path.join(work, os.path.basename(script) +
+                                                        LOCK_SUFFIX))
+    packages = os.path.join(work, BUNDLE_PACKAGES)
+    os.mkdir(packages)
+    for platform in platforms:
+        lock = locks[platform]
+        for url, sha in zip(lock.urls, lock.sha256):
+            _bundle_archive(packages, url, sha, script)
+    with open(os.path.join(packages, BUNDLE_MARK), "w") as f:
+        json.dump({"conda-execute": __version__, "platforms": platforms,
+                   "script": os.path.basename(script)}, f)
+        f.write("\n")
+
+
+def _bundle_archive(packages: str, url: str, sha256: str, label: str) -> None:
+    """Copy or download URL's archive into PACKAGES/SUBDIR/FILE, checking its hash."""
+    import hashlib
+    import shutil
+    from urllib.parse import unquote, urlsplit
+
+    bare, _, md5 = url.partition("#")
+    subdir, name = [unquote(p) for p in bare.rstrip("/").split("/")[-2:]]
+    target = os.path.join(packages, subdir, name)
+    if os.path.exists(target):
+        return
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    with open(target, "wb") as out:
+        if bare.startswith("file://"):
+            try:
+                with open(unquote(urlsplit(bare).path), "rb") as f:
+                    shutil.copyfileobj(f, out)
+            except OSError as e:
+                raise UsageError(f"cannot bundle {bare}: {e.strerror}", label,
+                                 code=EXIT_BAD_ARCHIVE) from None
+        else:
+            download(bare, out, "package", MAX_BOOTSTRAP_BYTES, BOOTSTRAP_TIMEOUT,
+                     10 * BOOTSTRAP_TIMEOUT, lambda new: check_transport(new, True),
+                     lambda reason: UsageError(f"cannot bundle {bare}: {reason}", label,
+                                               code=EXIT_BAD_ARCHIVE))
+    digest = hashlib.sha256() if sha256 else hashlib.md5()
+    with open(target, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    if digest.hexdigest() != (sha256 or md5):
+        raise UsageError(f"cannot bundle {bare}: it does not match the lock's "
+                         f"{'sha256' if sha256 else 'md5'}", label, code=EXIT_BAD_ARCHIVE)
+
+
+def _bundle_pyz(path: str) -> None:
+    """The running pyz copied to PATH; from a checkout or a pip install, a source-only pyz
+    made from this module."""
+    import shutil
+    import zipfile
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    if os.path.isfile(here):
+        shutil.copy2(here, path)
+        return
+    with open(path, "wb") as f:
+        f.write(b"#!/usr/bin/env python3\n")
+        with zipfile.ZipFile(f, "w") as z:
+            z.writestr("__main__.py", "import conda_execute\n"
+                       "raise SystemExit(conda_execute.console_main())\n")
+            with open(os.path.abspath(__file__), "rb") as src:
+                z.writestr("conda_execute.py", src.read(), zipfile.ZIP_DEFLATED)
+    os.chmod(path, 0o755)
+
+
+###############################################################################
 # Command line #################################################################
 ###############################################################################
 
@@ -6499,7 +6959,9 @@ usage: conda-execute [OPTIONS] SCRIPT [ARGS...]
        conda-execute --init [--format FORMAT] [--channel CH...] [--pypi] SCRIPT [SPEC...]
        conda-execute --add [--pypi] SPEC... SCRIPT | --remove [--pypi] NAME... SCRIPT
        conda-execute --list [--json] | --gc [--older-than HOURS] [--dry-run]
-       conda-execute --prefix SCRIPT | --dry-run SCRIPT | --lock [--upgrade] SCRIPT
+       conda-execute --prefix SCRIPT | --dry-run SCRIPT
+       conda-execute --lock [--upgrade] [--embed] [--platform SUBDIR...] SCRIPT
+       conda-execute --bundle SCRIPT --output DIR|NAME.tar.gz [--platform SUBDIR...]
 
 Run SCRIPT in the conda environment its metadata block describes ('# conda execute' behind
 any comment prefix, PEP 723 '# /// script' or conda-script), creating it on first use.
@@ -6536,7 +6998,14 @@ options:
   --lock SCRIPT            create the environment if needed and write SCRIPT.conda-lock
     --upgrade              with --lock: solve afresh (newest builds) and rewrite the lock;
                            recreates the environment (exit 75 while a script uses it)
-  --locked                 fail unless SCRIPT.conda-lock exists and matches the metadata
+    --platform SUBDIR      with --lock or --bundle (repeatable): also lock for SUBDIR
+                           (osx-arm64, linux-aarch64...), solved without installing
+    --embed                with --lock: write the lock into the script (a block after its
+                           metadata), not beside it
+  --locked                 fail unless the script's lock exists, matches the metadata and
+                           has this platform's list
+  --bundle SCRIPT          pack SCRIPT, its lock, every package it pins and this pyz into
+    --output DIR           a new folder (or NAME.tar.gz) that runs the script offline
   --list                   list environments: name, last use, size, specs, script
     --json                 with --list: one JSON object per environment and line
   --gc                     remove environments unused for remove-if-unused-for hours
@@ -6563,12 +7032,12 @@ download failed; 73 also: --init/--add/--remove cannot write the script;
 130/143 interrupted while creating.
 """
 
-VALUE_OPTIONS = {"--env-dir", "--conda", "--older-than", "-c", "--format"}
-LIST_OPTIONS = {"--spec", "--channel", "--with"}  # repeatable: every value is kept, in order
+VALUE_OPTIONS = {"--env-dir", "--conda", "--older-than", "-c", "--format", "--output"}
+LIST_OPTIONS = {"--spec", "--channel", "--with", "--platform"}  # repeatable: every value is kept, in order
 FLAG_OPTIONS = {"-f", "--force-env", "--prefix", "--dry-run", "--list", "--gc", "-q", "--quiet",
                 "-v", "--verbose", "-h", "--help", "--version", "--allow-shared-env-dir",
                 "--lock", "--locked", "--upgrade", "--bootstrap", "--no-bootstrap", "--json",
-                "--init", "--add", "--remove", "--pypi",
+                "--init", "--add", "--remove", "--pypi", "--embed", "--bundle",
                 "--allow-http"}
 ALIASES = {"-f": "--force-env", "-q": "--quiet", "-v": "--verbose", "-h": "--help",
            "-s": "--spec"}
@@ -6663,12 +7132,18 @@ def _main(argv: List[str]) -> int:
     if "--list" in opts or "--gc" in opts:
         return _manage(cfg, args)
     tool = check_ad_hoc(args)
+    if "--bundle" in opts:
+        return bundle(cfg, args)
     if args.script is None and "-c" not in opts and not tool:
         raise UsageError("no script given (see --help)")
     for flag, other, refused_with, message in RUN_FLAG_RULES:
         if flag in opts and (other in opts) == refused_with:
             raise UsageError(message)
+    platforms = check_platforms(args.lists.get("--platform", []))
     source = tool_source(args) if tool else make_source(args, cfg.allow_http)
+    if "--embed" in opts and os.path.lexists(source.path + LOCK_SUFFIX):
+        raise UsageError(f"--embed: there is a lock file {source.path + LOCK_SUFFIX}; remove "
+                         "it first (a script keeps its lock in one place)", source.label)
     spec, is_file = _run_spec(args, cfg, source, tool, quiet)
     script_path = os.path.abspath(source.path) if is_file else source.label
     check_relaunch(script_path, spec.label)
@@ -6692,7 +7167,7 @@ def _main(argv: List[str]) -> int:
     fd = ensure_env(d, env, spec, cfg, force=force, quiet=quiet, verbose=verbose)
     record_use(d, env, script_path)
     if "--lock" in opts:
-        write_lock(cfg, env, spec, source.path)
+        write_lock(cfg, env, spec, source.path, platforms, "--embed" in opts)
         return 0
     if "--prefix" in opts:
         sys.stdout.write(env.prefix + "\n")
@@ -6713,6 +7188,9 @@ def _main(argv: List[str]) -> int:
 
 # Flags of a run that need another (False: refused without it) or refuse one (True).
 RUN_FLAG_RULES = (
+    ("--embed", "--lock", False, "--embed goes with --lock"),
+    ("--platform", "--lock", False, "--platform goes with --lock or --bundle"),
+    ("--output", "--bundle", False, "--output goes with --bundle"),
     ("--older-than", "--gc", False, "--older-than goes with --gc"),
     ("--upgrade", "--lock", False, "--upgrade goes with --lock"),
     ("--upgrade", "--locked", True,

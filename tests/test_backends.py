@@ -77,7 +77,7 @@ def test_kind_from_what_it_is_not_its_name(personality, how, conda_root_factory,
     assert (proc.returncode, proc.stdout) == (0, "tool 2.0\n"), proc.stderr
     calls = root.calls()[3:]
     assert [c["argv"][1] for c in calls] == ["create"]
-    assert calls[0]["argv"][-2] == "--file" and calls[0]["argv"][-1].endswith(".conda-lock")
+    assert calls[0]["argv"][-2] == "--file" and calls[0]["argv"][-1].endswith(".explicit")
     # a warm run asks the manager nothing, not even its version
     assert run_ce(env, "--conda", str(pm), script).returncode == 0
     assert len(root.calls()) == 4
@@ -290,7 +290,7 @@ def test_lock_rebuild_without_solving_and_locked(on, tmp_path):
     proc = on.run("--locked", script)  # built from the lock: create --file, no specs
     assert (proc.returncode, proc.stdout) == (0, "tool 2.0\n"), proc.stderr
     create = on.backend.root.calls("create")[-1]["argv"]
-    assert create[-2:] == ["--file", str(lock)] and "tool" not in create
+    assert create[-2] == "--file" and create[-1].endswith(".explicit") and "tool" not in create
     other = write(tmp_path / "other.sh", TOOL_SH.replace("[tool]", "[tool <2]"))
     proc = on.run("--locked", other)
     assert proc.returncode != 0 and "lock" in proc.stderr and proc.stdout == ""

@@ -1121,7 +1121,7 @@ def test_flags_that_do_not_belong_are_refused(shared, tmp_path):
     err = one_line_error(shared.tool.run("--lock", "--upgrade", "--locked", script), 2)
     assert "--locked" in err and "--upgrade" in err
     usage = shared.tool.run("--help").stdout
-    assert "--lock [--upgrade] SCRIPT" in usage and "-e for perl" in usage
+    assert "--lock [--upgrade] [--embed] [--platform SUBDIR...] SCRIPT" in usage and "-e for perl" in usage
 
 
 def test_url_with_a_query_string_still_gets_its_runner_from_the_extension(shared, tmp_path):

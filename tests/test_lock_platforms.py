@@ -1,0 +1,228 @@
+"""Scripts that travel (issue 22): locks for several platforms, the lock inside the script, and
+bundles that run with no network. Through the built pyz, on every back end of the stand-in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+import conda_execute
+
+HERE = conda_execute.conda_platform()
+DEADLINE = 180
+SCRIPT = ("#!/usr/bin/env bash\n# conda execute\n# env: [tool]\n# channels: [{url}]\n"
+          "tool\n")
+
+
+@pytest.fixture
+def ce(backend, isolated_env, tmp_path, pyz):
+    env = backend.env_on_path(isolated_env)
+    env["CONDA_EXECUTE_ENV_DIR"] = str(tmp_path / "envs")
+
+    def run(*args, extra_env=None, argv0=None):
+        return subprocess.run([*(argv0 or [sys.executable, pyz]), *args], capture_output=True,
+                              text=True, env={**env, **(extra_env or {})}, timeout=DEADLINE)
+    run.env = env
+    return run
+
+
+def sections(text):
+    """{platform: [URL lines]} of a lock's text (side file or embedded block)."""
+    found, current = {}, None
+    for line in text.splitlines():
+        line = line.lstrip("# ").strip() if line.startswith("#") else line.strip()
+        if line.startswith("platform: "):
+            current = found.setdefault(line.split(": ", 1)[1], [])
+        elif "://" in line and current is not None and not line.startswith("sha256:"):
+            current.append(line)
+    return found
+
+
+def open_text(path):
+    with open(path) as f:
+        return f.read()
+
+
+def one_line(proc, code):
+    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    return proc.stderr.strip().splitlines()[-1]
+
+
+def test_lock_for_three_platforms_then_runs_use_their_list(ce, fresh_channel, tmp_path):
+    script = tmp_path / "s.sh"
+    script.write_text(SCRIPT.format(url=fresh_channel.url))
+    proc = ce("--lock", "--platform", "linux-64", "--platform", "osx-arm64",
+              "--platform", "linux-aarch64", str(script))
+    assert proc.returncode == 0, proc.stderr
+    text = (tmp_path / "s.sh.conda-lock").read_text()
+    lists = sections(text)
+    assert sorted(lists) == sorted({HERE, "linux-64", "osx-arm64", "linux-aarch64"})
+    for platform, urls in lists.items():
+        assert any("/noarch/tool-2.0-0.tar.bz2#" in u for u in urls), (platform, urls)
+        assert all(f"/{platform}/" in u or "/noarch/" in u for u in urls), (platform, urls)
+    assert text.count("# sha256: ") >= sum(len(u) for u in lists.values())
+    # a newer package in the channel changes nothing: the run uses its list, no solve
+    fresh_channel.add_package("tool", "3.0", noarch=True,
+                              files={"bin/tool": "#!/bin/sh\necho tool 3.0\n"})
+    shutil.rmtree(tmp_path / "envs")
+    run = ce(str(script))
+    assert (run.returncode, run.stdout) == (0, "tool 2.0\n"), run.stderr
+    # CONDA_SUBDIR picks that platform's list
+    dry = ce("--dry-run", "--locked", str(script), extra_env={"CONDA_SUBDIR": "linux-aarch64"})
+    assert dry.returncode == 0 and json.loads(dry.stdout)["lock"] == str(script) + ".conda-lock"
+    made = ce("--prefix", "--locked", str(script), extra_env={"CONDA_SUBDIR": "linux-aarch64"})
+    assert made.returncode == 0, made.stderr
+    prefix = made.stdout.strip()
+    assert os.sep + "linux-aarch64" + os.sep in prefix
+    meta = os.path.join(prefix, "conda-meta")
+    subdirs = {json.loads(open_text(os.path.join(meta, n)))["subdir"]
+               for n in os.listdir(meta) if n.endswith(".json")}
+    assert subdirs == {"noarch"}  # tool is noarch; the list used was linux-aarch64's
+
+
+def test_each_platform_list_is_what_conda_create_file_takes(ce, channel, tmp_path, backend):
+    script = tmp_path / "p.py"
+    script.write_text(f"# conda execute\n# env: [python, mylib]\n# channels: [{channel.url}]\n")
+    assert ce("--lock", "--platform", "osx-arm64", str(script)).returncode == 0
+    text = (tmp_path / "p.py.conda-lock").read_text()
+    osx = sections(text)["osx-arm64"]
+    assert any("/osx-arm64/python-" in u for u in osx) and any("/osx-arm64/mylib-" in u
+                                                               for u in osx)
+    assert all(u.rsplit("#", 1)[1] and len(u.rsplit("#", 1)[1]) == 32 for u in osx)
+    # README's recipe: the platform's part, as it is, for `conda create --file`
+    part = text.split("# platform: osx-arm64\n", 1)[1].split("# platform:", 1)[0]
+    listing = tmp_path / "osx.txt"
+    listing.write_text(part)
+    made = subprocess.run([str(backend.exe), "create", "-p", str(tmp_path / "byhand"), "--yes",
+                           "--file", str(listing)], capture_output=True, text=True,
+                          env=ce.env, timeout=DEADLINE)
+    assert made.returncode == 0, made.stderr
+
+
+def test_bad_platforms_write_nothing(ce, channel, tmp_path):
+    script = tmp_path / "s.py"
+    script.write_text(f"# conda execute\n# env: [python, linuxonly]\n"
+                      f"# channels: [{channel.url}]\n")
+    bad = ce("--lock", "--platform", "plan9-64", str(script))
+    assert "--platform 'plan9-64': not a conda platform" in one_line(bad, 2)
+    unsolvable = ce("--lock", "--platform", "osx-arm64", str(script))
+    line = one_line(unsolvable, 70)
+    assert "--platform osx-arm64: the specs have no solution there" in line, unsolvable.stderr
+    assert not (tmp_path / "s.py.conda-lock").exists()
+    assert not [n for n in os.listdir(tmp_path / "envs" / HERE) if n.startswith(".solve-")]
+
+
+def test_a_lock_without_this_platform_warns_or_fails_with_locked(ce, channel, tmp_path):
+    script = tmp_path / "s.sh"
+    script.write_text(SCRIPT.format(url=channel.url))
+    assert ce("--lock", str(script)).returncode == 0
+    other = {"CONDA_SUBDIR": "osx-arm64" if HERE != "osx-arm64" else "linux-64"}
+    locked = ce("--dry-run", "--locked", str(script), extra_env=other)
+    assert f"has no list for {other['CONDA_SUBDIR']}" in one_line(locked, 2)
+    assert one_line(locked, 2).startswith(f"{script}.conda-lock:2: ")
+    warned = ce("--dry-run", str(script), extra_env=other)
+    assert warned.returncode == 0 and "has no list for" in warned.stderr
+    assert json.loads(warned.stdout)["lock"] is None
+
+
+def test_embedded_lock_travels_with_the_script(ce, fresh_channel, tmp_path):
+    script = tmp_path / "s.sh"
+    script.write_text(SCRIPT.format(url=fresh_channel.url) + "echo done\n")
+    script.chmod(0o750)
+    proc = ce("--lock", "--embed", "--platform", "osx-arm64", str(script))
+    assert proc.returncode == 0, proc.stderr
+    assert not (tmp_path / "s.sh.conda-lock").exists()
+    text = script.read_text()
+    head = SCRIPT.format(url=fresh_channel.url)[:-len("tool\n")]
+    assert text.startswith(head + "# /// conda-execute-lock\n# conda-execute-lock: 2\n")
+    assert text.endswith("# ///\ntool\necho done\n") and sorted(sections(text)) == \
+        sorted({HERE, "osx-arm64"})
+    assert script.stat().st_mode & 0o777 == 0o750
+    dry = json.loads(ce("--dry-run", "--locked", str(script)).stdout)
+    assert dry["lock"] == str(script)
+    # the script alone recreates the same environment, from its lock
+    fresh_channel.add_package("tool", "3.0", noarch=True,
+                              files={"bin/tool": "#!/bin/sh\necho tool 3.0\n"})
+    shutil.rmtree(tmp_path / "envs")
+    run = ce(str(script))
+    assert (run.returncode, run.stdout) == (0, "tool 2.0\ndone\n"), run.stderr
+    assert os.listdir(tmp_path / "envs" / HERE).count(dry["name"]) == 1
+    # a second --lock --embed replaces the block in place
+    before = script.read_text()
+    assert ce("--lock", "--embed", "--platform", "osx-arm64", str(script)).returncode == 0
+    assert script.read_text() == before
+    # a hand edit of the metadata makes it stale: a warning, or an error with --locked
+    script.write_text(before.replace("# env: [tool]", "# env: [tool, mylib]"))
+    stale = ce("--dry-run", "--locked", str(script))
+    assert "was made from other metadata" in one_line(stale, 2)
+    # --lock --upgrade rewrites it (now with mylib)
+    up = ce("--lock", "--upgrade", "--embed", str(script))
+    assert up.returncode == 0, up.stderr
+    assert "/tool-3.0-0.tar.bz2#" in script.read_text()
+    # a side file and an embedded lock: one line, exit 2
+    (tmp_path / "s.sh.conda-lock").write_text("x\n")
+    both = ce("--dry-run", str(script))
+    assert "keep one of them" in one_line(both, 2)
+    refused = ce("--lock", "--embed", str(script))
+    assert "there is a lock file" in one_line(refused, 2)
+
+
+@pytest.mark.parametrize("name, prefix, block", [
+    ("p.py", "# ", "# /// script\n# [tool.conda]\n# dependencies = ['tool']\n"
+                   "# channels = ['{url}']\n# ///\n"),
+    ("c.js", "// ", "// /// conda-script\n// channels = ['{url}']\n"
+                    "// entrypoint = 'tool'\n// [dependencies]\n// tool = '*'\n"
+                    "// /// end-conda-script\n"),
+])
+def test_embedded_lock_in_each_format(ce, channel, tmp_path, name, prefix, block):
+    script = tmp_path / name
+    script.write_text(block.format(url=channel.url) + "// code\n" * (name == "c.js"))
+    assert ce("--lock", "--embed", str(script)).returncode == 0
+    text = script.read_text()
+    assert f"{prefix}/// conda-execute-lock\n{prefix}conda-execute-lock: 2\n" in text
+    dry = ce("--dry-run", "--locked", str(script))
+    assert dry.returncode == 0 and json.loads(dry.stdout)["lock"] == str(script), dry.stderr
+
+
+def test_bundle_runs_offline_from_its_own_files(ce, backend, fresh_channel, tmp_path, pyz):
+    if shutil.which("unshare") is None or os.geteuid() != 0:
+        pytest.fail("the offline proof needs `unshare -n` as root (CI and this machine have it)")
+    script = tmp_path / "src" / "s.sh"
+    script.parent.mkdir()
+    script.write_text(SCRIPT.format(url=fresh_channel.url))
+    script.chmod(0o755)
+    out = tmp_path / "bundle"
+    proc = ce("--bundle", str(script), "--output", str(out), "--platform", "osx-arm64")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(os.listdir(out)) == ["conda-execute.pyz", "packages", "s.sh",
+                                      "s.sh.conda-lock"]
+    assert (out / "packages" / "noarch" / "tool-2.0-0.tar.bz2").is_file()
+    again = ce("--bundle", str(script), "--output", str(out))
+    assert "it exists" in one_line(again, 2)
+    # move the bundle, move the channel away, cut the network: it still runs
+    moved = tmp_path / "elsewhere" / "b"
+    moved.parent.mkdir()
+    out.rename(moved)
+    fresh_channel.path.rename(tmp_path / "channel-gone")
+    env = dict(ce.env, CONDA_EXECUTE_ENV_DIR=str(tmp_path / "target-envs"))
+    offline = subprocess.run(["unshare", "-n", sys.executable, str(moved / "conda-execute.pyz"),
+                              str(moved / "s.sh")], capture_output=True, text=True, env=env,
+                             timeout=DEADLINE)
+    assert (offline.returncode, offline.stdout) == (0, "tool 2.0\n"), offline.stderr
+    # an edited archive: exit 74, nothing half-made
+    shutil.rmtree(tmp_path / "target-envs")
+    archive = moved / "packages" / "noarch" / "tool-2.0-0.tar.bz2"
+    archive.write_bytes(archive.read_bytes() + b"x")
+    bad = subprocess.run(["unshare", "-n", sys.executable, str(moved / "conda-execute.pyz"),
+                          str(moved / "s.sh")], capture_output=True, text=True, env=env,
+                         timeout=DEADLINE)
+    assert "does not match the lock's sha256" in one_line(bad, 74)
+    made = tmp_path / "target-envs" / HERE
+    assert not [n for n in os.listdir(made) if len(n) == 20] if made.exists() else True
