@@ -2837,6 +2837,8 @@ LOCK_OPENER = "/// conda-execute-lock"
 LOCK_CLOSER = "///"
 BUNDLE_PACKAGES = "packages"  # a bundle's package archives: packages/SUBDIR/FILE
 BUNDLE_MARK = "conda-execute-bundle.json"  # in it: what made it, for which platforms
+BUNDLE_WHEELS = "wheels"  # a bundle's PyPI wheels, for `pip install --no-index --find-links`
+BUNDLE_MICROMAMBA = "micromamba"  # a bundle's micromamba/PLATFORM/micromamba (--with-micromamba)
 
 
 class EmbeddedLock(NamedTuple):
@@ -3838,7 +3840,9 @@ def _remember_kind(name: str, identity: str, kind: str) -> None:
 def manager_for(cfg: Config, quiet: bool = False, verbose: bool = False) -> Manager:
     """The package manager to create with and its kind (cold path: may run `--version`)."""
     exe = manager_exe(cfg, quiet)
-    if exe == bootstrapped_micromamba():
+    top = os.path.dirname(os.path.dirname(os.path.dirname(exe)))
+    if exe == bootstrapped_micromamba() or exe == bundled_micromamba(
+            os.path.join(top, "-"), os.path.basename(os.path.dirname(exe))):  # its package cache: the bootstrap's root
         return Manager(exe, "micromamba", os.path.join(bootstrap_dir(), "root"))
     return Manager(exe, manager_kind(exe, verbose))
 
@@ -4055,6 +4059,9 @@ def pip_command(prefix: str, spec: Spec) -> List[str]:
     """pip install into the env: the lock's exact pins (--no-deps), else the requirements."""
     cmd = [os.path.join(prefix, "bin", "python"), "-m", "pip", "install",
            "--disable-pip-version-check", "--no-input"]
+    if spec.lock and spec.lock.pip and bundle_channel(spec.lock.path):  # the bundle's wheels
+        wheels = os.path.join(os.path.dirname(bundle_channel(spec.lock.path)), BUNDLE_WHEELS)
+        cmd += ["--no-index", "--find-links", wheels]
     if spec.lock:
         return [*cmd, "--no-deps", "--", *spec.lock.pip] if spec.lock.pip else []
     return [*cmd, "--", *spec.pip] if spec.pip else []
@@ -6830,16 +6837,126 @@ def bundle(cfg: Config, args: Args) -> int:
         raise UsageError(f"--output {output}: it exists; name a new folder")
     lock = _bundle_lock(script, [cfg.platform, *platforms], args)
     wanted = list(dict.fromkeys([cfg.platform, *platforms]))
+    tarball = output.endswith((".tar.gz", ".tgz"))
     work = f"{output}.partial-{os.getpid()}"
     try:
         _fill_bundle(work, script, lock, wanted)
-        os.rename(work, output)
-    except BaseException:
-        remove_tree(work) if os.path.lexists(work) else None
-        raise
-    _say(f"wrote {output} ({', '.join(wanted)}): run it with python3 "
-         f"{os.path.join(output, 'conda-execute.pyz')} {os.path.join(output, os.path.basename(script))}")
+        if "--with-micromamba" in opts:
+            _bundle_micromamba(cfg, work, wanted)
+        if tarball:
+            _write_tarball(work, output)
+        else:
+            os.rename(work, output)
+    except OSError as e:  # no space left, a read-only place...: nothing is left behind
+        raise UsageError(f"cannot write the bundle: {e.strerror}", output,
+                         code=EXIT_ENV_DIR) from None
+    finally:
+        if os.path.lexists(work):
+            remove_tree(work)
+    top = output[:-len(".tar.gz" if output.endswith(".tar.gz") else ".tgz")] \
+        if tarball else output
+    how = (f"tar -xzf {output} (or python3 -m tarfile -e), then " if tarball else "") + \
+        f"python3 {os.path.join(top, 'conda-execute.pyz')} " \
+        f"{os.path.join(top, os.path.basename(script))}"
+    _say(f"wrote {output} ({', '.join(wanted)}); on the target machine: {how}")
     return 0
+
+
+def unbundle(args: Args) -> int:
+    """--unbundle NAME.tar.gz [--output DIR]: extract a bundle made with --output NAME.tar.gz
+    into DIR (default: NAME beside the archive), refusing any member that is not a plain file
+    or folder under NAME/ (no absolute path, '..', link or device); all or nothing."""
+    import tarfile
+
+    more = parse_args(args.args)
+    archive = args.script
+    if archive is None or more.script is not None:
+        raise UsageError("usage: --unbundle NAME.tar.gz [--output DIR]")
+    base = os.path.basename(archive)
+    name = base[:-len(".tar.gz")] if base.endswith(".tar.gz") else base.rsplit(".", 1)[0]
+    output = os.path.abspath({**args.options, **more.options}.get(
+        "--output", os.path.join(os.path.dirname(os.path.abspath(archive)), name)))
+    if os.path.lexists(output):
+        raise UsageError(f"--output {output}: it exists; name a new folder")
+    work = f"{output}.partial-{os.getpid()}"
+    try:
+        with tarfile.open(archive, "r:gz") as tf:
+            members = tf.getmembers()
+            for m in members:
+                parts = m.name.split("/")
+                if m.name.startswith("/") or ".." in parts or parts[0] != name or not (
+                        m.isfile() or m.isdir()):
+                    raise UsageError(f"refusing to extract {m.name!r}: not a plain file or "
+                                     f"folder under {name}/", archive, code=EXIT_BAD_ARCHIVE)
+            os.mkdir(work, 0o755)
+            for m in members:
+                target = os.path.join(work, *m.name.split("/")[1:])
+                if m.isdir():
+                    os.makedirs(target, exist_ok=True)
+                    continue
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                with tf.extractfile(m) as src, open(target, "xb") as dst:  # type: ignore
+                    dst.write(src.read())
+                os.chmod(target, m.mode & 0o755)
+        os.rename(work, output)
+    except (OSError, tarfile.TarError) as e:
+        raise UsageError(f"cannot extract the bundle: {getattr(e, 'strerror', None) or e}",
+                         archive, code=EXIT_BAD_ARCHIVE) from None
+    finally:
+        if os.path.lexists(work):
+            remove_tree(work)
+    _say(f"extracted {output}")
+    return 0
+
+
+def _write_tarball(work: str, output: str) -> None:
+    """WORK as OUTPUT (NAME.tar.gz holding the folder NAME/), written to a temp file first."""
+    import tarfile
+
+    name = os.path.basename(output)
+    name = name[:-len(".tar.gz")] if name.endswith(".tar.gz") else name[:-len(".tgz")]
+    tmp = f"{output}.partial-{os.getpid()}.tar.gz"
+    try:
+        with tarfile.open(tmp, "w:gz") as tf:
+            for root, dirs, files in os.walk(work):
+                dirs.sort()
+                for entry in sorted(files) + dirs:
+                    path = os.path.join(root, entry)
+                    arc = os.path.join(name, os.path.relpath(path, work))
+                    tf.add(path, arc, recursive=False)
+        os.rename(tmp, output)
+    finally:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+
+
+def _bundle_micromamba(cfg: Config, work: str, platforms: List[str]) -> None:
+    """micromamba for each platform in WORK/micromamba/PLATFORM/, taken from the package the
+    bootstrap downloads (micromamba-url, {platform} filled in; sha256 pin honoured)."""
+    import tempfile
+
+    url_of = cfg.micromamba_url or MICROMAMBA_URL
+    pin = cfg.micromamba_sha256.strip().lower()
+    for platform in platforms:
+        url = url_of.replace("{platform}", platform)
+        check_transport(url, bool(pin))
+        folder = os.path.join(work, BUNDLE_MICROMAMBA, platform)
+        os.makedirs(folder)
+        with tempfile.TemporaryFile() as archive:
+            digest = download_to(url, archive, cfg.bootstrap_timeout, bool(pin), True)
+            if pin and digest != pin:
+                raise _bootstrap_error(url, f"sha256 mismatch: expected {pin}, got {digest}")
+            with open(os.path.join(folder, "micromamba"), "xb") as out:
+                extract_micromamba(archive, out, url)
+        os.chmod(os.path.join(folder, "micromamba"), 0o755)
+
+
+def bundled_micromamba(script: str, platform: str) -> str:
+    """The micromamba a bundle holding SCRIPT carries for PLATFORM, or ''."""
+    top = os.path.dirname(os.path.abspath(script))
+    exe = os.path.join(top, BUNDLE_MICROMAMBA, platform, "micromamba")
+    return exe if os.path.isfile(os.path.join(top, BUNDLE_PACKAGES, BUNDLE_MARK)) and \
+        os.access(exe, os.X_OK) else ""
 
 
 def _bundle_lock(script: str, platforms: List[str], args: Args) -> Dict[str, Lock]:
@@ -6887,10 +7004,39 @@ def _fill_bundle(work: str, script: str, locks: Dict[str, Lock], platforms: List
         lock = locks[platform]
         for url, sha in zip(lock.urls, lock.sha256):
             _bundle_archive(packages, url, sha, script)
+    conda_names = {u.split("#")[0].rsplit("/", 1)[-1].rsplit("-", 2)[0].replace("_", "-")
+                   for lock in locks.values() for u in lock.urls}  # pip sees these installed
+    pins = sorted({pin for lock in locks.values() for pin in lock.pip
+                   if pin.split("==")[0].lower().replace("_", "-") not in conda_names})
+    for platform in platforms if pins else ():
+        _bundle_wheels(os.path.join(work, BUNDLE_WHEELS), pins, platform, script)
     with open(os.path.join(packages, BUNDLE_MARK), "w") as f:
         json.dump({"conda-execute": __version__, "platforms": platforms,
                    "script": os.path.basename(script)}, f)
         f.write("\n")
+
+
+PIP_PLATFORMS = {"linux-64": "manylinux2014_x86_64", "linux-aarch64": "manylinux2014_aarch64",
+                 "linux-ppc64le": "manylinux2014_ppc64le", "osx-64": "macosx_10_13_x86_64",
+                 "osx-arm64": "macosx_11_0_arm64", "win-64": "win_amd64"}
+
+
+def _bundle_wheels(wheels: str, pins: List[str], platform: str, label: str) -> None:
+    """`pip download` the lock's PyPI pins into WHEELS (binary wheels for PLATFORM when it is
+    not this machine's), with the pip of the Python running conda-execute and its settings."""
+    import subprocess
+
+    here = platform == conda_platform()
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
+           "--no-input", "--dest", wheels, *([] if here else
+                                            ["--only-binary=:all:", "--platform",
+                                             PIP_PLATFORMS.get(platform, "any")]), "--", *pins]
+    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          stdin=subprocess.DEVNULL, text=True)
+    if proc.returncode != 0:
+        reason = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise UsageError(f"cannot bundle the PyPI pins for {platform}: pip download exited "
+                         f"with {proc.returncode}: {reason}", label, code=EXIT_BAD_ARCHIVE)
 
 
 def _bundle_archive(packages: str, url: str, sha256: str, label: str) -> None:
@@ -7006,6 +7152,8 @@ options:
                            has this platform's list
   --bundle SCRIPT          pack SCRIPT, its lock, every package it pins and this pyz into
     --output DIR           a new folder (or NAME.tar.gz) that runs the script offline
+    --with-micromamba      with --bundle: add micromamba for each platform
+  --unbundle NAME.tar.gz   extract such an archive safely (into NAME, or --output DIR)
   --list                   list environments: name, last use, size, specs, script
     --json                 with --list: one JSON object per environment and line
   --gc                     remove environments unused for remove-if-unused-for hours
@@ -7038,6 +7186,7 @@ FLAG_OPTIONS = {"-f", "--force-env", "--prefix", "--dry-run", "--list", "--gc", 
                 "-v", "--verbose", "-h", "--help", "--version", "--allow-shared-env-dir",
                 "--lock", "--locked", "--upgrade", "--bootstrap", "--no-bootstrap", "--json",
                 "--init", "--add", "--remove", "--pypi", "--embed", "--bundle",
+                "--with-micromamba", "--unbundle",
                 "--allow-http"}
 ALIASES = {"-f": "--force-env", "-q": "--quiet", "-v": "--verbose", "-h": "--help",
            "-s": "--spec"}
@@ -7134,6 +7283,8 @@ def _main(argv: List[str]) -> int:
     tool = check_ad_hoc(args)
     if "--bundle" in opts:
         return bundle(cfg, args)
+    if "--unbundle" in opts:
+        return unbundle(args)
     if args.script is None and "-c" not in opts and not tool:
         raise UsageError("no script given (see --help)")
     for flag, other, refused_with, message in RUN_FLAG_RULES:
@@ -7160,6 +7311,9 @@ def _main(argv: List[str]) -> int:
         check_specs(spec, source, args.lists)  # when its env was made: its name carries them
     if "--dry-run" in opts:
         return _print_dry_run(spec, env, argv_, source, args.args)
+    if spec.lock and not (cfg.conda or cfg.manager) and bundled_micromamba(spec.lock.path,
+                                                                            cfg.platform):
+        cfg = cfg._replace(manager=bundled_micromamba(spec.lock.path, cfg.platform))
     if (cfg.conda or not (cfg.manager or cfg.bootstrap)) and (force or not is_complete(env)):
         manager_exe(cfg)  # no (usable) package manager: fail (exit 69) before creating anything
     d = open_env_dir(cfg)

@@ -28,7 +28,7 @@ def ce(backend, isolated_env, tmp_path, pyz):
     def run(*args, extra_env=None, argv0=None):
         return subprocess.run([*(argv0 or [sys.executable, pyz]), *args], capture_output=True,
                               text=True, env={**env, **(extra_env or {})}, timeout=DEADLINE)
-    run.env = env
+    run.env, run.argv0 = env, [pyz]
     return run
 
 
@@ -226,3 +226,100 @@ def test_bundle_runs_offline_from_its_own_files(ce, backend, fresh_channel, tmp_
     assert "does not match the lock's sha256" in one_line(bad, 74)
     made = tmp_path / "target-envs" / HERE
     assert not [n for n in os.listdir(made) if len(n) == 20] if made.exists() else True
+
+
+def micromamba_package(conda_root, where):
+    """A package shaped like micromamba's (info/, bin/micromamba) whose binary runs the
+    stand-in's micromamba personality: what --with-micromamba downloads, per platform."""
+    import io
+    import tarfile
+
+    wrapper = (conda_root.root / "bin" / "micromamba").read_bytes()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:bz2") as tf:
+        for name, data in (("info/index.json", b'{"name": "micromamba"}'),
+                           ("bin/micromamba", wrapper)):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o755
+            tf.addfile(info, io.BytesIO(data))
+    for platform in (HERE, "osx-arm64"):
+        (where / f"{platform}.tar.bz2").write_bytes(buf.getvalue())
+    return f"file://{where}/{{platform}}.tar.bz2"
+
+
+def test_bundle_with_micromamba_and_as_a_tarball(ce, conda_root, fresh_channel, tmp_path):
+    script = tmp_path / "s.sh"
+    script.write_text(SCRIPT.format(url=fresh_channel.url))
+    (tmp_path / "mm").mkdir()
+    url = micromamba_package(conda_root, tmp_path / "mm")
+    made = ce("--bundle", "--with-micromamba", str(script), "--output", str(tmp_path / "b.tar.gz"),
+              "--platform", "osx-arm64", extra_env={"CONDA_EXECUTE_MICROMAMBA_URL": url})
+    assert made.returncode == 0, made.stderr
+    assert not [n for n in os.listdir(tmp_path) if ".partial-" in n]
+    target = tmp_path / "target"
+    target.mkdir()
+    top = target / "b"
+    out = ce("--unbundle", str(tmp_path / "b.tar.gz"), "--output", str(top))
+    assert out.returncode == 0, out.stderr
+    assert os.access(top / "conda-execute.pyz", os.X_OK)
+    assert (top / "micromamba" / HERE / "micromamba").is_file()
+    assert (top / "micromamba" / "osx-arm64" / "micromamba").is_file()
+    # no manager anywhere, no network, no channel: the bundled micromamba creates the env
+    fresh_channel.path.rename(tmp_path / "channel-gone")
+    env = {k: v for k, v in ce.env.items() if k not in ("CONDA_EXE", "MAMBA_EXE")}
+    env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep)
+                                  if not (os.path.isfile(os.path.join(p, "conda")) or
+                                          os.path.isfile(os.path.join(p, "micromamba")) or
+                                          os.path.isfile(os.path.join(p, "mamba"))))
+    env.update(CONDA_EXECUTE_ENV_DIR=str(tmp_path / "target-envs"), CONDA_EXECUTE_BOOTSTRAP="0")
+    run = subprocess.run(["unshare", "-n", sys.executable, str(top / "conda-execute.pyz"),
+                          str(top / "s.sh")], capture_output=True, text=True, env=env,
+                         timeout=DEADLINE)
+    assert (run.returncode, run.stdout) == (0, "tool 2.0\n"), run.stderr
+    assert "micromamba" in run.stderr  # "creating environment ... with micromamba"
+
+
+def test_unbundle_refuses_what_is_not_plain_files_under_its_folder(ce, tmp_path):
+    import io
+    import tarfile
+
+    before = None
+    for bad in ("../evil", "/etc/evil", "b/../../evil", "other/x"):
+        archive = tmp_path / "b.tar.gz"
+        with tarfile.open(archive, "w:gz") as tf:
+            info = tarfile.TarInfo(bad)
+            info.size = 1
+            tf.addfile(info, io.BytesIO(b"x"))
+        proc = ce("--unbundle", str(archive))
+        assert "refusing to extract" in one_line(proc, 74), bad
+        before = before or sorted(os.listdir(tmp_path))
+        assert sorted(os.listdir(tmp_path)) == before and "b" not in before
+        assert not (tmp_path.parent / "evil").exists()
+    link = tmp_path / "l.tar.gz"
+    with tarfile.open(link, "w:gz") as tf:
+        info = tarfile.TarInfo("l/x")
+        info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tf.addfile(info)
+    assert "refusing to extract" in one_line(ce("--unbundle", str(link)), 74)
+    assert not (tmp_path / "l").exists()
+
+
+def test_bundling_fails_whole_with_one_line(ce, channel, tmp_path):
+    """An unreachable channel, and no space left: one line, nothing at DIR, no partial."""
+    script = tmp_path / "s.sh"
+    script.write_text(SCRIPT.format(url=channel.url))
+    assert ce("--lock", str(script)).returncode == 0
+    lock = tmp_path / "s.sh.conda-lock"
+    text = lock.read_text()
+    lock.write_text(text.replace(channel.url, "https://127.0.0.1:9/gone"))
+    dead = ce("--bundle", str(script), "--output", str(tmp_path / "b"))
+    assert "cannot bundle https://127.0.0.1:9/gone" in one_line(dead, 74)
+    assert not [n for n in os.listdir(tmp_path) if n.startswith("b")]
+    lock.write_text(text)
+    small = tmp_path / "small"
+    small.mkdir()
+    mount = f"mount -t tmpfs -o size=8k tmpfs '{small}'"
+    argv = ["unshare", "-m", "sh", "-c", f'{mount} && exec "$@"', "sh", sys.executable,
+            *ce.argv0, "--bundle", str(script), "--output", str(small / "b")]
+    full = subprocess.run(argv, capture_output=True, text=True, env=ce.env, timeout=DEADLINE)
+    assert "cannot write the bundle: No space left on device" in one_line(full, 73)

@@ -230,3 +230,26 @@ def test_micromamba_creates_from_the_lock_too(run, tmp_path):
     assert proc.stdout == "tool 2.0\n", proc.stderr
     created = run.root.calls("create", prog="micromamba")[-1]["argv"]
     assert created[-2] == "--file" and created[-1].endswith(".explicit")  # the lock's list
+
+
+@pytest.mark.parametrize("prog", ["conda", "micromamba"])
+def test_a_bundle_carries_the_pypi_wheels_its_lock_pins(run, tmp_path, prog):
+    """Issue 22: --bundle pip-downloads the lock's PyPI pins; the offline run installs them
+    with --no-index --find-links from the bundle (no PIP_FIND_LINKS, no network, no channel)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    script = write(src / "s.py", PEP723)
+    env = run.env if prog == "conda" else micromamba_only(run)
+    made = run("--bundle", script, "--output", str(tmp_path / "b"), env=env)
+    assert made.returncode == 0, made.stderr
+    assert [n for n in os.listdir(tmp_path / "b" / "wheels") if n.startswith("pypidemo-1.0")]
+    run.wheels.rename(tmp_path / "wheels-gone")
+    run.channel.path.rename(tmp_path / "channel-gone")
+    offline = {k: v for k, v in env.items() if k not in ("PIP_FIND_LINKS",)}
+    offline["CONDA_EXECUTE_ENV_DIR"] = str(tmp_path / "target-envs")
+    proc = subprocess.run(["unshare", "-n", sys.executable, str(tmp_path / "b" / "conda-execute.pyz"),
+                           str(tmp_path / "b" / "s.py"), "y"], capture_output=True, text=True,
+                          env=offline, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["pypidemo"] == "1.0" and out["mylib"] == "1.0" and out["argv"] == ["y"]
