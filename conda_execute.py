@@ -6044,7 +6044,8 @@ def find_block(script: Script, spec: Spec) -> BlockAt:
         return BlockAt("pep723", spec.line, spec.line + content[1].count("\n") + 1, "#")
     prefix = block_prefix(text)
     last = spec.line
-    while last < len(script.lines) and script.lines[last].strip().startswith(prefix):
+    while last < len(script.lines) and script.lines[last].strip().startswith(prefix) and \
+            not lock_opener(script.lines[last]):
         last += 1
     return BlockAt("conda-execute", spec.line, last, prefix)
 
@@ -6697,9 +6698,10 @@ def embed_lock(path: str, text: str) -> str:
 
 
 def _stale_lock(path: str, spec: Spec) -> None:
-    """Say so when PATH's lock file no longer matches its metadata."""
+    """Say so when PATH's lock (file or block) no longer matches its metadata."""
     try:
-        lock = read_lock(path + LOCK_SUFFIX)
+        lock = parse_lock(spec.embedded.lines, path, "") if spec.embedded else \
+            read_lock(path + LOCK_SUFFIX)
     except UsageError:
         lock = None
     if lock and lock.metadata != metadata_hash(spec):

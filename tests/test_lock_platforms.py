@@ -323,3 +323,19 @@ def test_bundling_fails_whole_with_one_line(ce, channel, tmp_path):
             *ce.argv0, "--bundle", str(script), "--output", str(small / "b")]
     full = subprocess.run(argv, capture_output=True, text=True, env=ce.env, timeout=DEADLINE)
     assert "cannot write the bundle: No space left on device" in one_line(full, 73)
+
+
+def test_edits_keep_an_embedded_lock_and_say_it_is_stale(ce, channel, tmp_path):
+    script = tmp_path / "s.sh"
+    script.write_text(SCRIPT.format(url=channel.url))
+    assert ce("--lock", "--embed", str(script)).returncode == 0
+    locked = script.read_text()
+    block = locked[locked.index("# /// conda-execute-lock"):locked.index("# ///\n") + 6]
+    added = ce("--add", "mylib", str(script))
+    assert added.returncode == 0 and "no longer applies" in added.stderr, added.stderr
+    text = script.read_text()
+    assert block in text and "# env: [tool, mylib]" in text
+    assert "was made from other metadata" in one_line(ce("--dry-run", "--locked", str(script)), 2)
+    removed = ce("--remove", "mylib", str(script))
+    assert removed.returncode == 0 and script.read_text() == locked
+    assert ce("--dry-run", "--locked", str(script)).returncode == 0
