@@ -7292,7 +7292,7 @@ def _main(argv: List[str]) -> int:
     for flag, other, refused_with, message in RUN_FLAG_RULES:
         if flag in opts and (other in opts) == refused_with:
             raise UsageError(message)
-    platforms = check_platforms(args.lists.get("--platform", []))
+    platforms = check_platforms(args.lists["--platform"]) if "--platform" in opts else []
     source = tool_source(args) if tool else make_source(args, cfg.allow_http)
     if "--embed" in opts and os.path.lexists(source.path + LOCK_SUFFIX):
         raise UsageError(f"--embed: there is a lock file {source.path + LOCK_SUFFIX}; remove "

@@ -330,6 +330,7 @@ def test_a_warm_run_needs_no_cold_code_in_any_block_form(pyz, channel, conda_roo
                   '# entrypoint = "python ${SCRIPT}"\n# [dependencies]\n# python = "*"\n'
                   "# /// end-conda-script\nprint('cs', 1)\n"),
         "locked.py": "# conda execute\n# env: [python, pip]\nprint('locked', 1)\n",
+        "embedded.py": "# conda execute\n# env: [python, pip]\nprint('embedded', 1)\n",
         "act.py": "# conda execute\n# env: [python, pip >=0]\n" + shows,
     }
     for name, text in scripts.items():
@@ -340,6 +341,8 @@ def test_a_warm_run_needs_no_cold_code_in_any_block_form(pyz, channel, conda_roo
     full = [sys.executable, pyz]
     subprocess.run([*full, "--lock", str(tmp_path / "locked.py")], env=env, check=True,
                    capture_output=True)
+    subprocess.run([*full, "--lock", "--embed", str(tmp_path / "embedded.py")], env=env,
+                   check=True, capture_output=True)
     for argv, stdin in runs:  # the first run creates the environment: the full pyz
         first = subprocess.run([*full, *argv], env=env, input=stdin, capture_output=True,
                                text=True)
