@@ -34,6 +34,8 @@ __version__ = "0.1.0"
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs 11-25 ms to import (3.8-3.13): only type checkers read it
     from typing import IO, Any, Dict, Iterable, Iterator, List, NamedTuple, Optional, Tuple
+
+    Row = Tuple[int, int, str]  # a YAML line: (line number, indentation, text after it)
 else:  # this shim runs in ~25 µs; collections.namedtuple would take ~1.2 ms for our dozen
     from _operator import itemgetter  # built in; operator.py is not loaded under -I -S
 
@@ -2427,12 +2429,13 @@ class _Watch:
                 continue
             if prefix and not _block_line(self.block, line, text, self.label, prefix):
                 prefix = ""  # collected as read_spec's _block_lines does, with its length limit
-            if "///" in text and not inside and not self.lock and lock_opener(text):
+            if "///" in text and not inside and not self.lock and (
+                    lock_opener(text) or text.rstrip() == CONDA_EXEC_OPENER):
                 self.lock = read_lock_block(self.lines, (line, text), self.label)
                 yield line, text
                 for n, t in self.lock.lines:
-                    yield n, lock_opener(text) + t
-                yield self.lock.end, lock_opener(text) + LOCK_CLOSER
+                    yield n, self.lock.prefix + t
+                yield self.lock.end, self.lock.prefix + LOCK_CLOSER
                 continue
             if "///" in text:
                 inside = self._opens_script(line, text)
@@ -2495,14 +2498,17 @@ def lock_opener(text: str) -> str:
 
 
 def read_lock_block(lines: Iterator[Item], opener: Item, label: str) -> EmbeddedLock:
-    """The lock block OPENER starts: its lines up to PREFIX + '///' (each PREFIX + text, or
-    the prefix alone); a line without the prefix, or no closer, is an error."""
-    prefix = lock_opener(opener[1])
+    """The lock block OPENER starts (ours, or conda-exec's): its lines up to PREFIX + '///'
+    (each PREFIX + text, or the prefix alone); a line without the prefix, or no closer, is an
+    error."""
+    exec_lock = opener[1].rstrip() == CONDA_EXEC_OPENER
+    prefix = "# " if exec_lock else lock_opener(opener[1])
     body: List[Item] = []
     for line, text in lines:
         text = text.strip()
         if text == prefix + LOCK_CLOSER or text == prefix.rstrip() + LOCK_CLOSER:
-            return EmbeddedLock(opener[0], prefix, body, line)
+            return EmbeddedLock(opener[0], prefix, body, line,
+                                "conda-exec" if exec_lock else "conda-execute")
         if not (text.startswith(prefix) or text == prefix.rstrip()) or \
                 len(body) > 100 * MAX_BLOCK_LINES:
             break
@@ -2848,6 +2854,7 @@ class EmbeddedLock(NamedTuple):
     prefix: str
     lines: List[Item]  # (line, text after the prefix and one space)
     end: int  # the closer's line
+    kind: str = "conda-execute"  # or "conda-exec": conda-exec's lock (rattler-lock v6 YAML)
 
 
 class Lock(NamedTuple):
@@ -2989,7 +2996,10 @@ def apply_lock(spec: Spec, script: str, locked: bool, here: str) -> Spec:
             raise UsageError(f"the script holds a lock block and there is also a lock file "
                              f"{script + LOCK_SUFFIX}: keep one of them", spec.label,
                              spec.embedded.line)
-        lock: Optional[Lock] = parse_lock(spec.embedded.lines, spec.label, here, embedded=True)
+        lock: Optional[Lock] = parse_lock(spec.embedded.lines, spec.label, here, embedded=True) \
+            if spec.embedded.kind == "conda-execute" else conda_exec_as_lock(spec, here, locked)
+        if lock is None:  # conda-exec's, made from other metadata: warned, solved
+            return spec
     else:
         lock = read_lock(script + LOCK_SUFFIX, here)
     if lock is None:
@@ -3067,9 +3077,36 @@ def write_lock(cfg: Config, env: Env, spec: Spec, script: str, platforms: List[s
     return path
 
 
+def conda_exec_as_lock(spec: Spec, here: str, locked: bool) -> Optional[Lock]:
+    """conda-exec's embedded lock as a Lock of ours for HERE: its list and PyPI pins. It holds
+    no hash of our metadata: it applies when it pins every package the metadata names (else
+    a warning and a solve, or with LOCKED an error); one it cannot read is an error."""
+    assert spec.embedded is not None
+    entries, pins = conda_exec_lock(spec.embedded.lines, spec.label, here)
+    names = {u.split("#")[0].rsplit("/", 1)[-1].rsplit("-", 2)[0] for u, _ in entries}
+    pinned = {p.split("==")[0].lower().replace("_", "-") for p in pins}
+    pypi = _rx(PYPI_NAME_RE)
+    missing = [n for n in map(spec_name, spec.env) if n.lower() not in names] + \
+        [r for r in spec.pip if (getattr(pypi.fullmatch(r), "group", lambda _: r)(1)).lower()
+         .replace("_", "-") not in pinned]
+    if missing:
+        message = (f"conda-exec lock does not pin {missing[0]!r}: made from other metadata; "
+                   "remake it (conda exec --lock --embed, or conda-execute --lock --embed)")
+        if locked:
+            raise UsageError(message, spec.label, spec.embedded.line)
+        _say(f"warning: {spec.label}:{spec.embedded.line}: {message} (solving instead)")
+        return None
+    digest = _sha256_hex("\n".join([u for u, _ in entries] + pins))
+    return Lock(spec.label, digest, metadata_hash(spec), here, tuple(pins), spec.embedded.line,
+                urls=tuple(u for u, _ in entries), sha256=tuple(h for _, h in entries),
+                platforms=(here,), embedded=True)
+
+
 def _locked_list(spec: Spec, platform: str) -> List[Tuple[str, str]]:
     """PLATFORM's list in the lock SPEC was made from (none without one, or if it has none)."""
     if spec.lock is None:
+        return []
+    if spec.embedded and spec.embedded.kind != "conda-execute":
         return []
     lock = parse_lock(spec.embedded.lines, spec.label, platform) if spec.lock.embedded else \
         read_lock(spec.lock.path, platform)
@@ -3223,6 +3260,429 @@ def _atomic_write(path: str, data: str | bytes, mode: int = 0o600,
         except OSError:
             pass
         raise
+
+
+###############################################################################
+# conda-exec's embedded lock (`# /// conda-exec-lock`) #########################
+###############################################################################
+# conda-exec 0.4 (`conda exec --lock --embed`, repository jezdez/conda-exec at 0.4.0,
+# conda_exec/lockfile.py) writes, after the script's PEP 723 block, a block of '# ' lines
+#     # /// conda-exec-lock
+#     # # conda-exec-lock-input-sha256: <hex>
+#     # version: 6
+#     # environments: ...
+#     # ///
+# holding a rattler-lock v6 document (exported by conda-lockfiles through conda's ruamel.yaml
+# settings; pixi and rattler write the same format with the dash at the parent key's column).
+# A run uses its list for this platform (URLs with md5 and sha256, PyPI pins) as it uses a
+# lock of ours; what this reader does not understand is refused with one line. It reads the
+# block-style YAML subset both write, and nothing else.
+CONDA_EXEC_OPENER = "# /// conda-exec-lock"
+
+
+MAX_INDENT = 80  # rattler and conda-exec stay below 20; deeper is refused (bounds recursion)
+PLAIN_FIRST_REFUSED = frozenset("[]{},#&*!|>'\"%@`")
+DOUBLE_ESCAPES = {"0": "\0", "a": "\a", "b": "\b", "t": "\t", "\t": "\t", "n": "\n", "v": "\v",
+                  "f": "\f", "r": "\r", "e": "\x1b", " ": " ", '"': '"', "/": "/", "\\": "\\",
+                  "N": "\x85", "_": "\xa0", "L": "\u2028", "P": "\u2029"}
+HEX_ESCAPES = {"x": 2, "u": 4, "U": 8}
+HEX_DIGITS = frozenset("0123456789abcdef")
+PIN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
+CONDA_SELECTOR_KEYS = frozenset(("conda", "name", "version", "build", "subdir"))
+PYPI_SELECTOR_KEYS = frozenset(("pypi", "extras"))
+
+
+class _Str(str):
+    """A scalar read from the lock, with its line."""
+
+    line = 0
+
+
+class _Map(dict):  # type: ignore[type-arg]
+    """A block mapping read from the lock, with the line of its first key."""
+
+    line = 0
+
+
+class _Seq(list):  # type: ignore[type-arg]
+    """A block sequence read from the lock, with the line of its first item."""
+
+    line = 0
+
+
+def _at(node: Any, line: int) -> Any:
+    """NODE (a _Str, _Map or _Seq) with its line set."""
+    node.line = line
+    return node
+
+
+def _fail(message: str, line: int) -> UsageError:
+    """An error about conda-exec's lock at LINE (its file is set by conda_exec_lock)."""
+    return UsageError(f"conda-exec lock: {message}", "", line)
+
+
+def _quote(text: str) -> str:
+    """TEXT quoted for a one-line message (cut to 200 characters)."""
+    return repr(text[:200])
+
+
+def _show(text: str) -> str:
+    """TEXT for a one-line message: as is when printable and short, else its repr, cut."""
+    return text if text.isprintable() and len(text) <= 200 else repr(text[:200])
+
+
+
+
+def _rows(lines: List[Tuple[int, str]]) -> List[Row]:
+    """The lines that carry YAML (not blank, not a '#' comment) as (line, indent, text)."""
+    rows: List[Row] = []
+    for line, raw in lines:
+        text = raw.rstrip()
+        body = text.lstrip(" ")
+        if not body or body.startswith("#"):
+            continue
+        indent = len(text) - len(body)
+        if body[0] == "\t":
+            raise _fail("a tab in the indentation", line)
+        if indent == 0 and body.startswith(("---", "...", "%")):
+            raise _fail(f"cannot read {_quote(body)} (YAML directives or several documents)",
+                        line)
+        if indent > MAX_INDENT:
+            raise _fail(f"indented more than {MAX_INDENT} columns", line)
+        rows.append((line, indent, body))
+    return rows
+
+
+def _is_dash(text: str) -> bool:
+    """Whether TEXT starts a block sequence item."""
+    return text == "-" or text.startswith("- ")
+
+
+def _quoted_prefix(text: str, line: int) -> Tuple[str, int]:
+    """The value of the quoted scalar TEXT starts with, and the index after its closing quote
+    (-1 when it has none)."""
+    quote, out, i = text[0], [], 1
+    while i < len(text):
+        c = text[i]
+        if c == quote and quote == "'" and text[i + 1:i + 2] == "'":
+            out.append("'")
+            i += 2
+        elif c == quote:
+            return "".join(out), i + 1
+        elif c == "\\" and quote == '"':
+            char, i = _escape(text, i + 1, line)
+            out.append(char)
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out), -1
+
+
+def _escape(text: str, i: int, line: int) -> Tuple[str, int]:
+    """The character the double-quoted escape at TEXT[i] (after the backslash) stands for."""
+    c = text[i:i + 1]
+    if c in DOUBLE_ESCAPES and c:
+        return DOUBLE_ESCAPES[c], i + 1
+    size = HEX_ESCAPES.get(c, 0)
+    digits = text[i + 1:i + 1 + size]
+    if size and len(digits) == size and set(digits.lower()) <= HEX_DIGITS:
+        return chr(int(digits, 16)), i + 1 + size
+    raise _fail(f"cannot read the escape '\\{_show(c)}' in a double-quoted value", line)
+
+
+def _comment_free(text: str, line: int) -> Tuple[str, bool]:
+    """A plain scalar piece without its ' #' comment, and whether it had one."""
+    cut = text.find(" #")
+    piece = text if cut < 0 else text[:cut].rstrip()
+    if ": " in piece or piece.endswith(":"):
+        raise _fail(f"cannot read {_quote(piece)} (a ':' inside a plain value)", line)
+    return piece, cut >= 0
+
+
+def _quoted(parts: List[str], line: int) -> str:
+    """The value of a quoted scalar written over PARTS: line breaks fold to one space, except
+    after a backslash in double quotes (an escaped line break: nothing)."""
+    text = parts[0]
+    for part in parts[1:]:
+        escaped = text[0] == '"' and (len(text) - len(text.rstrip("\\"))) % 2 == 1
+        text = text[:-1] + part if escaped else f"{text} {part}"
+    value, end = _quoted_prefix(text, line)
+    if end < 0:
+        raise _fail("a quoted value with no closing quote", line)
+    rest = text[end:]
+    if rest and not rest.startswith(" #"):
+        raise _fail(f"cannot read {_quote(rest)} after a quoted value", line)
+    return value
+
+
+def _scalar(parts: List[str], line: int) -> Any:
+    """The value of a scalar written over PARTS (its lines, in a row), or an empty '[]' / '{}'."""
+    first = parts[0]
+    if first[0] in "'\"":
+        return _at(_Str(_quoted(parts, line)), line)
+    if first in ("[]", "{}") and len(parts) == 1:
+        return _at(_Seq() if first == "[]" else _Map(), line)
+    if first[0] in PLAIN_FIRST_REFUSED or (first[0] in "-?:" and first[1:2] in ("", " ")):
+        raise _fail(f"cannot read {_quote(first)} (only block mappings, block sequences and "
+                    "plain or quoted values are read)", line)
+    pieces = []
+    for index, part in enumerate(parts):
+        piece, commented = _comment_free(part, line + index)
+        if commented and index < len(parts) - 1:
+            raise _fail("a comment inside a value written over several lines", line + index)
+        pieces.append(piece)
+    return _at(_Str(" ".join(pieces)), line)
+
+
+def _split_key(text: str, line: int) -> Optional[Tuple[str, str]]:
+    """(key, rest) when TEXT is 'key:' or 'key: rest' (key plain or quoted), else None."""
+    if text[0] in "'\"":
+        key, end = _quoted_prefix(text, line)
+        after = text[end:] if end > 0 else ""
+        if after == ":" or after.startswith(": "):
+            return key, after[1:].strip()
+        return None
+    colon = text.find(": ")
+    colon = len(text) - 1 if colon < 0 and text.endswith(":") else colon
+    if colon <= 0:
+        return None
+    key = text[:colon].rstrip()
+    if key[0] in PLAIN_FIRST_REFUSED or key[0] in "?:" or " #" in key or key == "-":
+        raise _fail(f"cannot read the key {_quote(key)}", line)
+    return key, text[colon + 1:].strip()
+
+
+def _scalar_rows(rows: List[Row], start: int, indent: int, first: str) -> Tuple[Any, int]:
+    """The scalar starting with FIRST on rows[start], continued by the rows deeper than INDENT
+    (on the lines right after it: a blank or comment line inside a value is refused)."""
+    parts, i = [first], start + 1
+    while i < len(rows) and rows[i][1] > indent:
+        if rows[i][0] != rows[i - 1][0] + 1:
+            raise _fail("a blank or comment line inside a value", rows[i][0])
+        parts.append(rows[i][2])
+        i += 1
+    return _scalar(parts, rows[start][0]), i
+
+
+def _below(rows: List[Row], i: int, indent: int, same_indent_list: bool) -> Tuple[Any, int]:
+    """The value of an entry that ends with ':' or '-' at INDENT: the node from rows[i] on."""
+    if i < len(rows) and rows[i][1] > indent:
+        line, inner, text = rows[i]
+        if _is_dash(text) or _split_key(text, line) is not None:
+            return _node(rows, i, inner)
+        return _scalar_rows(rows, i, indent, text)
+    if same_indent_list and i < len(rows) and rows[i][1] == indent and _is_dash(rows[i][2]):
+        return _sequence(rows, i, indent)  # pixi's style: the dash under the key
+    return None, i
+
+
+def _node(rows: List[Row], i: int, indent: int) -> Tuple[Any, int]:
+    """The block sequence or mapping whose first row, rows[i], is at INDENT."""
+    if _is_dash(rows[i][2]):
+        return _sequence(rows, i, indent)
+    return _mapping(rows, i, indent)
+
+
+def _sequence(rows: List[Row], i: int, indent: int) -> Tuple[_Seq, int]:
+    """The block sequence whose items are the '-' rows at INDENT from rows[i] on."""
+    items = _at(_Seq(), rows[i][0])
+    while i < len(rows) and rows[i][1] == indent and _is_dash(rows[i][2]):
+        line, _, text = rows[i]
+        content = text[1:].lstrip(" ")
+        inner = indent + len(text) - len(content)
+        if not content:
+            value, i = _below(rows, i + 1, indent, False)
+        elif inner > MAX_INDENT:
+            raise _fail(f"nested more than {MAX_INDENT} columns deep", line)
+        elif _is_dash(content) or _split_key(content, line) is not None:
+            rows[i] = (line, inner, content)  # '- key: value': a mapping at the key's column
+            value, i = _node(rows, i, inner)
+        else:
+            value, i = _scalar_rows(rows, i, indent, content)
+        items.append(value)
+        if i < len(rows) and rows[i][1] > indent:
+            raise _fail("unexpected indentation", rows[i][0])
+    return items, i
+
+
+def _mapping(rows: List[Row], i: int, indent: int) -> Tuple[_Map, int]:
+    """The block mapping whose keys are the rows at INDENT from rows[i] on."""
+    result = _at(_Map(), rows[i][0])
+    while i < len(rows) and rows[i][1] == indent:
+        line, _, text = rows[i]
+        entry = None if _is_dash(text) else _split_key(text, line)
+        if entry is None:
+            raise _fail(f"expected 'key: value', found {_quote(text)}", line)
+        key, rest = entry
+        if key in result:
+            raise _fail(f"the key {_quote(key)} appears twice", line)
+        if rest:
+            value, i = _scalar_rows(rows, i, indent, rest)
+        else:
+            value, i = _below(rows, i + 1, indent, True)
+        result[_at(_Str(key), line)] = value
+        if i < len(rows) and rows[i][1] > indent:
+            raise _fail("unexpected indentation", rows[i][0])
+    return result, i
+
+
+def read_yaml_subset(lines: List[Tuple[int, str]]) -> Any:
+    """The document LINES hold: block mappings (_Map), block sequences (_Seq), scalars (_Str,
+    never converted to numbers or booleans), '[]' and '{}'; anything else is refused."""
+    rows = _rows(lines)
+    if not rows:
+        raise _fail("the block is empty", lines[0][0] if lines else 0)
+    if rows[0][1]:
+        raise _fail("the first line is indented", rows[0][0])
+    value, i = _node(rows, 0, 0)
+    if i < len(rows):
+        raise _fail("unexpected indentation", rows[i][0])
+    return value
+
+
+###############################################################################
+# rattler-lock v6 ##############################################################
+###############################################################################
+
+
+def _line(node: Any, default: int) -> int:
+    return getattr(node, "line", 0) or default
+
+
+def _want(node: Any, kind: type, what: str, line: int) -> Any:
+    """NODE when it is a KIND (mapping, sequence or scalar), else the error naming WHAT."""
+    if isinstance(node, kind):
+        return node
+    names = {_Map: "a mapping", _Seq: "a list", _Str: "a value"}
+    found = "nothing" if node is None else names.get(type(node), "something else")
+    raise _fail(f"{what} must be {names[kind]}, found {found}", _line(node, line))
+
+
+def _environment(doc: Any, platform: str) -> Tuple[_Seq, _Seq]:
+    """The 'default' environment's list for PLATFORM and the top-level package records."""
+    doc = _want(doc, _Map, "the lock", 1)
+    version = doc.get("version")
+    if version is None:
+        raise _fail("no 'version' key (not a rattler lock)", doc.line)
+    if version != "6":
+        raise _fail(f"lock format version {_show(str(version))}, not 6 (the rattler-lock v6 "
+                    "that conda-exec writes)", _line(version, doc.line))
+    envs = _want(doc.get("environments"), _Map, "'environments'", doc.line)
+    if "default" not in envs:
+        names = ", ".join(_show(n) for n in envs) or "none"
+        raise _fail(f"no 'default' environment (it has: {names})", envs.line or doc.line)
+    env = _want(envs["default"], _Map, "environment 'default'", envs.line)
+    lists = _want(env.get("packages"), _Map, "the packages of environment 'default'", env.line)
+    if platform not in lists:
+        names = ", ".join(_show(n) for n in lists) or "none"
+        raise _fail(f"no package list for {platform} (the lock has: {names})", lists.line)
+    chosen = _want(lists[platform], _Seq, f"the package list for {platform}", lists.line)
+    records = _want(doc.get("packages"), _Seq, "the top-level 'packages'", doc.line)
+    return chosen, records
+
+
+def _index(records: _Seq) -> Dict[Tuple[str, str], List[_Map]]:
+    """The package records by (kind, location): ('conda', URL) or ('pypi', URL)."""
+    index: Dict[Tuple[str, str], List[_Map]] = {}
+    for record in records:
+        record = _want(record, _Map, "a package record", records.line)
+        kinds = [k for k in ("conda", "pypi") if k in record]
+        if len(kinds) != 1:
+            raise _fail("a package record needs one 'conda' or 'pypi' key", record.line)
+        location = _want(record[kinds[0]], _Str, f"'{kinds[0]}'", record.line)
+        index.setdefault((kinds[0], str(location)), []).append(record)
+    return index
+
+
+def _record(ref: _Map, kind: str, index: Dict[Tuple[str, str], List[_Map]]) -> _Map:
+    """The one record the environment entry REF (a 'conda' or 'pypi' selector) names."""
+    location = _want(ref[kind], _Str, f"'{kind}'", ref.line)
+    allowed = CONDA_SELECTOR_KEYS if kind == "conda" else PYPI_SELECTOR_KEYS
+    unknown = [k for k in ref if k not in allowed]
+    if unknown:
+        raise _fail(f"cannot read the key {_quote(unknown[0])} of the entry for "
+                    f"{_show(location)}", ref.line)
+    candidates = [r for r in index.get((kind, str(location)), [])
+                  if kind == "pypi" or all(r.get(k, ref[k]) == ref[k] for k in ref if k != kind)]
+    if not candidates:
+        raise _fail(f"no package record for {_show(location)}", location.line)
+    if len(candidates) > 1:
+        raise _fail(f"several package records for {_show(location)}", location.line)
+    return candidates[0]
+
+
+def _conda_url(ref: _Map, record: _Map, platform: str) -> Tuple[str, str]:
+    """(URL#md5, sha256) of a conda package of PLATFORM's list, each checked."""
+    url = ref["conda"]
+    scheme, sep, rest = url.partition("://")
+    if not (sep and scheme in ("https", "http", "file") and rest.count("/") >= 2
+            and url.endswith((".conda", ".tar.bz2"))
+            and not any(c in url for c in "#? \t") and url.isprintable()):
+        raise _fail(f"{_show(url)} is not the URL of a .conda or .tar.bz2 package", url.line)
+    subdir = url.rsplit("/", 2)[-2]
+    if subdir not in (platform, "noarch"):
+        raise _fail(f"the list for {platform} holds a package for {_show(subdir)}: "
+                    f"{_show(url)}", url.line)
+    hashes = []
+    for name, size in (("md5", 32), ("sha256", 64)):
+        value = record.get(name)
+        if value is None:
+            raise _fail(f"no {name} for {_show(url)}", record.line)
+        value = _want(value, _Str, f"the {name} of {_show(url)}", record.line).lower()
+        if len(value) != size or not set(value) <= HEX_DIGITS:
+            raise _fail(f"the {name} of {_show(url)} is not {size} hex digits",
+                        _line(record[name], record.line))
+        hashes.append(value)
+    return f"{url}#{hashes[0]}", hashes[1]
+
+
+def _pypi_pin(ref: _Map, record: _Map) -> str:
+    """The 'name==version' pin of a PyPI package, checked."""
+    location = ref["pypi"]
+    if not location.startswith(("https://", "http://")):
+        raise _fail(f"the PyPI package at {_show(location)} is not from a URL: cannot pin it",
+                    location.line)
+    if record.get("editable", "false") != "false":
+        raise _fail(f"the PyPI package at {_show(location)} is editable: cannot pin it",
+                    record.line)
+    name = _want(record.get("name"), _Str, f"the name of {_show(location)}", record.line)
+    version = _want(record.get("version"), _Str, f"the version of {_show(location)}",
+                    record.line)
+    pin = f"{name}=={version}"
+    if not (name[:1].isalnum() and version[:1].isalnum() and set(name) <= PIN_CHARS
+            and set(version) <= PIN_CHARS | {"+", "!"}):
+        raise _fail(f"cannot pin {_show(pin)} (expected name==version)", record.line)
+    return pin
+
+
+def conda_exec_lock(lines: List[Item], label: str, platform: str
+                    ) -> Tuple[List[Tuple[str, str]], List[str]]:
+    """From the block's content lines (line number, text after the '# ' prefix): for PLATFORM,
+    [(URL#md5, sha256)] of the conda packages of environment 'default' in the order listed,
+    and the PyPI pins ['name==version'] (if the lock has PyPI packages for that platform).
+    Raises UsageError at the line concerned (LABEL its file) when the lock is not version 6,
+    has no 'default' environment or no list for PLATFORM, names a package with no record,
+    sha256 or md5, or holds anything this reader cannot parse."""
+    try:
+        chosen, records = _environment(read_yaml_subset(lines), platform)
+        index = _index(records)
+        conda: List[Tuple[str, str]] = []
+        pins: List[str] = []
+        for ref in chosen:
+            ref = _want(ref, _Map, f"an entry of the package list for {platform}", chosen.line)
+            kinds = [k for k in ("conda", "pypi") if k in ref]
+            if len(kinds) != 1:
+                raise _fail("an entry needs one 'conda' or 'pypi' key", ref.line)
+            record = _record(ref, kinds[0], index)
+            if kinds[0] == "conda":
+                conda.append(_conda_url(ref, record, platform))
+            else:
+                pins.append(_pypi_pin(ref, record))
+        if not conda:
+            raise _fail(f"no conda packages for {platform}", chosen.line)
+    except UsageError as e:
+        raise UsageError(e.message, label, e.line) from None
+    return conda, pins
 
 
 ###############################################################################

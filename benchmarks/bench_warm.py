@@ -34,10 +34,14 @@ included), the table shows the median. Sections:
 5. `--list` and `--gc --dry-run` over 1,000 environments, `--dry-run` alone;
 6. the newest Python found, left out of a build: its first run (it compiles the module into the
    user cache), its later runs, against the release pyz and a null launcher;
-7. create overhead: cold runs against the bare stand-in `micromamba create` they run, for a
-   one-file env and a 10,000-file env;
+7. create overhead: cold runs against the bare stand-in create they run plus the script run
+   alone, for the stand-in's conda, micromamba and mamba 2 (each alone on PATH), a one-file env
+   and a 10,000-file env, with the manager's kind probed (`EXE --version`, an empty user cache)
+   and remembered (the cache already holds it);
 8. warm run of each block form ('# conda execute', PEP 723, conda-script) and of tool mode
-   (-s), on every Python found, against a null launcher built the way the pyz is.
+   (-s), on every Python found, against a null launcher built the way the pyz is;
+9. bundles (--bundle), with the stand-in's conda and micromamba: the bundle's size, the time
+   to make it, and a first run from it against first runs of the same script from the channel.
 """
 
 from __future__ import annotations
@@ -175,6 +179,8 @@ class Bench:
         channel = self.channel = conftest.channel_builder.build_test_channel(tmp / "channel")
         self.root = conftest.make_conda_root(tmp / "root", [channel.as_uri()], tmp / "pkgs")
         base = conftest.isolated_environ(os.environ, tmp / "isolated")
+        base.pop("PYTHONPATH", None)
+        self.isolated = base  # no package manager on PATH: see manager_env
         self.env = self.root.env_with_conda_on_path(base)
         self.env_dir = tmp / "envs"
         self.env["CONDA_EXECUTE_ENV_DIR"] = str(self.env_dir)
@@ -293,6 +299,28 @@ class Bench:
         shutil.copytree(self.prefix, d / self.prefix.name, symlinks=True)
         self.touch_gc_stamp(d)
         return d, dict(self.env, CONDA_EXECUTE_ENV_DIR=str(root))
+
+    def manager_env(self, prog: str) -> Dict[str, str]:
+        """The isolated environment with one stand-in personality alone on PATH (a directory
+        holding a copy of ROOT/bin/PROG: the stand-in's personality is its basename), the
+        default env dir and user cache (set CONDA_EXECUTE_ENV_DIR, XDG_CACHE_HOME to vary)."""
+        only = self.root.root / f"only-{prog}"
+        if not only.exists():
+            only.mkdir()
+            shutil.copy2(self.root.root / "bin" / prog, only / prog)
+        return dict(self.isolated, PATH=os.pathsep.join([str(only), self.isolated["PATH"]]))
+
+    def cold_packages(self, n_files: int) -> None:
+        """smallpkg (one file) and bigpkg (N_FILES files) in the channel, once."""
+        if getattr(self, "n_files", None) is not None:
+            assert self.n_files == n_files
+            return
+        builder = sys.modules["_ce_bench_conftest"].channel_builder
+        builder.add_package(self.channel, "smallpkg", "1.0",
+                            files={"share/small/one.txt": "1\n"})
+        builder.add_package(self.channel, "bigpkg", "1.0", files={
+            f"share/big/{i // 100:03d}/{i:05d}.txt": f"{i}\n" for i in range(n_files)})
+        self.n_files = n_files
 
     def touch_gc_stamp(self, d: Path) -> None:
         """A fresh GC stamp: the throttled background GC does not start during a table."""
@@ -640,85 +668,234 @@ def forms(b: Bench, rounds: int, warmup: int) -> None:
           "same environment.")
 
 
+#: The stand-in's personalities section 7 measures: program name (its basename picks the
+#: personality) -> what it plays.
+PERSONALITIES = {"conda": "conda 26", "micromamba": "micromamba 2", "mamba": "mamba 2"}
+
+
 def cold(b: Bench, samples: int, n_files: int) -> None:
-    """Cold runs (a fresh env dir each) against the bare create command they run, with the
-    stand-in's micromamba personality, for a one-file env and an N_FILES-file env. The script
-    is `true` (from PATH): the overhead is starting, parsing, locking, the marker and the log.
-    """
-    builder = sys.modules["_ce_bench_conftest"].channel_builder
-    builder.add_package(b.channel, "smallpkg", "1.0", files={"share/small/one.txt": "1\n"})
-    builder.add_package(b.channel, "bigpkg", "1.0", files={
-        f"share/big/{i // 100:03d}/{i:05d}.txt": f"{i}\n" for i in range(n_files)})
-    env = b.root.env_with_micromamba_on_path(
-        {k: v for k, v in b.env.items() if k != "CONDA_EXECUTE_ENV_DIR"})
-    kinds = {"small": "smallpkg", "big": "bigpkg"}
-    scripts, creates = {}, {}
-    for kind, pkg in kinds.items():
+    """Cold runs (a fresh env dir each) against the bare create command they run plus a direct
+    run of the script, for each stand-in personality (alone on PATH), a one-file env and an
+    N_FILES-file env. Each cold run twice: the manager's kind probed (an empty user cache, so
+    `EXE --version` runs) and remembered (the cache holds the entry of an earlier run). The
+    script is COLD_SCRIPT, run by sh: the overhead is starting, parsing, the kind, locking,
+    the marker and the log."""
+    b.cold_packages(n_files)
+    kinds = {"small": ("smallpkg", "1 file"), "big": ("bigpkg", f"{n_files:,} files")}
+    remembered = b.tmp / "cold-xdg-remembered"  # XDG_CACHE_HOME of the 'remembered' runs
+    remembered.mkdir()
+    scripts: Dict[str, str] = {}
+    for kind, (pkg, _) in kinds.items():
         path = b.tmp / f"cold-{kind}.sh"
         path.write_text(COLD_SCRIPT.format(pkg=pkg))
         scripts[kind] = str(path)
-        probe = dict(env, CONDA_EXECUTE_ENV_DIR=str(b.tmp / f"cold-probe-{kind}"))
-        proc = subprocess.run([REALPY, b.pyz, "-v", str(path)], env=probe, capture_output=True,
-                              text=True)  # also fills the package cache
-        found = re.search(r"running: (\S+ create .*)", proc.stderr)
-        assert proc.returncode == 0 and found, proc.stderr
-        prefix = re.search(r" -p (\S+)", found.group(1)).group(1)
-        creates[kind] = (found.group(1).split(" "), prefix)
-    times: Dict[str, List[Tuple[float, float]]] = {}
-    own: Dict[str, List[float]] = {}  # the process's own CPU seconds (COLD_SCRIPT), if known
+    envs: Dict[str, Dict[str, str]] = {}
+    creates: Dict[Tuple[str, str], Tuple[List[str], str]] = {}  # create argv, its prefix
+    for prog in PERSONALITIES:
+        envs[prog] = dict(b.manager_env(prog), XDG_CACHE_HOME=str(remembered))
+        for n, kind in enumerate(kinds):  # also fills the package cache and the kind cache
+            setup = dict(envs[prog], CONDA_EXECUTE_ENV_DIR=str(b.tmp / f"cold-setup-{prog}-{kind}"))
+            proc = subprocess.run([REALPY, b.pyz, "-v", scripts[kind]], env=setup,
+                                  capture_output=True, text=True)
+            found = re.search(r"running: (\S+ create .*)", proc.stderr)
+            assert proc.returncode == 0 and found, proc.stderr
+            cmd = found.group(1).split(" ")
+            assert os.path.basename(cmd[0]) == prog, cmd  # the personality asked for
+            how = "remembered from an earlier probe" if n else "probed with --version"
+            assert how in proc.stderr, proc.stderr  # the kind cache works as the rows say
+            prefix = re.search(r" -p (\S+)", found.group(1))
+            assert prefix, found.group(1)
+            creates[prog, kind] = (cmd, prefix.group(1))
+    variants = [(f"{how}, {cache}", flags, cache)
+                for how, flags in (("python3", []), ("python3 -I -S", ["-I", "-S"]))
+                for cache in ("probed", "remembered")]
+    times: Dict[Tuple[str, str, str], List[Tuple[float, float]]] = {}
+    own: Dict[Tuple[str, str, str], List[float]] = {}  # own CPU seconds (COLD_SCRIPT)
     for i in range(samples):
-        jobs = []
-        for kind in kinds:
-            cmd, prefix = creates[kind]
-            bare_prefix = str(b.tmp / f"bare-{kind}-{i}" / "env")
-            os.makedirs(os.path.dirname(bare_prefix))
-            jobs += [(f"bare {kind}", [bare_prefix if a == prefix else a for a in cmd], env),
-                     (f"version {kind}", [cmd[0], "--version"], env),
-                     (f"cold {kind}", [REALPY, b.pyz, scripts[kind]],
-                      dict(env, CONDA_EXECUTE_ENV_DIR=str(b.tmp / f"cold-{kind}-{i}"))),
-                     (f"cold -I -S {kind}", [REALPY, "-I", "-S", b.pyz, scripts[kind]],
-                      dict(env, CONDA_EXECUTE_ENV_DIR=str(b.tmp / f"cold-IS-{kind}-{i}")))]
-            jobs.append((f"sh {kind}", ["/bin/sh", scripts[kind]], env))  # its own share
+        d = b.tmp / f"cold-{i}"  # this sample's env dirs, caches and bare prefixes
+        jobs = [(("", kind, "sh"), ["/bin/sh", scripts[kind]], b.isolated) for kind in kinds]
+        for (prog, kind), (cmd, prefix) in creates.items():
+            tag = f"{prog}-{kind}"
+            bare_prefix = d / f"bare-{tag}" / "env"
+            bare_prefix.parent.mkdir(parents=True)
+            jobs += [((prog, kind, "bare"), [str(bare_prefix) if a == prefix else a
+                                             for a in cmd], envs[prog]),
+                     ((prog, kind, "version"), [cmd[0], "--version"], envs[prog])]
+            for j, (label, flags, cache) in enumerate(variants):
+                xdg = remembered
+                if cache == "probed":
+                    xdg = d / f"xdg-{tag}-{j}"
+                    xdg.mkdir()
+                jobs.append(((prog, kind, label), [REALPY, *flags, b.pyz, scripts[kind]],
+                             dict(envs[prog], XDG_CACHE_HOME=str(xdg),
+                                  CONDA_EXECUTE_ENV_DIR=str(d / f"envs-{tag}-{j}"))))
         random.shuffle(jobs)
-        for label, cmd, job_env in jobs:
-            out = b.tmp / "own-cpu.txt"
+        out = b.tmp / "own-cpu.txt"
+        for key, cmd, job_env in jobs:
             out.write_text("")
-            times.setdefault(label, []).append(spawn_cpu(cmd, dict(job_env,
-                                                                   CE_BENCH_OUT=str(out))))
+            times.setdefault(key, []).append(spawn_cpu(cmd, dict(job_env,
+                                                                 CE_BENCH_OUT=str(out))))
             if out.read_text().strip():
-                own.setdefault(label, []).append(float(out.read_text()) / 1000)
+                own.setdefault(key, []).append(float(out.read_text()) / 1000)
+        shutil.rmtree(d)  # untimed: 10,000-file envs add up
     med = {k: statistics.median(w for w, _ in v) for k, v in times.items()}
     cpu = {k: statistics.median(c for _, c in v) for k, v in times.items()}
     own_cpu = {k: statistics.median(v) for k, v in own.items()}
-    rows = []
-    for kind, size in (("small", "1 file"), ("big", f"{n_files:,} files")):
-        bare, version = med[f"bare {kind}"], med[f"version {kind}"]
-        bare_cpu, version_cpu = cpu[f"bare {kind}"], cpu[f"version {kind}"]
-        rows += [[f"bare: micromamba create -p ... --yes {kinds[kind]} ({size})", ms(bare), "",
-                  ms(bare_cpu), "", ""],
-                 ["micromamba --version (the kind probe, once per cold run)", ms(version), "",
-                  ms(version_cpu), "", ""]]
-        sh = own_cpu.get(f"sh {kind}")
-        for label, how in (("cold", "python3"), ("cold -I -S", "python3 -I -S")):
-            key = f"{label} {kind}"
-            mine = f"{(own_cpu[key] - sh) * 1000:.1f}" if key in own_cpu and sh else "n/a"
-            rows.append([f"cold run: {how} conda-execute.pyz script ({size})", ms(med[key]),
-                         f"{(med[key] - bare - version) * 1000:+.1f}", ms(cpu[key]),
-                         f"{(cpu[key] - bare_cpu - version_cpu) * 1000:+.1f}", mine])
-    print(f"\n### 7. Create overhead, stand-in micromamba ({samples} interleaved samples, "
+    rows, summary = [], []
+    for kind, (_, size) in kinds.items():
+        sh = ("", kind, "sh")
+        rows.append(["(none)", size, "direct: sh script (the script alone)", ms(med[sh]), "",
+                     ms(cpu[sh]), "", ""])
+    for prog, kind in creates:
+        pkg, size = kinds[kind]
+        sh, bare, version = ("", kind, "sh"), (prog, kind, "bare"), (prog, kind, "version")
+        base, base_cpu = med[bare] + med[sh], cpu[bare] + cpu[sh]
+        rows += [[PERSONALITIES[prog], size, f"bare: {prog} create -p ... --yes {pkg}",
+                  ms(med[bare]), "", ms(cpu[bare]), "", ""],
+                 ["", "", f"{prog} --version (the kind probe)", ms(med[version]), "",
+                  ms(cpu[version]), "", ""]]
+        overheads = []
+        for label, _, _ in variants:
+            key = (prog, kind, label)
+            mine = f"{(own_cpu[key] - own_cpu[sh]) * 1000:.1f}" \
+                if key in own_cpu and own_cpu.get(sh) else "n/a"
+            overheads.append(med[key] - base)
+            rows.append(["", "", f"cold run: {label.replace(', ', ' conda-execute.pyz, kind ')}",
+                         ms(med[key]), f"{(med[key] - base) * 1000:+.1f}", ms(cpu[key]),
+                         f"{(cpu[key] - base_cpu) * 1000:+.1f}", mine])
+        summary.append([PERSONALITIES[prog], size, ms(med[version]),
+                        *[f"{o * 1000:+.1f}" for o in overheads[:2]],
+                        f"{(overheads[0] - overheads[1]) * 1000:+.1f}",
+                        *[f"{o * 1000:+.1f}" for o in overheads[2:]],
+                        f"{(overheads[2] - overheads[3]) * 1000:+.1f}"])
+    print(f"\n### 7. Create overhead, stand-in {', '.join(PERSONALITIES.values())}: cold runs "
+          f"against the bare create plus the script alone ({samples} interleaved samples, "
           "medians)\n")
-    print(table(["", "ms", "overhead ms", "CPU ms", "CPU overhead ms", "own CPU ms"], rows))
-    print("\n(overhead: the cold run's time less the bare create's and the --version probe's, "
-          "both of which the stand-in, a Python program, makes far slower than micromamba; "
-          "CPU: user + system of the process and the children it waited for; own CPU: the "
-          "conda-execute process alone, children excluded, from /proc/PID/sched at the end of "
-          "the run, less what sh takes to run the script alone: what conda-execute adds, "
-          "starting Python included)")
-    spread = {k: (max(w for w, _ in times[f"bare {k}"]) - min(w for w, _ in times[f"bare {k}"]))
-              * 1000 for k in kinds}
-    print(f"\n(the bare creates vary by {spread['small']:.0f} ms and {spread['big']:.0f} ms "
-          "between samples; the overhead includes starting Python, which python3 alone takes "
-          "~15 ms longer here than python3 -I -S: see section 1)")
+    print(table(["manager", "env", "run", "ms", "overhead ms", "CPU ms", "CPU overhead ms",
+                 "own CPU ms"], rows))
+    print("\n(overhead: the cold run's time less the bare create's and the direct run's of "
+          "the script; kind probed: an empty user cache (XDG_CACHE_HOME a new dir), so the "
+          "run asks `EXE --version`, which the stand-in, a Python program, makes far slower "
+          "than micromamba or conda; kind remembered: the cache holds the entry an earlier "
+          "run wrote ($XDG_CACHE_HOME/conda-execute/managers), no --version; CPU: user + "
+          "system of the process and the children it waited for; own CPU: the conda-execute "
+          "process alone, children excluded, from /proc/PID/sched at the end of the run, less "
+          "what sh takes to run the script alone: what conda-execute adds, starting Python "
+          "included)\n")
+    print(table(["manager", "env", "--version ms", "python3: probed", "remembered",
+                 "probed − remembered", "-I -S: probed", "remembered",
+                 "probed − remembered"], summary))
+    print("\n(wall-time overhead in ms of each first run over the bare create plus the script "
+          "alone, side by side: what remembering the kind saves against what one --version "
+          "of that manager costs)")
+    walls = {key: [w for w, _ in times[(*key, "bare")]] for key in creates}
+    spread = ", ".join(f"{PERSONALITIES[p]} {kinds[k][1]} {(max(w) - min(w)) * 1000:.0f} ms"
+                       for (p, k), w in walls.items())
+    print(f"\n(the bare creates vary between samples by: {spread}; the overhead includes "
+          "starting Python, which python3 alone takes ~15 ms longer here than python3 -I -S: "
+          "see section 1)")
+
+
+BUNDLE_SCRIPT = """# conda execute
+# env: [python, bigpkg]
+# channels: [{url}]
+# run_with: [python]
+pass
+"""
+
+
+def tree_bytes(path: Path) -> Tuple[int, int]:
+    """(files, bytes) of the regular files under PATH."""
+    sizes = [p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink()]
+    return len(sizes), sum(sizes)
+
+
+def bundles(b: Bench, samples: int, n_files: int) -> None:
+    """--bundle with the stand-in's conda and micromamba (each alone on PATH): the bundle's
+    size, the time to make it (from the script unlocked, so it locks first, and locked), and
+    a first run from the bundle against first runs of the same script from the channel (with
+    the same lock, and unlocked: a solve), a fresh env dir each, interleaved."""
+    b.cold_packages(n_files)
+    text = BUNDLE_SCRIPT.format(url=b.channel.as_uri())
+    setups: Dict[str, Tuple[Dict[str, str], Path, Path, Path]] = {}
+    sizes = []
+    for prog in ("conda", "micromamba"):
+        home = b.tmp / f"bundle-{prog}"
+        env = b.manager_env(prog)
+        src, plain = home / "src" / "script.py", home / "plain" / "script.py"
+        for path in (src, plain):
+            path.parent.mkdir(parents=True)
+            path.write_text(text)
+        out = home / "bundle"
+        proc = subprocess.run([REALPY, b.pyz, "--bundle", str(src), "--output", str(out)],
+                              env=dict(env, CONDA_EXECUTE_ENV_DIR=str(home / "envs-make")),
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        assert Path(str(src) + b.ce.LOCK_SUFFIX).is_file()
+        runs = {"bundle": [str(out / "conda-execute.pyz"), str(out / src.name)],
+                "channel": [b.pyz, str(src)], "solve": [b.pyz, str(plain)]}
+        for name, argv in runs.items():  # each works; the package cache holds every archive
+            proc = subprocess.run([REALPY, *argv], capture_output=True, text=True,
+                                  env=dict(env, CONDA_EXECUTE_ENV_DIR=str(home / f"envs-{name}")))
+            assert proc.returncode == 0, proc.stderr
+        assert not Path(str(plain) + b.ce.LOCK_SUFFIX).exists()  # a run does not lock
+        urls = {json.loads(p.read_text()).get("url", "")
+                for p in (home / "envs-bundle").rglob("conda-meta/*.json")}
+        bundled = (out / b.ce.BUNDLE_PACKAGES).as_uri()
+        assert urls and all(u.startswith(bundled) for u in urls), urls  # from its own files
+        archives, packages = tree_bytes(out / b.ce.BUNDLE_PACKAGES)
+        files, total = tree_bytes(out)
+        sizes.append([PERSONALITIES[prog], str(archives - 1), f"{packages:,}",
+                      f"{(out / 'conda-execute.pyz').stat().st_size:,}", str(files),
+                      f"{total:,}"])
+        setups[prog] = (env, src, plain, out)
+    times: Dict[Tuple[str, str], List[Tuple[float, float]]] = {}
+    for i in range(samples):
+        d = b.tmp / f"bundle-{i}"
+        jobs = []
+        for prog, (env, src, plain, out) in setups.items():
+            p = d / prog
+            fresh = p / "src" / src.name  # the script as written: --bundle locks it first
+            fresh.parent.mkdir(parents=True)
+            fresh.write_text(text)
+            argvs = {"make": [b.pyz, "--bundle", str(fresh), "--output", str(p / "new")],
+                     "make locked": [b.pyz, "--bundle", str(src), "--output", str(p / "again")],
+                     "bundle": [str(out / "conda-execute.pyz"), str(out / src.name)],
+                     "channel": [b.pyz, str(src)], "solve": [b.pyz, str(plain)]}
+            jobs += [((prog, key), [REALPY, *argv],  # a fresh env dir each
+                      dict(env, CONDA_EXECUTE_ENV_DIR=str(p / f"envs-{key.replace(' ', '-')}")))
+                     for key, argv in argvs.items()]
+        random.shuffle(jobs)
+        for key, cmd, job_env in jobs:
+            times.setdefault(key, []).append(spawn_cpu(cmd, job_env))
+        shutil.rmtree(d)
+    med = {k: statistics.median(w for w, _ in v) for k, v in times.items()}
+    cpu = {k: statistics.median(c for _, c in v) for k, v in times.items()}
+    labels = {
+        "make": "make: --bundle SCRIPT --output DIR, SCRIPT not locked (it locks first)",
+        "make locked": "make: --bundle SCRIPT --output DIR, SCRIPT already locked",
+        "bundle": "first run from the bundle: python3 DIR/conda-execute.pyz DIR/SCRIPT",
+        "channel": "first run from the channel, same lock: python3 conda-execute.pyz SCRIPT",
+        "solve": "first run from the channel, no lock (solved)",
+    }
+    rows = []
+    for prog in setups:
+        channel = med[prog, "channel"]
+        for n, (key, label) in enumerate(labels.items()):
+            rows.append([PERSONALITIES[prog] if n == 0 else "", label, ms(med[prog, key]),
+                         ms(cpu[prog, key]), f"{med[prog, key] / channel:.2f}"])
+    print(f"\n### 9. Bundles (--bundle), stand-in {PERSONALITIES['conda']} and "
+          f"{PERSONALITIES['micromamba']} ({samples} interleaved samples, medians)\n")
+    print(f"SCRIPT: `env: [python, bigpkg]` (bigpkg: {n_files:,} files), its channel the "
+          "test channel (file://)\n")
+    print(table(["manager", "archives", "packages/ bytes", "conda-execute.pyz bytes", "files",
+                 "total bytes"], sizes))
+    print()
+    print(table(["manager", "", "ms", "CPU ms", "× channel, same lock"], rows))
+    print("\n(each make writes a new DIR; each first run has a fresh env dir, the package "
+          "cache (the stand-in's, shared) already holds every archive: a run from the bundle "
+          "adds reading and hashing each archive against the lock, a run from the channel "
+          "with the lock creates from the same list, without it the manager solves)")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -730,7 +907,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--cold", type=int, help="cold-run/create samples")
     parser.add_argument("--files", type=int, help="files in the big env (default 10000)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
-    parser.add_argument("--only", default="12345678", help="sections to run, e.g. 13 (default all)")
+    parser.add_argument("--only", default="123456789", help="sections to run, e.g. 13 (default all)")
     args = parser.parse_args(argv)
     rounds = args.rounds or (5 if args.quick else 100)
     warmup = 2 if args.quick else 10
@@ -767,6 +944,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             cold(b, samples, n_files)
         if "8" in args.only:
             forms(b, rounds, warmup)
+        if "9" in args.only:
+            bundles(b, samples, n_files)
         print("\nbenchmarks done")
     finally:
         os.chdir(cwd)

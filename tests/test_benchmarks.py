@@ -18,7 +18,7 @@ def test_bench_warm_quick_runs_and_prints_its_tables():
     for heading in ("### 1. Warm run on every Python found", "### 2. Warm run on Python",
                     "### 3. What the warm path imports", "### 4. Warm run",
                     "### 5. Management commands", "### 6. Python 3.", "### 7. Create overhead",
-                    "### 8. Warm run of each block form"):
+                    "### 8. Warm run of each block form", "### 9. Bundles"):
         assert heading in out, heading
     assert "| python3 conda-execute.pyz " in out and "| python3 null.pyz " in out
     assert "conda_execute (" in out  # the import list names the module and its cost
@@ -34,4 +34,13 @@ def test_bench_warm_quick_runs_and_prints_its_tables():
     forms = out.split("### 8.")[1]
     for form in ("| # conda execute ", "| PEP 723 ", "| conda-script ", "| -s python -- "):
         assert form in forms, form
+    cold = out.split("### 7.")[1].split("### 8.")[0]
+    for manager in ("| conda 26 ", "| micromamba 2 ", "| mamba 2 "):
+        assert manager in cold, manager
+    for run in ("kind probed ", "kind remembered "):
+        assert cold.count(run) == 3 * 2 * 2, run  # managers, envs, python3 and -I -S
+    bundle = out.split("### 9.")[1]
+    for row in ("| conda 26 ", "| micromamba 2 ", "first run from the bundle",
+                "first run from the channel, same lock", "SCRIPT not locked"):
+        assert row in bundle, row
     assert out.rstrip().endswith("benchmarks done")

@@ -339,3 +339,62 @@ def test_edits_keep_an_embedded_lock_and_say_it_is_stale(ce, channel, tmp_path):
     removed = ce("--remove", "mylib", str(script))
     assert removed.returncode == 0 and script.read_text() == locked
     assert ce("--dry-run", "--locked", str(script)).returncode == 0
+
+
+def conda_exec_block(lock_text):
+    """conda-exec's embedded lock (rattler-lock v6, conda-exec's layout) holding the same
+    packages as a lock of ours, for this platform."""
+    entries = sections_with_sha(lock_text)[HERE]
+    urls = [u for u, _ in entries]
+    lines = ["# conda-exec-lock-input-sha256: " + "0" * 64, "version: 6", "environments:",
+             "  default:", "    channels:", "      - url: file:///x/", "    packages:",
+             f"      {HERE}:"]
+    lines += [f"        - conda: {u.split('#')[0]}" for u in urls]
+    lines += ["packages:"]
+    for url, sha in entries:
+        lines += [f"  - conda: {url.split('#')[0]}", f"    sha256: {sha}",
+                  f"    md5: {url.split('#')[1]}", "    depends: []"]
+    return "# /// conda-exec-lock\n" + "".join(f"# {ln}\n" for ln in lines) + "# ///\n"
+
+
+def sections_with_sha(text):
+    found, current, sha = {}, None, ""
+    for line in text.splitlines():
+        if line.startswith("# platform: "):
+            current = found.setdefault(line.split(": ", 1)[1], [])
+        elif line.startswith("# sha256: "):
+            sha = line.split(": ", 1)[1]
+        elif "://" in line and current is not None:
+            current.append((line.strip(), sha))
+    return found
+
+
+def test_a_script_carrying_conda_execs_lock_runs_from_it(ce, fresh_channel, tmp_path):
+    block = ("# /// script\n# [tool.conda]\n# dependencies = ['tool']\n"
+             f"# channels = ['{fresh_channel.url}']\n# ///\n")
+    probe = tmp_path / "probe.py"
+    probe.write_text(block)
+    assert ce("--lock", str(probe)).returncode == 0
+    script = tmp_path / "p.py"
+    script.write_text(block + "\n" + conda_exec_block((tmp_path / "probe.py.conda-lock")
+                                                      .read_text()) +
+                      "import subprocess\nsubprocess.run(['tool'])\n")
+    fresh_channel.add_package("tool", "3.0", noarch=True,
+                              files={"bin/tool": "#!/bin/sh\necho tool 3.0\n"})
+    dry = ce("--dry-run", "--locked", str(script))
+    assert dry.returncode == 0 and json.loads(dry.stdout)["lock"] == str(script), dry.stderr
+    run = ce(str(script))
+    assert (run.returncode, run.stdout) == (0, "tool 2.0\n"), run.stderr
+    # what cannot be read is refused with one line at its line
+    bad = script.read_text().replace("# version: 6", "# version: 7")
+    script.write_text(bad)
+    line = bad.splitlines().index("# version: 7") + 1
+    refused = ce("--dry-run", str(script))
+    assert one_line(refused, 2).startswith(f"{script}:{line}: conda-exec lock: lock format "
+                                           "version 7, not 6")
+    # one that does not pin what the metadata names: a warning and a solve (--locked: error)
+    other = block.replace("['tool']", "['tool', 'mylib']")
+    script.write_text(bad.replace("# version: 7", "# version: 6").replace(block, other))
+    assert "does not pin 'mylib'" in one_line(ce("--dry-run", "--locked", str(script)), 2)
+    warned = ce("--dry-run", str(script))
+    assert warned.returncode == 0 and "does not pin 'mylib'" in warned.stderr
