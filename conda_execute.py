@@ -3085,10 +3085,8 @@ def conda_exec_as_lock(spec: Spec, here: str, locked: bool) -> Optional[Lock]:
     entries, pins = conda_exec_lock(spec.embedded.lines, spec.label, here)
     names = {u.split("#")[0].rsplit("/", 1)[-1].rsplit("-", 2)[0] for u, _ in entries}
     pinned = {p.split("==")[0].lower().replace("_", "-") for p in pins}
-    pypi = _rx(PYPI_NAME_RE)
     missing = [n for n in map(spec_name, spec.env) if n.lower() not in names] + \
-        [r for r in spec.pip if (getattr(pypi.fullmatch(r), "group", lambda _: r)(1)).lower()
-         .replace("_", "-") not in pinned]
+        [r for r in spec.pip if _pypi_name(r) not in pinned]
     if missing:
         message = (f"conda-exec lock does not pin {missing[0]!r}: made from other metadata; "
                    "remake it (conda exec --lock --embed, or conda-execute --lock --embed)")
@@ -3100,6 +3098,12 @@ def conda_exec_as_lock(spec: Spec, here: str, locked: bool) -> Optional[Lock]:
     return Lock(spec.label, digest, metadata_hash(spec), here, tuple(pins), spec.embedded.line,
                 urls=tuple(u for u, _ in entries), sha256=tuple(h for _, h in entries),
                 platforms=(here,), embedded=True)
+
+
+def _pypi_name(requirement: str) -> str:
+    """The normalised project name of a PEP 508 requirement (the whole text if it has none)."""
+    match = _rx(PYPI_NAME_RE).fullmatch(requirement)
+    return (match.group(1) if match else requirement).lower().replace("_", "-")
 
 
 def _locked_list(spec: Spec, platform: str) -> List[Tuple[str, str]]:
