@@ -20,15 +20,21 @@ SCRIPT = ("#!/usr/bin/env bash\n# conda execute\n# env: [tool]\n# channels: [{ur
           "tool\n")
 
 
-@pytest.fixture
-def ce(backend, isolated_env, tmp_path, pyz):
+CONSOLE = os.path.join(os.path.dirname(sys.executable), "conda-execute")
+
+
+@pytest.fixture(params=["pyz", "console"])
+def ce(request, backend, isolated_env, tmp_path, pyz):
+    """conda-execute as users start it: the built pyz, and the console script (whose bundles
+    carry a pyz made from the module)."""
     env = backend.env_on_path(isolated_env)
     env["CONDA_EXECUTE_ENV_DIR"] = str(tmp_path / "envs")
+    argv0 = [sys.executable, pyz] if request.param == "pyz" else [CONSOLE]
 
-    def run(*args, extra_env=None, argv0=None):
-        return subprocess.run([*(argv0 or [sys.executable, pyz]), *args], capture_output=True,
-                              text=True, env={**env, **(extra_env or {})}, timeout=DEADLINE)
-    run.env, run.argv0 = env, [pyz]
+    def run(*args, extra_env=None):
+        return subprocess.run([*argv0, *args], capture_output=True, text=True,
+                              env={**env, **(extra_env or {})}, timeout=DEADLINE)
+    run.env, run.argv0 = env, argv0[1:] if request.param == "pyz" else argv0
     return run
 
 
@@ -319,8 +325,9 @@ def test_bundling_fails_whole_with_one_line(ce, channel, tmp_path):
     small = tmp_path / "small"
     small.mkdir()
     mount = f"mount -t tmpfs -o size=8k tmpfs '{small}'"
-    argv = ["unshare", "-m", "sh", "-c", f'{mount} && exec "$@"', "sh", sys.executable,
-            *ce.argv0, "--bundle", str(script), "--output", str(small / "b")]
+    argv = ["unshare", "-m", "sh", "-c", f'{mount} && exec "$@"', "sh",
+            *([sys.executable] if ce.argv0[0].endswith(".pyz") else []), *ce.argv0,
+            "--bundle", str(script), "--output", str(small / "b")]
     full = subprocess.run(argv, capture_output=True, text=True, env=ce.env, timeout=DEADLINE)
     assert "cannot write the bundle: No space left on device" in one_line(full, 73)
 
