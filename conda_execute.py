@@ -7069,12 +7069,8 @@ def edit_script(path: str, op: str, words: List[str], what: str, quiet: bool) ->
         adds, removes = tuple(check_item(what, w, op) for w in words), ()
     else:
         adds, removes = (), tuple(_name_of(what, check_item(what, w, op)) for w in words)
-    target = _edit_target(path)
-    fd = _lock_script(target, path)
+    fd, script, _, block = _open_for_edit(path)
     try:
-        script = _read_locked(path, target, fd)
-        spec = _spec_for_edit(script.lines, path)
-        block = find_block(script, spec)
         if what == "pip" and block.fmt != "pep723":
             raise UsageError("--pypi needs a PEP 723 block (this block has no PyPI "
                              "requirements)", path, block.first)
@@ -7096,6 +7092,20 @@ def edit_script(path: str, op: str, words: List[str], what: str, quiet: bool) ->
         _say(f"{path}: {'.'.join(WHERE[kind])} is now [{', '.join(want)}]")
     _stale_lock(path, new_spec)
     return 0
+
+
+def _open_for_edit(path: str) -> Tuple[int, Script, Spec, BlockAt]:
+    """The script at PATH locked for an edit: (the lock's descriptor, for the caller to close;
+    its lines; what the reader makes of them; where its block is)."""
+    target = _edit_target(path)
+    fd = _lock_script(target, path)
+    try:
+        script = _read_locked(path, target, fd)
+        spec = _spec_for_edit(script.lines, path)
+        return fd, script, spec, find_block(script, spec)
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _spec_for_edit(lines: List[str], path: str) -> Spec:
@@ -7134,12 +7144,8 @@ def embed_lock(path: str, text: str) -> str:
     """Write the lock TEXT into the script at PATH as a lock block behind its comment prefix,
     right after its metadata block (an earlier lock block is replaced where it is), under the
     script's lock, atomically, its mode kept; every other byte unchanged. Returns PATH."""
-    target = _edit_target(path)
-    fd = _lock_script(target, path)
+    fd, script, spec, block = _open_for_edit(path)
     try:
-        script = _read_locked(path, target, fd)
-        spec = _spec_for_edit(script.lines, path)
-        block = find_block(script, spec)
         prefix = spec.embedded.prefix if spec.embedded else \
             block.prefix if block.fmt == "conda-script" else block.prefix.rstrip() + " "
         end = _ending(script.lines, block.first - 1)
