@@ -405,3 +405,22 @@ def test_a_script_carrying_conda_execs_lock_runs_from_it(ce, fresh_channel, tmp_
     assert "does not pin 'mylib'" in one_line(ce("--dry-run", "--locked", str(script)), 2)
     warned = ce("--dry-run", str(script))
     assert warned.returncode == 0 and "does not pin 'mylib'" in warned.stderr
+
+
+def test_a_bundled_script_runs_through_its_own_shebang(ce, channel, tmp_path):
+    """DIR/SCRIPT run directly: its shebang names conda-execute (the console script here),
+    which finds the bundle beside it; offline."""
+    script = tmp_path / "src" / "s.sh"
+    script.parent.mkdir()
+    script.write_text("#!/usr/bin/env conda-execute\n" + SCRIPT.format(url=channel.url)
+                      .split("\n", 1)[1])
+    script.chmod(0o755)
+    assert ce("--bundle", str(script), "--output", str(tmp_path / "b")).returncode == 0
+    env = dict(ce.env, CONDA_EXECUTE_ENV_DIR=str(tmp_path / "target-envs"))
+    env["PATH"] = os.path.dirname(CONSOLE) + os.pathsep + env["PATH"]
+    run = subprocess.run(["unshare", "-n", str(tmp_path / "b" / "s.sh")], capture_output=True,
+                         text=True, env=env, timeout=DEADLINE)
+    assert (run.returncode, run.stdout) == (0, "tool 2.0\n"), run.stderr
+    assert "/b/packages/" in open_text(next(
+        os.path.join(r, f) for r, _, fs in os.walk(tmp_path / "target-envs")
+        for f in fs if f.startswith("tool-2.0") and f.endswith(".json")))
