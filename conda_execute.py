@@ -5553,8 +5553,9 @@ def _log_stamp(d: EnvDir) -> Tuple[int, int]:
 
 
 def _remove_leftovers(d: EnvDir) -> None:
-    """Trash left by an interrupted removal, lock files whose env is gone, and creation locks
-    no one holds or waits on."""
+    """Trash left by an interrupted removal or a killed solve for another platform, lock
+    files whose env is gone, creation locks no one holds or waits on, and a lock's list left
+    by a killed creation (NAME.explicit, when NAME's lock is free)."""
     import shutil
 
     try:
@@ -5562,7 +5563,10 @@ def _remove_leftovers(d: EnvDir) -> None:
     except OSError:
         return
     for name in names:
-        if name.startswith(".trash-"):
+        if name.endswith(".explicit") and is_env_name(name[:-len(".explicit")]):
+            _remove_if_free(d, name, name[:-len(".explicit")] + ".lock")
+            continue
+        if name.startswith((".trash-", ".solve-")):
             pid = name.rsplit("-", 1)[-1]
             if not (pid.isdigit() and _alive(int(pid))):
                 shutil.rmtree(os.path.join(d.path, name), ignore_errors=True)
@@ -5578,6 +5582,20 @@ def _remove_leftovers(d: EnvDir) -> None:
         if fd is not None:
             if name.endswith(CREATE_LOCK) or not _exists_in(d, env):
                 _unlink_in(d, name)
+            os.close(fd)
+
+
+def _remove_if_free(d: EnvDir, name: str, lock: str) -> None:
+    """Remove NAME from D when no one holds LOCK (a creation in progress holds it)."""
+    try:
+        fd = acquire(d, lock, exclusive=True, wait=False, create=False)
+    except FileNotFoundError:  # its env and lock are gone
+        fd = -1
+    except OSError:
+        return
+    if fd is not None:
+        _unlink_in(d, name)
+        if fd >= 0:
             os.close(fd)
 
 

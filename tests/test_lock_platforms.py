@@ -424,3 +424,20 @@ def test_a_bundled_script_runs_through_its_own_shebang(ce, channel, tmp_path):
     assert "/b/packages/" in open_text(next(
         os.path.join(r, f) for r, _, fs in os.walk(tmp_path / "target-envs")
         for f in fs if f.startswith("tool-2.0") and f.endswith(".json")))
+
+
+def test_gc_removes_what_a_killed_lock_or_solve_left(ce, channel, tmp_path):
+    script = tmp_path / "s.sh"
+    script.write_text(SCRIPT.format(url=channel.url))
+    assert ce("--lock", str(script)).returncode == 0
+    d = tmp_path / "envs" / HERE
+    name = next(n for n in os.listdir(d) if len(n) == 20)
+    (d / f"{name}.explicit").write_text("@EXPLICIT\n")
+    (d / f"{'0' * 20}.explicit").write_text("@EXPLICIT\n")  # its env and lock are gone
+    (d / ".solve-osx-arm64-999999999").mkdir()
+    (d / ".solve-osx-arm64-999999999" / ".mambarc").write_text("platform: osx-arm64")
+    mine = d / f".solve-osx-arm64-{os.getpid()}"  # a live process's: kept
+    mine.mkdir()
+    assert ce("--gc").returncode == 0
+    assert sorted(n for n in os.listdir(d) if n.startswith(".solve-") or
+                  n.endswith(".explicit")) == [mine.name]
