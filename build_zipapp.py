@@ -220,24 +220,24 @@ WARM = (
     "_parse_literal_str", "_parse_multiline_str", "_parse_plain", "_parse_quoted",
     "_parse_scalar", "_parse_value", "_past_env", "_pep723_line", "_prepend", "_private_dir",
     "_python_clause", "_python_runs_us", "_rc_files", "_read_blocks", "_read_json_object",
-    "_release", "_run_spec", "_rx", "_say", "_sha256", "_sha256_bytes", "_sha256_hex",
+    "_release", "_run", "_run_spec", "_rx", "_say", "_sha256", "_sha256_bytes", "_sha256_hex",
     "_skip_array_ws", "_skip_chars", "_skip_comment", "_skip_until", "_strings", "_table",
     "_table_rule", "_toml_document", "_toml_escape", "_toml_skip_comment", "_toml_string_end",
     "_toml_token", "_toml_type", "_toml_value", "_unmark", "_which", "_words", "acquire",
     "activate_scripts", "activated_environ", "apply_lock", "block_prefix", "bootstrap_dir",
-    "bootstrapped_micromamba", "bundled_micromamba", "check_ad_hoc", "check_match_spec",
-    "check_relaunch", "conda_platform", "conda_root", "condarc_paths", "console_main",
-    "default_env_dir", "default_run_with", "ensure_env", "env_for", "env_name", "env_named",
-    "env_platform", "env_vars", "exec_in_env", "find_manager", "find_pep723", "is_complete",
-    "is_match_spec", "is_own_file", "is_pep440_prefix", "is_pep440_version", "is_platform",
-    "iter_lines", "launch_mark", "launches_us", "load_config", "load_spec", "lock_opener",
-    "log_line", "main", "make_source", "manager_exe", "maybe_collect_in_background",
-    "metadata_hash", "missing_interpreter", "open_env_dir", "parse_args", "parse_block",
-    "parse_lock", "parse_toml", "pep440_clause", "pep723_fields", "pep723_ignored",
-    "pep723_opener", "private_dir", "python_spec", "read_condarc", "read_lock",
-    "read_lock_block", "read_spec", "record_use", "script_argv", "script_opener",
-    "source_from_stdin", "spec_from_fields", "spec_identity", "spec_name", "split_shebang",
-    "toml_subset", "tool_argv", "tool_source", "tool_spec", "unnamed_file", "with_specs",
+    "bootstrapped_micromamba", "check_ad_hoc", "check_match_spec", "check_relaunch",
+    "conda_platform", "conda_root", "condarc_paths", "console_main", "default_env_dir",
+    "default_run_with", "ensure_env", "env_for", "env_name", "env_named", "env_platform",
+    "env_vars", "exec_in_env", "find_manager", "find_pep723", "is_complete", "is_match_spec",
+    "is_own_file", "is_pep440_prefix", "is_pep440_version", "is_platform", "iter_lines",
+    "launch_mark", "launches_us", "load_config", "load_spec", "lock_opener", "log_line",
+    "main", "make_source", "manager_exe", "maybe_collect_in_background", "metadata_hash",
+    "missing_interpreter", "open_env_dir", "parse_args", "parse_block", "parse_lock",
+    "parse_toml", "pep440_clause", "pep723_fields", "pep723_opener", "private_dir",
+    "python_spec", "read_condarc", "read_lock", "read_lock_block", "read_spec", "record_use",
+    "script_argv", "script_opener", "source_from_stdin", "spec_from_fields", "spec_identity",
+    "spec_name", "split_shebang", "toml_subset", "tool_argv", "tool_source", "tool_spec",
+    "unnamed_file", "with_specs",
 )
 # The functions only a conda-script block's warm run adds: a part of their own (stored), run
 # when such a block is read; a '# conda execute', PEP 723 or -s run does without them.
@@ -294,12 +294,27 @@ def _bound_once(tree: ast.Module) -> set[str]:
 
 
 def _cold_candidates(tree: ast.Module, warm: tuple[str, ...]) -> dict[str, ast.stmt]:
-    """Plain top-level defs not in WARM, and plain top-level classes: {name: node}."""
+    """Plain top-level defs not in WARM, plain top-level classes, and constants (NAME = value,
+    bound once, placed like classes: where they are read): {name: node}."""
     once = _bound_once(tree)
-    return {node.name: node for node in tree.body
-            if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not node.decorator_list
-            and node.name in once and node.name not in warm and node.body[0].lineno > node.lineno
-            and "__cold__" not in _loaded_names(node) and not _yields(node)}
+    found = {node.name: node for node in tree.body
+             if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not node.decorator_list
+             and node.name in once and node.name not in warm and node.body[0].lineno > node.lineno
+             and "__cold__" not in _loaded_names(node) and not _yields(node)}
+    found.update({_placed_name(node): node for node in tree.body if _placed_name(node) in once
+                  and isinstance(node, ast.Assign) and not _placed_name(node).startswith("_")
+                  and "__cold__" not in _loaded_names(node)})
+    return found
+
+
+def _placed_name(node: ast.stmt) -> str | None:
+    """The name a def or class defines, or the one name NAME = value binds (else None)."""
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return node.name
+    if isinstance(node, ast.Assign) and len(node.targets) == 1 and \
+            isinstance(node.targets[0], ast.Name):
+        return node.targets[0].id
+    return None
 
 
 def _yields(node: ast.AST) -> bool:
@@ -347,12 +362,12 @@ def _homes(tree: ast.Module, movable: dict[str, ast.stmt], functions: dict[str, 
     for _ in range(len(movable) + 1):
         refs: dict[str, set[str]] = {"warm": set()}
         for node in tree.body:
-            place = home.get(getattr(node, "name", None), "warm")
+            place = home.get(_placed_name(node), "warm")
             refs.setdefault(place, set()).update(_loaded_names(node))
             if isinstance(node, ast.FunctionDef) and place != "warm":
                 refs["warm"].update(*map(_loaded_names, _defaults(node.args)))
         moved = {}
-        for name in (n for n, node in movable.items() if isinstance(node, ast.ClassDef)):
+        for name in (n for n, node in movable.items() if not isinstance(node, ast.FunctionDef)):
             readers = {p for p, names in refs.items() if name in names}
             place = "warm" if "warm" in readers or len(readers) > 1 else next(iter(readers), "cold")
             if place != home[name]:
@@ -387,7 +402,7 @@ def split_source(source: str, warm: tuple[str, ...] = WARM,
         warm_lines[body:last] = [""] * (last - body)
         if name in stubs:
             warm_lines[body] = _stub_call(node, home[name])
-    for node in ast.walk(ast.Module(body=[n for n in tree.body if getattr(n, "name", None)
+    for node in ast.walk(ast.Module(body=[n for n in tree.body if _placed_name(n)
                                           not in movable], type_ignores=[])):
         first, last = _docstring_lines(node)
         warm_lines[first:last] = [""] * (last - first)

@@ -2549,7 +2549,8 @@ def _read_blocks(lines: Iterator[Item], label: str, shebang: str, filename: str)
     data = parse_toml(text, label, opener + 1)
     env, channels, pip, run_with = pep723_fields(data, label, opener)
     return Spec(env, channels, run_with or ("python",), label, opener, pip, run_line=opener,
-                notes=pep723_ignored(data), form="pep723", embedded=watch.lock)
+                notes=pep723_ignored(data) if set(data) - PEP723_TOP_KEYS else (), form="pep723",
+                embedded=watch.lock)
 
 
 def load_spec(source: Source) -> Spec:
@@ -7766,7 +7767,7 @@ def _main(argv: List[str]) -> int:
         return 0
     if any(op in opts for op in AUTHORING):
         return author(args)
-    quiet, verbose = "--quiet" in opts, "--verbose" in opts
+    quiet = "--quiet" in opts
     cfg = _config(opts)
     if "--list" in opts or "--gc" in opts:
         return _manage(cfg, args)
@@ -7780,11 +7781,9 @@ def _main(argv: List[str]) -> int:
     for flag, other, refused_with, message in RUN_FLAG_RULES:
         if flag in opts and (other in opts) == refused_with:
             raise UsageError(message)
-    platforms = check_platforms(args.lists["--platform"]) if "--platform" in opts else []
+    if "--platform" in opts:
+        check_platforms(args.lists["--platform"])
     source = tool_source(args) if tool else make_source(args, cfg.allow_http)
-    if "--embed" in opts and os.path.lexists(source.path + LOCK_SUFFIX):
-        raise UsageError(f"--embed: there is a lock file {source.path + LOCK_SUFFIX}; remove "
-                         "it first (a script keeps its lock in one place)", source.label)
     spec, is_file = _run_spec(args, cfg, source, tool, quiet)
     script_path = os.path.abspath(source.path) if is_file else source.label
     check_relaunch(script_path, spec.label)
@@ -7796,13 +7795,20 @@ def _main(argv: List[str]) -> int:
     if spec.entrypoint:  # the command exec'd last, as --dry-run and --verbose show it
         argv_ = shown_command(spec.entrypoint.commands[-1], entry_variables(env, source))
         argv_ += args.args
+    return _run(cfg, args, source, spec, env, argv_, script_path)
+
+
+def _run(cfg: Config, args: Args, source: Source, spec: Spec, env: Env, argv_: List[str],
+         script_path: str) -> int:
+    """The run once its spec is known: check, create once, record, then exec (or --dry-run,
+    --lock, --prefix)."""
+    opts, quiet, verbose = args.options, "--quiet" in args.options, "--verbose" in args.options
     force = "--force-env" in opts or "--upgrade" in opts
     if "--dry-run" in opts or force or not is_complete(env):  # a warm run's specs were checked
         check_specs(spec, source, args.lists)  # when its env was made: its name carries them
     if "--dry-run" in opts:
         return _print_dry_run(spec, env, argv_, source, args.args)
-    if spec.lock and not (cfg.conda or cfg.manager) and bundled_micromamba(spec.lock.path,
-                                                                            cfg.platform):
+    if spec.lock and not (cfg.conda or cfg.manager):  # none here: a bundle's own, if any
         cfg = cfg._replace(manager=bundled_micromamba(spec.lock.path, cfg.platform))
     if (cfg.conda or not (cfg.manager or cfg.bootstrap)) and (force or not is_complete(env)):
         manager_exe(cfg)  # no (usable) package manager: fail (exit 69) before creating anything
@@ -7811,6 +7817,7 @@ def _main(argv: List[str]) -> int:
     fd = ensure_env(d, env, spec, cfg, force=force, quiet=quiet, verbose=verbose)
     record_use(d, env, script_path)
     if "--lock" in opts:
+        platforms = list(dict.fromkeys(args.lists.get("--platform", [])))  # checked by _main
         write_lock(cfg, env, spec, source.path, platforms, "--embed" in opts)
         return 0
     if "--prefix" in opts:
@@ -7858,6 +7865,9 @@ def _run_spec(args: Args, cfg: Config, source: Source, tool: bool, quiet: bool
     opts = args.options
     spec = tool_spec(args, source) if tool else load_spec(source)
     is_file = not (tool or source.inline or source.fd >= 0)
+    if "--embed" in opts and os.path.lexists(source.path + LOCK_SUFFIX):
+        raise UsageError(f"--embed: there is a lock file {source.path + LOCK_SUFFIX}; remove "
+                         "it first (a script keeps its lock in one place)", source.label)
     if is_file and not ("--lock" in opts and "--upgrade" in opts):
         spec = apply_lock(spec, source.path, "--locked" in opts, cfg.platform) \
             if not args.lists.get("--with") else _skip_lock(spec, source.path, quiet)
