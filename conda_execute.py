@@ -878,7 +878,7 @@ def _python_runs_us(words: List[str]) -> bool:
     return i < len(words) and (_names_us(words[i]) or is_own_file(words[i]))
 
 
-def launches_us(words: List[str], path: Optional[str] = None) -> bool:
+def launches_us(words: List[str]) -> bool:
     """Whether the command WORDS (a shebang's, run_with) starts conda-execute (see above);
     a bare program name is looked up on PATH."""
     words = _past_env(words)
@@ -889,7 +889,7 @@ def launches_us(words: List[str], path: Optional[str] = None) -> bool:
         return True
     if base.startswith(("python", "pypy")):
         return _python_runs_us(words[1:])
-    found = program if os.sep in program else _which(program, path)
+    found = program if os.sep in program else _which(program)
     return bool(found) and is_own_file(found)  # type: ignore[arg-type]
 
 
@@ -900,11 +900,11 @@ def default_run_with(spec: Spec, shebang: str, filename: str) -> Spec:
     if words and not launches_us(words):
         return spec._replace(run_with=tuple(shebang[2:].split()), run_line=1)
     runner = EXTENSION_RUNNERS.get(os.path.splitext(filename)[1])
-    label, line = spec.label, spec.line
     if runner:
         return spec._replace(run_with=tuple(runner.split()))
     raise UsageError("cannot tell how to run this script: add 'run_with: [COMMAND]' to its "
-                     "metadata block (or give it a known extension or a shebang)", label, line)
+                     "metadata block (or give it a known extension or a shebang)", spec.label,
+                     spec.line)
 
 
 ###############################################################################
@@ -1962,14 +1962,11 @@ def pixi_script_spec(data: dict, block: Block, label: str, platform: str, fail: 
                                                          if k not in PIXI_SCRIPT_KEYS)
     notes = (f"ignored {', '.join(map(repr, ignored))} (pixi exec reads [script] and "
              "[dependencies] only)",) if ignored else ()
-    if entry is None:
-        return Spec(specs, channels, (), label, block.line, form=PIXI_FORM,
-                    notes=notes)
-    if not isinstance(entry, str) or not entry.split():
+    if entry is not None and (not isinstance(entry, str) or not entry.split()):
         raise fail("[script] entrypoint: expected a command (a non-empty string)", "entrypoint")
-    return Spec(specs, channels, (), label, block.line, form=PIXI_FORM,
-                entrypoint=pixi_entrypoint(entry, _key_line(block, "entrypoint", 0)),
-                notes=notes)
+    return Spec(specs, channels, (), label, block.line, form=PIXI_FORM, notes=notes,
+                entrypoint=pixi_entrypoint(entry, _key_line(block, "entrypoint", 0))
+                if entry is not None else None)
 
 
 def _pixi_targets(table: dict, where: str, platform: str, fail: Any) -> dict:
@@ -2838,7 +2835,6 @@ def default_env_dir(root: Optional[str]) -> str:
 # the digest of that list and the pins only, so locking another platform rebuilds nothing.
 
 LOCK_SUFFIX = ".conda-lock"
-LOCK_VERSION = 2
 LOCK_MAGIC = "# conda-execute-lock: 2"
 LOCK_OPENER = "/// conda-execute-lock"
 LOCK_CLOSER = "///"
@@ -3334,8 +3330,6 @@ def _quote(text: str) -> str:
 def _show(text: str) -> str:
     """TEXT for a one-line message: as is when printable and short, else its repr, cut."""
     return text if text.isprintable() and len(text) <= 200 else repr(text[:200])
-
-
 
 
 def _rows(lines: List[Tuple[int, str]]) -> List[Row]:
@@ -4231,8 +4225,7 @@ def manager_kind(exe: str, verbose: bool = False) -> str:
 
 def _probe_kind(exe: str) -> str:
     """`EXE --version`: conda prints `conda X` and mamba 1.x `mamba X` then `conda Y` (conda's
-    command line); libmamba's programs (micromamba 1.x and 2.x, mamba 2.x) the bare version.
-    (Today's manager_kind body, unchanged.)"""
+    command line); libmamba's programs (micromamba 1.x and 2.x, mamba 2.x) the bare version."""
     try:
         rc, out, err = Child.output([exe, "--version"])
     except OSError as e:
@@ -4305,9 +4298,7 @@ def _remember_kind(name: str, identity: str, kind: str) -> None:
 def manager_for(cfg: Config, quiet: bool = False, verbose: bool = False) -> Manager:
     """The package manager to create with and its kind (cold path: may run `--version`)."""
     exe = manager_exe(cfg, quiet)
-    top = os.path.dirname(os.path.dirname(os.path.dirname(exe)))
-    if exe == bootstrapped_micromamba() or exe == bundled_micromamba(
-            os.path.join(top, "-"), os.path.basename(os.path.dirname(exe))):  # its package cache: the bootstrap's root
+    if exe == bootstrapped_micromamba() or is_bundled_micromamba(exe):  # the bootstrap's root
         return Manager(exe, "micromamba", os.path.join(bootstrap_dir(), "root"))
     return Manager(exe, manager_kind(exe, verbose))
 
@@ -4910,25 +4901,39 @@ def bundle_channel(lock_path: str) -> str:
 def bundled_url(channel: str, url: str, sha256: str, spec: Spec) -> str:
     """The file:// URL of URL's archive in the bundle's CHANNEL folder, after checking it
     against SHA256 (else the md5 after '#'): a missing or changed file is exit 74."""
-    import hashlib
-    from urllib.parse import quote, unquote
+    from urllib.parse import quote
 
-    bare, _, md5 = url.partition("#")
-    subdir, name = [unquote(p) for p in bare.rstrip("/").split("/")[-2:]]
-    local = os.path.join(channel, subdir, name)
-    digest = hashlib.sha256() if sha256 else hashlib.md5()
+    _, md5, place = archive_place(url)
+    local = os.path.join(channel, place)
     try:
-        with open(local, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
+        matches = archive_matches(local, sha256, md5)
     except OSError as e:
-        raise UsageError(f"the bundle's {subdir}/{name} cannot be read: {e.strerror}",
+        raise UsageError(f"the bundle's {place} cannot be read: {e.strerror}",
                          spec.label, code=EXIT_BAD_ARCHIVE) from None
-    if digest.hexdigest() != (sha256 or md5):
-        raise UsageError(f"the bundle's {subdir}/{name} does not match the lock's "
+    if not matches:
+        raise UsageError(f"the bundle's {place} does not match the lock's "
                          f"{'sha256' if sha256 else 'md5'}: it was changed or damaged; "
                          "nothing was created", spec.label, code=EXIT_BAD_ARCHIVE)
     return "file://" + quote(os.path.abspath(local)) + (f"#{md5}" if md5 else "")
+
+
+def archive_place(url: str) -> Tuple[str, str, str]:
+    """(URL without '#md5', the md5, 'SUBDIR/FILE': where a bundle keeps its archive)."""
+    from urllib.parse import unquote
+
+    bare, _, md5 = url.partition("#")
+    return bare, md5, "/".join(unquote(p) for p in bare.rstrip("/").split("/")[-2:])
+
+
+def archive_matches(path: str, sha256: str, md5: str) -> bool:
+    """Whether the file at PATH has SHA256 (the lock's), else MD5 when the lock has none."""
+    import hashlib
+
+    digest = hashlib.sha256() if sha256 else hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest() == (sha256 or md5)
 
 
 def _create_steps(env: Env, spec: Spec, mgr: Manager, lock_fd: int, quiet: bool,
@@ -7444,10 +7449,16 @@ def _bundle_micromamba(cfg: Config, work: str, platforms: List[str]) -> None:
 
 def bundled_micromamba(script: str, platform: str) -> str:
     """The micromamba a bundle holding SCRIPT carries for PLATFORM, or ''."""
-    top = os.path.dirname(os.path.abspath(script))
-    exe = os.path.join(top, BUNDLE_MICROMAMBA, platform, "micromamba")
-    return exe if os.path.isfile(os.path.join(top, BUNDLE_PACKAGES, BUNDLE_MARK)) and \
-        os.access(exe, os.X_OK) else ""
+    exe = os.path.join(os.path.dirname(os.path.abspath(script)), BUNDLE_MICROMAMBA, platform,
+                       "micromamba")
+    return exe if is_bundled_micromamba(exe) and os.access(exe, os.X_OK) else ""
+
+
+def is_bundled_micromamba(exe: str) -> bool:
+    """Whether EXE is a bundle's TOP/micromamba/PLATFORM/micromamba (TOP holding packages/)."""
+    top, platform_dir = os.path.split(os.path.dirname(exe))
+    return os.path.basename(top) == BUNDLE_MICROMAMBA and os.path.isfile(
+        os.path.join(os.path.dirname(top), BUNDLE_PACKAGES, BUNDLE_MARK)) and bool(platform_dir)
 
 
 def _bundle_lock(script: str, platforms: List[str], args: Args) -> Dict[str, Lock]:
@@ -7532,13 +7543,11 @@ def _bundle_wheels(wheels: str, pins: List[str], platform: str, label: str) -> N
 
 def _bundle_archive(packages: str, url: str, sha256: str, label: str) -> None:
     """Copy or download URL's archive into PACKAGES/SUBDIR/FILE, checking its hash."""
-    import hashlib
     import shutil
     from urllib.parse import unquote, urlsplit
 
-    bare, _, md5 = url.partition("#")
-    subdir, name = [unquote(p) for p in bare.rstrip("/").split("/")[-2:]]
-    target = os.path.join(packages, subdir, name)
+    bare, md5, place = archive_place(url)
+    target = os.path.join(packages, place)
     if os.path.exists(target):
         return
     os.makedirs(os.path.dirname(target), exist_ok=True)
@@ -7555,11 +7564,7 @@ def _bundle_archive(packages: str, url: str, sha256: str, label: str) -> None:
                      10 * BOOTSTRAP_TIMEOUT, lambda new: check_transport(new, True),
                      lambda reason: UsageError(f"cannot bundle {bare}: {reason}", label,
                                                code=EXIT_BAD_ARCHIVE))
-    digest = hashlib.sha256() if sha256 else hashlib.md5()
-    with open(target, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    if digest.hexdigest() != (sha256 or md5):
+    if not archive_matches(target, sha256, md5):
         raise UsageError(f"cannot bundle {bare}: it does not match the lock's "
                          f"{'sha256' if sha256 else 'md5'}", label, code=EXIT_BAD_ARCHIVE)
 
